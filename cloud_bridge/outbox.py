@@ -1,0 +1,133 @@
+"""The bridge's durable outbox (SQLite, WAL).
+
+Summaries enter ``pending``; the sealer moves up to ``batch_max`` of them into one batch
+with a fresh idempotency key, in one transaction, so a batch's content never changes
+across retries or restarts. A batch is deleted only when the city acknowledges it.
+"""
+
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from contract.city import Batch, CommunitySummary
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, summaries INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    key TEXT PRIMARY KEY, rejected_at REAL NOT NULL, reason TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingBatch:
+    key: str
+    body: bytes
+    summaries: int
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, summary: CommunitySummary) -> bool:
+        """Keep a summary for sending; False if this key was produced before (redelivery)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (summary.key,)).rowcount == 0:
+                    db.execute("COMMIT")
+                    return False
+                db.execute("INSERT INTO pending VALUES (?, ?, ?)", (summary.key, time.time(), summary.model_dump_json()))
+                self._bump("produced", 1)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
+
+    def seal(self, community: str, batch_max: int) -> int:
+        """Move up to ``batch_max`` pending summaries into a new batch; return how many."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute("SELECT key, body FROM pending ORDER BY created, key LIMIT ?", (batch_max,)).fetchall()
+                if not rows:
+                    db.execute("COMMIT")
+                    return 0
+                summaries = tuple(CommunitySummary.model_validate_json(body) for _, body in rows)
+                batch = Batch(key=str(uuid.uuid4()), community=community, sent_at=time.time(), summaries=summaries)
+                db.execute("INSERT INTO batches (key, created, body, summaries) VALUES (?, ?, ?, ?)",
+                           (batch.key, time.time(), batch.model_dump_json(), len(summaries)))
+                db.executemany("DELETE FROM pending WHERE key = ?", [(k,) for k, _ in rows])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def next_batch(self) -> OutgoingBatch | None:
+        with self._lock:
+            row = self._db.execute("SELECT key, body, summaries, attempts FROM batches ORDER BY created LIMIT 1").fetchone()
+        return OutgoingBatch(row[0], row[1].encode(), row[2], row[3]) if row else None
+
+    def acknowledged(self, key: str) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            (n,) = db.execute("SELECT summaries FROM batches WHERE key = ?", (key,)).fetchone() or (0,)
+            db.execute("DELETE FROM batches WHERE key = ?", (key,))
+            self._bump("acknowledged", n)
+            self._bump("batches_acknowledged", 1 if n else 0)
+            db.execute("COMMIT")
+
+    def failed(self, key: str, error: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE key = ?", (error[:500], key))
+
+    def reject(self, key: str, reason: str) -> None:
+        """The city refused this batch for good: keep it aside for a person, stop retrying."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT body, summaries FROM batches WHERE key = ?", (key,)).fetchone()
+            if row:
+                db.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)", (key, time.time(), reason[:1000], row[0]))
+                db.execute("DELETE FROM batches WHERE key = ?", (key,))
+                self._bump("rejected", row[1])
+            db.execute("COMMIT")
+
+    def _bump(self, name: str, by: int) -> None:
+        self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                         (name, by, by))
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            db = self._db
+            counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+            (pending,) = db.execute("SELECT COUNT(*) FROM pending").fetchone()
+            (in_batches,) = db.execute("SELECT COALESCE(SUM(summaries), 0) FROM batches").fetchone()
+            (batches,) = db.execute("SELECT COUNT(*) FROM batches").fetchone()
+        return {"produced": counters.get("produced", 0), "acknowledged": counters.get("acknowledged", 0),
+                "rejected": counters.get("rejected", 0), "pending": pending, "in_batches": in_batches,
+                "batches_waiting": batches, "batches_acknowledged": counters.get("batches_acknowledged", 0)}

@@ -1,0 +1,110 @@
+"""``midbrain bridge``: hub summaries in (persistent MQTT session), city batches out.
+
+Tasks: ``bridge-mqtt`` (subscribe to the hub's summaries), ``bridge-seal`` (pending ->
+batches), ``bridge-deliver`` (batches -> city). On SIGTERM the bridge seals and tries to
+deliver what it holds for up to ``drain_s`` seconds; whatever remains stays in the
+outbox for the next start.
+"""
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from cloud_bridge.delivery import Deliverer, http_client
+from cloud_bridge.outbox import Outbox
+from cloud_bridge.privacy import to_city
+from cloud_bridge.settings import BridgeSettings
+from contract import topics
+from contract.codec import DecodeError, decode_as
+from contract.endpoints import MqttEndpoint
+from contract.messages import HubSummary
+from servicekit.lifecycle import wait_or_stop, write_json_atomically
+from servicekit.mqtt import MqttLink
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings) -> None:
+        self.community_id = community_id
+        self.settings = settings
+        self.outbox = Outbox(settings.outbox)
+        self.invalid = 0
+        self.redelivered = 0
+        self.link = MqttLink(mqtt, client_id=f"{settings.client_id}-{community_id}", clean_session=False,
+                             on_connect=self._subscribe, on_message=self._on_summary)
+        self._sealed = asyncio.Event()
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(topics.filter_hub_summaries(self.community_id), qos=1)
+
+    async def _on_summary(self, message: aiomqtt.Message) -> None:
+        raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        try:
+            summary = decode_as(HubSummary, raw)
+        except DecodeError as exc:
+            self.invalid += 1
+            log.error("invalid hub summary on %s: %s", message.topic, exc)
+            return
+        if summary.community != self.community_id:
+            self.invalid += 1
+            log.error("summary for community %s arrived at the bridge of %s", summary.community, self.community_id)
+            return
+        if not await asyncio.to_thread(self.outbox.add, to_city(summary)):
+            self.redelivered += 1
+
+    async def _sealer(self, stop: asyncio.Event, deliverer: Deliverer) -> None:
+        while True:
+            if await asyncio.to_thread(self.outbox.seal, self.community_id, self.settings.batch_max):
+                deliverer.wake.set()
+                continue
+            if await wait_or_stop(stop, self.settings.batch_interval_s):
+                return
+
+    async def run(self, stop: asyncio.Event, *, drain_s: float = 10.0) -> None:
+        link_stop, work_stop = asyncio.Event(), asyncio.Event()
+        async with http_client(self.settings) as client:
+            deliverer = Deliverer(self.outbox, self.settings, client)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
+                    tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
+                    tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
+                    await stop.wait()
+                    link_stop.set()
+                    work_stop.set()
+                await self._drain(deliverer, drain_s)
+            finally:
+                self.outbox.close()
+
+    async def _drain(self, deliverer: Deliverer, drain_s: float) -> None:
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            await asyncio.to_thread(self.outbox.seal, self.community_id, self.settings.batch_max)
+            result = await deliverer.deliver_one()
+            if result is None:
+                return
+            if result is False:
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.outbox.stats(), "invalid_summaries": self.invalid, "redelivered": self.redelivered}
+
+
+async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings, stop: asyncio.Event,
+                     *, stats_file: Path | None = None, drain_s: float = 10.0) -> None:
+    bridge = Bridge(community_id, mqtt, settings)
+    try:
+        await bridge.run(stop, drain_s=drain_s)
+    finally:
+        if stats_file is not None:
+            outbox = Outbox(settings.outbox)  # run() closed its own connection
+            try:
+                write_json_atomically(stats_file, {**outbox.stats(), "invalid_summaries": bridge.invalid,
+                                                   "redelivered": bridge.redelivered})
+            finally:
+                outbox.close()

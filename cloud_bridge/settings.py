@@ -1,0 +1,21 @@
+"""Bridge settings (the ``[bridge]`` section)."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BridgeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    city_url: str = "http://127.0.0.1:8400"
+    outbox: Path = Path("var/bridge-outbox.sqlite3")
+    client_id: str = "midbrain-bridge"
+    batch_max: int = Field(default=500, ge=1)
+    batch_interval_s: float = Field(default=1.0, gt=0)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    ca_file: Path | None = None  # verify the city's certificate against this CA (https)
+    client_cert: Path | None = None
+    client_key: Path | None = None

@@ -1,0 +1,57 @@
+"""The uplink contract between a community's bridge and the city platform.
+
+Only what is declared here may leave a community: the models forbid extra fields, so
+an undeclared field cannot be serialised into a batch (the egress allow-list).
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.classes import DeviceClass
+from contract.ids import Ident
+from contract.messages import FiniteFloat
+
+CITY_SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CellSummary(_Frozen):
+    """Aggregates for one (building, device class): never a device or resident identifier."""
+
+    building: Ident
+    device_class: DeviceClass
+    devices: int = Field(ge=0)
+    online: int = Field(ge=0)
+    readings: int = Field(ge=0)
+    means: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+
+class CommunitySummary(_Frozen):
+    v: int = CITY_SCHEMA_VERSION
+    key: str = Field(min_length=1, max_length=128)  # idempotency key of this summary
+    revision: int = Field(default=0, ge=0)
+    community: Ident
+    window_start: FiniteFloat
+    window_end: FiniteFloat
+    devices: int = Field(ge=0)
+    online: int = Field(ge=0)
+    readings: int = Field(ge=0)
+    cells: tuple[CellSummary, ...] = ()
+    alerts: dict[str, int] = Field(default_factory=dict)
+    events: dict[str, int] = Field(default_factory=dict)
+
+
+class Batch(_Frozen):
+    v: int = CITY_SCHEMA_VERSION
+    key: str = Field(min_length=1, max_length=128)  # idempotency key of the batch
+    community: Ident
+    sent_at: FiniteFloat
+    summaries: tuple[CommunitySummary, ...] = Field(min_length=1, max_length=10_000)
+
+
+class BatchAck(_Frozen):
+    key: str
+    accepted: int = Field(ge=0)  # summaries new to the city
+    duplicates: int = Field(ge=0)  # summaries it already had

@@ -1,0 +1,122 @@
+"""Typed, frozen message models. Every payload carries ``v``, the schema version."""
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from contract.classes import DeviceClass
+from contract.ids import Ident
+
+SCHEMA_VERSION = 1
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+# Event names are snake_case words (``smoke_alarm``, ``service_request``).
+EventName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class DeviceInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Ident
+    device_class: DeviceClass = Field(alias="class")
+
+
+class Birth(Message):
+    """Gateway birth: published retained on the state topic when the edge agent connects."""
+
+    state: Literal["online"] = "online"
+    ts: FiniteFloat
+    boot: str = Field(min_length=1, max_length=64)  # one id per agent run; (gateway, boot, seq) is unique
+    seq: int = Field(ge=0)
+    software: str = Field(max_length=64)
+    devices: tuple[DeviceInfo, ...] = ()
+
+
+class Death(Message):
+    """Gateway death: the MQTT Last Will (retained), or published on clean shutdown."""
+
+    state: Literal["offline"] = "offline"
+    boot: str = Field(min_length=1, max_length=64)
+    clean: bool = False
+
+
+class Telemetry(Message):
+    seq: int = Field(ge=0)
+    boot: str = Field(min_length=1, max_length=64)
+    ts: FiniteFloat
+    device: Ident
+    metrics: dict[Annotated[str, Field(max_length=64)], FiniteFloat] = Field(min_length=1, max_length=64)
+    hist: bool = False  # replayed from the edge spool rather than live
+
+
+class Event(Message):
+    seq: int = Field(ge=0)
+    boot: str = Field(min_length=1, max_length=64)
+    ts: FiniteFloat
+    device: Ident
+    event: EventName
+    severity: Literal["info", "warning", "critical"] = "info"
+    data: dict[Annotated[str, Field(max_length=64)], str | FiniteFloat | bool] = Field(default_factory=dict, max_length=32)
+
+
+class Command(Message):
+    id: str = Field(min_length=1, max_length=64)
+    ts: FiniteFloat
+    command: Literal["ping", "rebirth", "read_now"]
+    device: Ident | None = None
+
+
+class Ack(Message):
+    id: str = Field(min_length=1, max_length=64)
+    ts: FiniteFloat
+    result: Literal["ok", "refused", "error"]
+    reason: str = Field(default="", max_length=256)
+
+
+class MetricStats(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(ge=0)
+    mean: FiniteFloat
+    min: FiniteFloat
+    max: FiniteFloat
+
+
+class SummaryCell(BaseModel):
+    """One (building, device class) cell of a hub summary. Carries no device identifiers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    building: Ident
+    device_class: DeviceClass
+    devices: int = Field(ge=0)
+    online: int = Field(ge=0)
+    readings: int = Field(ge=0)
+    metrics: dict[str, MetricStats] = Field(default_factory=dict)
+
+
+class HubSummary(Message):
+    """Per-window community summary the hub publishes for the bridge."""
+
+    community: Ident
+    window_start: FiniteFloat
+    window_end: FiniteFloat
+    cells: tuple[SummaryCell, ...]
+    alerts: dict[str, int] = Field(default_factory=dict)  # by alert type
+    events: dict[str, int] = Field(default_factory=dict)  # by event type
+    dead_letters: int = Field(default=0, ge=0)

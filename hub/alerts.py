@@ -1,0 +1,44 @@
+"""Turn window scores into alerts: one alert per incident, not one per window."""
+
+from dataclasses import dataclass
+
+from hub.windows import WindowScore
+
+SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift": "warning"}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDecision:
+    device: str
+    metric: str
+    kind: str
+    score: float
+    severity: str
+    raised_at: float
+
+
+class AlertPolicy:
+    """Raise when the score crosses ``threshold``; stay quiet for ``cooldown_s`` per series.
+
+    The cooldown is the debounce: while an incident goes on, successive windows keep
+    scoring high and must not raise again.
+    """
+
+    def __init__(self, threshold: float, cooldown_s: float) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def decide(self, scores: list[WindowScore]) -> list[AlertDecision]:
+        raised = []
+        for s in scores:
+            if s.score < self.threshold:
+                continue
+            key = (s.device, s.metric)
+            last = self._last.get(key)
+            if last is not None and s.window_end - last < self.cooldown_s:
+                continue
+            self._last[key] = s.window_end
+            raised.append(AlertDecision(s.device, s.metric, s.kind, s.score, SEVERITY.get(s.kind, "warning"),
+                                        s.window_end))
+        return raised

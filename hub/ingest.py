@@ -1,0 +1,204 @@
+"""Validate and route every message the hub receives. No I/O here: the service flushes
+what this collects to the store.
+
+Any message that does not satisfy the contract becomes a dead letter with its topic,
+reason, time and raw bytes; nothing raises out of :meth:`Ingestor.handle`.
+"""
+
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from contract import topics
+from contract.classes import CATALOG
+from contract.codec import DecodeError, decode
+from contract.messages import Ack, Birth, Death, Event, Telemetry
+from contract.topics import Topic, TopicError, TopicKind
+from hub.metrics import HubMetrics
+from hub.registry import Registry
+from hub.store import DeadLetter, TelemetryRow
+from hub.windows import Windows
+
+log = logging.getLogger(__name__)
+
+DEDUP_WINDOW = 100_000  # recent (gateway, boot, seq) remembered per gateway run
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Pending:
+    """Rows collected since the last flush."""
+
+    telemetry: list[TelemetryRow] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    acks: list[tuple[str, str, float, str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks)
+
+
+class _SeqWindow:
+    """Recently seen sequence numbers of one gateway run, bounded."""
+
+    def __init__(self, size: int) -> None:
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()
+        self._size = size
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; False if it was already seen."""
+        if seq in self._seen:
+            return False
+        self._seen.add(seq)
+        self._order.append(seq)
+        if len(self._order) > self._size:
+            self._seen.discard(self._order.popleft())
+        return True
+
+
+class Ingestor:
+    def __init__(self, registry: Registry, windows: Windows, metrics: HubMetrics, *, max_payload_bytes: int) -> None:
+        self.registry = registry
+        self.windows = windows
+        self.metrics = metrics
+        self.max_payload_bytes = max_payload_bytes
+        self.community = registry.community.id
+        self.pending = Pending()
+        self._seqs: dict[tuple[str, str], _SeqWindow] = {}
+        # Per-interval accumulators for the community summary: (device, metric) -> [n, sum, min, max]
+        self.interval_stats: dict[tuple[str, str], list[float]] = {}
+        self.interval_readings: dict[str, int] = {}
+        self.interval_events: dict[str, int] = {}
+
+    def take(self) -> Pending:
+        taken, self.pending = self.pending, Pending()
+        return taken
+
+    def handle(self, topic: str, payload: bytes, received_at: float | None = None) -> None:
+        received_at = received_at or time.time()
+        try:
+            self._route(topic, payload, received_at)
+        except Rejected as exc:
+            self._dead(topic, payload, received_at, exc.reason, exc.detail)
+        except Exception as exc:  # a bug must not stop ingest; keep the message for a person
+            log.exception("unexpected error on topic %s", topic)
+            self._dead(topic, payload, received_at, "internal-error", repr(exc))
+
+    def _dead(self, topic: str, payload: bytes, at: float, reason: str, detail: str) -> None:
+        self.metrics.dead_letter(reason)
+        log.warning("dead letter: topic=%s reason=%s detail=%s size=%d", topic, reason, detail[:200], len(payload))
+        self.pending.dead.append(DeadLetter(at, topic, reason, detail[:1000], payload[: self.max_payload_bytes], len(payload)))
+
+    def _route(self, topic: str, payload: bytes, at: float) -> None:
+        if len(payload) > self.max_payload_bytes:
+            raise Rejected("oversize", f"{len(payload)} bytes > {self.max_payload_bytes}")
+        try:
+            parsed = topics.parse(topic)
+        except TopicError as exc:
+            raise Rejected("bad-topic", exc.reason) from None
+        if parsed.community != self.community:
+            raise Rejected("foreign-community", parsed.community)
+        if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY):
+            return  # published by the hub itself
+        self.metrics.received.labels(parsed.kind).inc()
+        self.metrics.count(f"received_{parsed.kind}")
+        if parsed.gateway not in self.registry.gateways:
+            raise Rejected("unknown-gateway", str(parsed.gateway))
+        try:
+            message = decode(parsed.kind, payload, max_bytes=self.max_payload_bytes)
+        except DecodeError as exc:
+            raise Rejected(exc.reason, exc.detail) from None
+        if isinstance(message, Telemetry):
+            self._telemetry(parsed, message)
+        elif isinstance(message, Event):
+            self._event(parsed, message)
+        elif isinstance(message, Birth):
+            self._birth(parsed, message, at)
+        elif isinstance(message, Death):
+            if self.registry.death(str(parsed.gateway), message.boot, at):
+                log.warning("gateway %s offline (clean=%s)", parsed.gateway, message.clean)
+        elif isinstance(message, Ack):
+            self.pending.acks.append((message.id, str(parsed.gateway), at, message.result, message.reason))
+
+    def _check_device(self, parsed: Topic, device: str, seq: int, boot: str) -> None:
+        if device != parsed.device:
+            raise Rejected("topic-payload-mismatch", f"topic device {parsed.device!r}, payload device {device!r}")
+        state = self.registry.devices.get(device)
+        if state is None:
+            raise Rejected("unknown-device", device)
+        if state.gateway != parsed.gateway:
+            raise Rejected("wrong-gateway", f"{device} belongs to {state.gateway}, not {parsed.gateway}")
+        key = (str(parsed.gateway), boot)
+        window = self._seqs.get(key)
+        if window is None:
+            window = self._seqs[key] = _SeqWindow(DEDUP_WINDOW)
+        if not window.add(seq):
+            raise _Duplicate
+
+    def _telemetry(self, parsed: Topic, msg: Telemetry) -> None:
+        try:
+            self._check_device(parsed, msg.device, msg.seq, msg.boot)
+        except _Duplicate:
+            self.metrics.duplicates.inc()
+            self.metrics.count("duplicates")
+            return
+        state = self.registry.devices[msg.device]
+        spec = CATALOG[state.device_class]
+        scored = set()
+        for name, value in msg.metrics.items():
+            metric = spec.metric(name)
+            if metric is None:
+                raise Rejected("unknown-metric", f"{state.device_class} has no metric {name!r}")
+            if not metric.low <= value <= metric.high:
+                raise Rejected("out-of-range", f"{name}={value} outside [{metric.low}, {metric.high}]")
+            if metric.scored:
+                scored.add(name)
+        self.pending.telemetry.append(
+            TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items())))
+        self.registry.seen(msg.device, msg.ts, dict(msg.metrics))
+        self.interval_readings[msg.device] = self.interval_readings.get(msg.device, 0) + 1
+        for name, value in msg.metrics.items():
+            acc = self.interval_stats.get((msg.device, name))
+            if acc is None:
+                self.interval_stats[(msg.device, name)] = [1, value, value, value]
+            else:
+                acc[0] += 1
+                acc[1] += value
+                acc[2] = min(acc[2], value)
+                acc[3] = max(acc[3], value)
+            if not msg.hist and name in scored:
+                self.windows.add(msg.device, name, msg.ts, value)
+
+    def _event(self, parsed: Topic, msg: Event) -> None:
+        try:
+            self._check_device(parsed, msg.device, msg.seq, msg.boot)
+        except _Duplicate:
+            self.metrics.duplicates.inc()
+            return
+        self.pending.events.append((msg.ts, msg.device, str(parsed.gateway), msg.event, msg.severity,
+                                    json.dumps(msg.data, ensure_ascii=False)))
+        self.registry.seen(msg.device, msg.ts, {})
+        self.interval_events[msg.event] = self.interval_events.get(msg.event, 0) + 1
+
+    def _birth(self, parsed: Topic, msg: Birth, at: float) -> None:
+        gateway = str(parsed.gateway)
+        self.registry.birth(gateway, msg.boot, msg.software, at)
+        provisioned = {d.id for d in self.registry.community.devices_of(gateway)}
+        announced = {d.id for d in msg.devices}
+        if announced - provisioned:
+            log.warning("gateway %s announced unprovisioned devices: %s", gateway, sorted(announced - provisioned))
+        log.info("gateway %s online (boot %s, %d devices)", gateway, msg.boot, len(msg.devices))
+
+
+class _Duplicate(Exception):
+    pass

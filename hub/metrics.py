@@ -1,0 +1,30 @@
+"""The hub's counters: Prometheus metrics in a per-instance registry, plus plain totals."""
+
+from collections import Counter
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = PromCounter("midbrain_hub_messages_received", "Messages received, by kind", ["kind"], registry=r)
+        self.dead = PromCounter("midbrain_hub_dead_letters", "Messages dead-lettered, by reason", ["reason"], registry=r)
+        self.stored = PromCounter("midbrain_hub_telemetry_stored", "Telemetry messages stored", registry=r)
+        self.duplicates = PromCounter("midbrain_hub_duplicates", "Redelivered messages dropped by (gateway, boot, seq)", registry=r)
+        self.alerts = PromCounter("midbrain_hub_alerts_raised", "Alerts raised, by kind", ["kind"], registry=r)
+        self.windows = PromCounter("midbrain_hub_windows_scored", "Windows scored by the anomaly model", registry=r)
+        self.summaries = PromCounter("midbrain_hub_summaries_published", "Community summaries published", registry=r)
+        self.pending = Gauge("midbrain_hub_write_queue_depth", "Rows waiting for the SQLite writer", registry=r)
+        self.online = Gauge("midbrain_hub_devices_online", "Devices online", registry=r)
+        self.totals: Counter[str] = Counter()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.totals[name] += n
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead.labels(reason).inc()
+        self.totals["dead_lettered"] += 1

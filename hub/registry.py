@@ -1,0 +1,72 @@
+"""Device registry: what is provisioned, and what is online.
+
+Provisioned devices come from the community configuration; gateway birth and death
+and the time each device was last heard from decide online state.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from contract.classes import DeviceClass
+from contract.topology import Community
+
+
+@dataclass
+class DeviceState:
+    id: str
+    gateway: str
+    building: str
+    device_class: DeviceClass
+    name: str
+    last_seen: float | None = None
+    last_values: dict[str, float] = field(default_factory=dict)
+    messages: int = 0
+
+
+@dataclass
+class GatewayState:
+    id: str
+    building: str
+    online: bool = False
+    boot: str | None = None
+    software: str = ""
+    changed_at: float | None = None
+
+
+class Registry:
+    def __init__(self, community: Community, *, offline_after_s: float) -> None:
+        self.community = community
+        self.offline_after_s = offline_after_s
+        self.gateways = {g.id: GatewayState(g.id, g.building) for g in community.gateways}
+        self.devices = {
+            d.id: DeviceState(d.id, d.gateway, community.building_of(d), d.device_class, d.name)
+            for d in community.devices
+        }
+
+    def online(self, device: DeviceState, now: float | None = None) -> bool:
+        gateway = self.gateways[device.gateway]
+        if not gateway.online or device.last_seen is None:
+            return False
+        return (now or time.time()) - device.last_seen <= self.offline_after_s
+
+    def birth(self, gateway_id: str, boot: str, software: str, at: float) -> None:
+        gw = self.gateways[gateway_id]
+        gw.online, gw.boot, gw.software, gw.changed_at = True, boot, software, at
+
+    def death(self, gateway_id: str, boot: str, at: float) -> bool:
+        """Mark offline; ignore a death from an earlier run (its will may arrive late)."""
+        gw = self.gateways[gateway_id]
+        if gw.boot not in (None, boot):
+            return False
+        gw.online, gw.changed_at = False, at
+        return True
+
+    def seen(self, device_id: str, at: float, values: dict[str, float]) -> None:
+        d = self.devices[device_id]
+        d.last_seen = max(at, d.last_seen or at)
+        d.last_values.update(values)
+        d.messages += 1
+
+    def online_count(self) -> int:
+        now = time.time()
+        return sum(self.online(d, now) for d in self.devices.values())

@@ -1,0 +1,216 @@
+"""The hub as an async context manager: MQTT ingest, batched storage, scoring, summaries.
+
+Tasks (one TaskGroup): ``hub-ingest`` (persistent MQTT session), ``hub-publish`` (summaries
+and commands), ``hub-writer`` (batched SQLite writes), ``hub-scorer`` (windows -> model ->
+alerts), ``hub-summary`` (interval summaries). On exit the pending rows are flushed and a
+final summary for the current interval is published.
+"""
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter, deque
+from types import TracebackType
+
+import aiomqtt
+
+from contract import topics
+from contract.codec import encode
+from contract.endpoints import MqttEndpoint
+from contract.messages import HubSummary
+from contract.topology import Community
+from hub.alerts import AlertPolicy
+from hub.inference import WindowModel
+from hub.ingest import Ingestor
+from hub.metrics import HubMetrics
+from hub.registry import Registry
+from hub.settings import HubSettings
+from hub.store import HubStore
+from hub.summary import build_summary
+from hub.windows import Windows
+from servicekit.lifecycle import wait_or_stop
+from servicekit.mqtt import MqttLink, NotConnected
+
+log = logging.getLogger(__name__)
+
+
+class HubService:
+    def __init__(self, settings: HubSettings, community: Community, mqtt: MqttEndpoint) -> None:
+        self.settings = settings
+        self.community = community
+        self.metrics = HubMetrics()
+        self.registry = Registry(community, offline_after_s=settings.offline_after_s)
+        self.model = WindowModel(settings.model_dir)
+        self.windows = Windows(self.model, settings.window_s)
+        self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
+        self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
+        self.store: HubStore | None = None
+        self._mqtt = mqtt
+        self._stop = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._flushed = asyncio.Condition()
+        self._interval_alerts: Counter[str] = Counter()
+        self._interval_dead = 0
+        # The first interval starts now (not on the aligned boundary), so that a restarted
+        # hub never produces a second summary for a window it already summarised.
+        self._interval_start = time.time()
+        self._unsent: deque[HubSummary] = deque(maxlen=10_000)
+        self.ingest = MqttLink(mqtt, client_id=settings.client_id, clean_session=False,
+                               on_connect=self._subscribe, on_message=self._on_message)
+        self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> "HubService":
+        self.store = await asyncio.to_thread(HubStore, self.settings.database)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._ingest_stop = asyncio.Event()
+        self._tg.create_task(self.ingest.run(self._ingest_stop), name="hub-ingest")
+        self._tg.create_task(self.publisher.run(self._stop), name="hub-publish")
+        self._tg.create_task(self._writer(), name="hub-writer")
+        self._tg.create_task(self._scorer(), name="hub-scorer")
+        self._tg.create_task(self._summaries(), name="hub-summary")
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._ingest_stop.set()  # stop taking messages first; the broker keeps the rest for us
+        await asyncio.sleep(0)
+        try:
+            await self._flush()
+            await self._publish_summary(final=True)
+        finally:
+            self._stop.set()
+            assert self._tg is not None
+            await self._tg.__aexit__(et, e, tb)
+            if self.store is not None:
+                await asyncio.to_thread(self.store.close)
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        await self.ingest.wait_connected(timeout)
+        await self.publisher.wait_connected(timeout)
+
+    # -- ingest ----------------------------------------------------------------------
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(topics.filter_everything(), qos=1)
+
+    async def _on_message(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        raw = payload if isinstance(payload, bytes) else bytes(payload) if isinstance(payload, bytearray) \
+            else str(payload).encode() if payload is not None else b""
+        self.ingestor.handle(str(message.topic), raw)
+        pending = len(self.ingestor.pending)
+        self.metrics.pending.set(pending)
+        if pending >= self.settings.queue_size:
+            # Backpressure: stop reading until the writer has caught up (the broker buffers).
+            async with self._flushed:
+                await self._flushed.wait_for(lambda: len(self.ingestor.pending) < self.settings.queue_size)
+
+    async def _writer(self) -> None:
+        while not await wait_or_stop(self._stop, self.settings.write_interval_s):
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch = self.ingestor.take()
+        assert self.store is not None
+        if batch.telemetry or batch.events or batch.dead:
+            await asyncio.to_thread(self.store.write, batch.telemetry, batch.events, batch.dead)
+            self.metrics.stored.inc(len(batch.telemetry))
+            self.metrics.count("stored", len(batch.telemetry))
+            self.metrics.count("events_stored", len(batch.events))
+            self._interval_dead += len(batch.dead)
+        for ack in batch.acks:
+            await asyncio.to_thread(self.store.add_ack, *ack)
+        self.metrics.pending.set(len(self.ingestor.pending))
+        async with self._flushed:
+            self._flushed.notify_all()
+
+    # -- scoring and alerts -------------------------------------------------------------
+
+    async def _scorer(self) -> None:
+        while not await wait_or_stop(self._stop, self.settings.stride_s):
+            await self.score_now()
+
+    async def score_now(self) -> int:
+        """Score every window now; return how many alerts were raised."""
+        scores = self.windows.score(time.time())
+        self.metrics.windows.inc(len(scores))
+        assert self.store is not None
+        raised = self.alert_policy.decide(scores)
+        for a in raised:
+            await asyncio.to_thread(self.store.add_alert, a.raised_at, a.device, a.metric, a.kind, a.score,
+                                    a.severity, self.model.name)
+            self.metrics.alerts.labels(a.kind).inc()
+            self.metrics.count("alerts")
+            self._interval_alerts[a.kind] += 1
+            log.warning("alert: device=%s metric=%s kind=%s score=%.3f", a.device, a.metric, a.kind, a.score)
+        self.metrics.online.set(self.registry.online_count())
+        return len(raised)
+
+    # -- summaries -------------------------------------------------------------------------
+
+    def _align(self, t: float) -> float:
+        step = self.settings.summary_interval_s
+        return math.floor(t / step) * step
+
+    async def _summaries(self) -> None:
+        while True:
+            next_end = self._align(self._interval_start) + self.settings.summary_interval_s
+            if await wait_or_stop(self._stop, max(0.0, next_end - time.time())):
+                return
+            await self._publish_summary(final=False)
+
+    async def _publish_summary(self, *, final: bool) -> None:
+        now = time.time()
+        start = self._interval_start
+        end = now if final else self._align(start) + self.settings.summary_interval_s
+        ing = self.ingestor
+        summary = build_summary(self.registry, start, end, ing.interval_stats, ing.interval_readings,
+                                self._interval_alerts, ing.interval_events, self._interval_dead)
+        ing.interval_stats, ing.interval_readings, ing.interval_events = {}, {}, {}
+        self._interval_alerts = Counter()
+        self._interval_dead = 0
+        self._interval_start = end
+        if self._unsent.maxlen is not None and len(self._unsent) == self._unsent.maxlen:
+            self.metrics.count("summaries_dropped")
+            log.error("summary backlog full: dropping the oldest unsent summary")
+        self._unsent.append(summary)
+        while self._unsent:
+            pending = self._unsent[0]
+            try:
+                await self.publisher.publish(topics.hub_summary(self.community.id), encode(pending), qos=1, timeout=10)
+            except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+                log.error("summary %.0f-%.0f not published yet (%d waiting): %s", pending.window_start,
+                          pending.window_end, len(self._unsent), exc)
+                return
+            self._unsent.popleft()
+            self.metrics.summaries.inc()
+            self.metrics.count("summaries")
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def send_command(self, gateway: str, payload: bytes) -> None:
+        await self.publisher.publish(topics.gateway_command(self.community.id, gateway), payload, qos=1, timeout=5)
+
+    def stats(self) -> dict[str, int]:
+        t = self.metrics.totals
+        return {
+            "received_telemetry": t["received_telemetry"],
+            "received_event": t["received_event"],
+            "received_state": t["received_state"],
+            "stored": t["stored"],
+            "events_stored": t["events_stored"],
+            "dead_lettered": t["dead_lettered"],
+            "duplicates": t["duplicates"],
+            "alerts": t["alerts"],
+            "summaries": t["summaries"],
+            "summaries_waiting": len(self._unsent),
+            "summaries_dropped": t["summaries_dropped"],
+            "pending": len(self.ingestor.pending),
+            "devices_online": self.registry.online_count(),
+            "devices": len(self.registry.devices),
+        }
+

@@ -1,0 +1,25 @@
+"""Hub settings (the ``[hub]`` section)."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HubSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8300, ge=0, le=65535)
+    database: Path = Path("var/hub.sqlite3")
+    client_id: str = "midbrain-hub"
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    queue_size: int = Field(default=50_000, ge=10)
+    write_batch: int = Field(default=2_000, ge=1)
+    write_interval_s: float = Field(default=0.2, gt=0)
+    window_s: float = Field(default=60.0, gt=0)
+    stride_s: float = Field(default=10.0, gt=0)
+    summary_interval_s: float = Field(default=60.0, gt=0)
+    offline_after_s: float = Field(default=120.0, gt=0)
+    alert_threshold: float = Field(default=0.8, gt=0, lt=1)
+    alert_cooldown_s: float = Field(default=300.0, ge=0)
+    model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly

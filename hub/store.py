@@ -1,0 +1,153 @@
+"""The hub's embedded SQLite store: telemetry, events, dead letters, alerts, command acks.
+
+One writer connection used from a worker thread (batched transactions), one reader
+connection for the API; WAL lets them run side by side.
+"""
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS telemetry (
+    ts REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
+    gateway TEXT NOT NULL, seq INTEGER NOT NULL, hist INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS telemetry_by_device ON telemetry (device, ts);
+CREATE TABLE IF NOT EXISTS events (
+    ts REAL NOT NULL, device TEXT NOT NULL, gateway TEXT NOT NULL, event TEXT NOT NULL,
+    severity TEXT NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, received_at REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    detail TEXT NOT NULL, size INTEGER NOT NULL, raw BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_reason ON dead_letters (reason, received_at);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY, raised_at REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+    kind TEXT NOT NULL, score REAL NOT NULL, severity TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS command_acks (
+    id TEXT NOT NULL, gateway TEXT NOT NULL, received_at REAL NOT NULL, result TEXT NOT NULL, reason TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRow:
+    ts: float
+    device: str
+    gateway: str
+    seq: int
+    hist: bool
+    metrics: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_at: float
+    topic: str
+    reason: str
+    detail: str
+    raw: bytes  # possibly truncated; ``size`` is the original length
+    size: int
+
+
+class HubStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._writer.executescript(_SCHEMA)
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._reader.row_factory = sqlite3.Row
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
+
+    # -- writes (called from a worker thread, one transaction per batch) ----------
+
+    def write(self, telemetry: Sequence[TelemetryRow], events: Sequence[tuple[Any, ...]],
+              dead: Sequence[DeadLetter]) -> None:
+        with self._write_lock:
+            db = self._writer
+            db.execute("BEGIN")
+            try:
+                if telemetry:
+                    db.executemany(
+                        "INSERT INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist)) for t in telemetry for m, v in t.metrics),
+                    )
+                if events:
+                    db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+                if dead:
+                    db.executemany(
+                        "INSERT INTO dead_letters (received_at, topic, reason, detail, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
+                        ((d.received_at, d.topic, d.reason, d.detail, d.size, d.raw) for d in dead),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def add_alert(self, raised_at: float, device: str, metric: str, kind: str, score: float,
+                  severity: str, model: str) -> int:
+        with self._write_lock:
+            cur = self._writer.execute(
+                "INSERT INTO alerts (raised_at, device, metric, kind, score, severity, model, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')", (raised_at, device, metric, kind, score, severity, model))
+            return int(cur.lastrowid or 0)
+
+    def add_ack(self, ack_id: str, gateway: str, received_at: float, result: str, reason: str) -> None:
+        with self._write_lock:
+            self._writer.execute("INSERT INTO command_acks VALUES (?, ?, ?, ?, ?)",
+                                 (ack_id, gateway, received_at, result, reason))
+
+    # -- reads (API) -----------------------------------------------------------------
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._read_lock:
+            return [dict(r) for r in self._reader.execute(sql, tuple(args)).fetchall()]
+
+    def telemetry(self, device: str | None, metric: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+        where, args = _filters(device=device, metric=metric)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._query(f"SELECT ts, device, metric, value, gateway, seq, hist FROM telemetry {clause} "
+                           "ORDER BY ts DESC LIMIT ?", [*args, limit])
+
+    def dead_letters(self, reason: str | None, limit: int) -> list[dict[str, Any]]:
+        where, args = _filters(reason=reason)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT id, received_at, topic, reason, detail, size, raw FROM dead_letters {clause} "
+                           "ORDER BY id DESC LIMIT ?", [*args, limit])
+        for r in rows:
+            raw: bytes = r.pop("raw")
+            r["raw_text"] = raw.decode("utf-8", errors="replace")[:2048]
+            r["raw_hex"] = raw[:256].hex()
+        return rows
+
+    def alerts(self, limit: int) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", [limit])
+
+    def counts(self) -> dict[str, int]:
+        with self._read_lock:
+            return {
+                "telemetry_rows": self._reader.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0],
+                "dead_letters": self._reader.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0],
+                "alerts": self._reader.execute("SELECT COUNT(*) FROM alerts").fetchone()[0],
+            }
+
+
+def _filters(**equal: str | None) -> tuple[list[str], list[Any]]:
+    where = [f"{k} = ?" for k, v in equal.items() if v is not None]
+    return where, [v for v in equal.values() if v is not None]

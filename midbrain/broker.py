@@ -1,0 +1,106 @@
+"""The demo's MQTT broker: Mosquitto when it is installed, otherwise embedded amqtt.
+
+Mosquitto is spawned on a free loopback port with ``config/mosquitto/demo.conf``
+(anonymous access on loopback only). amqtt runs as ``midbrain broker``, so that both
+are real processes that can be stopped and started again.
+"""
+
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEMO_CONF = Path(__file__).resolve().parent / "defaults" / "mosquitto-demo.conf"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def mosquitto_path() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+
+
+class BrokerProcess:
+    """A broker in its own process, on a loopback port; ``kind`` is 'mosquitto' or 'amqtt'."""
+
+    def __init__(self, kind: str, port: int, workdir: Path) -> None:
+        self.kind = kind
+        self.port = port
+        self.host = "127.0.0.1"
+        self._workdir = workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def choose(cls, prefer: str, workdir: Path, port: int | None = None) -> "BrokerProcess":
+        kind = prefer
+        if prefer == "auto":
+            kind = "mosquitto" if mosquitto_path() else "amqtt"
+        if kind == "mosquitto" and not mosquitto_path():
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto), use --broker amqtt")
+        return cls(kind, port or free_port(), workdir)
+
+    def start(self) -> None:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        log_path = self._workdir / f"{self.kind}.log"
+        log_fh = log_path.open("ab")
+        if self.kind == "mosquitto":
+            conf = self._workdir / "mosquitto.conf"
+            conf.write_text(DEMO_CONF.read_text().replace("@PORT@", str(self.port))
+                            .replace("@PERSIST@", str(self._workdir) + "/"))
+            cmd = [str(mosquitto_path()), "-c", str(conf)]
+        else:
+            cmd = [sys.executable, "-m", "midbrain.cli", "broker", "--port", str(self.port)]
+        self._proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log_fh.close()
+        try:
+            wait_for_port(self.host, self.port, timeout=15)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.kind} did not start; see {log_path}") from None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> "BrokerProcess":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def temp_workdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))

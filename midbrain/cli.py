@@ -1,0 +1,193 @@
+"""``midbrain``: one command, a subcommand per service."""
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from midbrain.config import ConfigError, MidbrainConfig, load_config
+from servicekit.lifecycle import run_until_signalled, write_json_atomically
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="midbrain: edge small brains, the community mid-brain and the bridge to the city brain.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration tools.")
+simulate_app = typer.Typer(no_args_is_help=True, help="Hardware and community simulators.")
+app.add_typer(config_app, name="config")
+app.add_typer(simulate_app, name="simulate")
+
+DEFAULT_CONFIG = Path("config/demo.toml")
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+StatsFile = Annotated[Optional[Path], typer.Option("--stats-file", help="Write counters here as JSON on exit.")]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _load(path: Path) -> MidbrainConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            typer.echo(f"config error: {line}", err=True)
+        raise typer.Exit(2) from None
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="Configuration file to validate.")]) -> None:
+    """Validate a configuration file; print every error with file, key and reason."""
+    cfg = _load(file)
+    c = cfg.community
+    typer.echo(f"{file}: OK — community {c.id} ({c.name}): {len(c.buildings)} buildings, "
+               f"{len(c.gateways)} gateways, {len(c.devices)} devices")
+
+
+@app.command()
+def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO") -> None:
+    """Run the community mid-brain: ingest, storage, inference, alerts, API and staff page."""
+    from hub.runner import run_hub
+
+    cfg = _load(config)
+    _logging(log_level)
+    run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop))
+
+
+@app.command()
+def edge(gateway: Annotated[str, typer.Option("--gateway", "-g", help="Gateway id from the config.")],
+         config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO",
+         serial_port: Annotated[Optional[list[str]], typer.Option(
+             "--serial-port", help="DEVICE=PATH: where a serial device is attached (repeatable).")] = None,
+         stats_file: StatsFile = None) -> None:
+    """Run the edge agent of one gateway."""
+    from edge.runner import run_edge
+
+    cfg = _load(config)
+    try:
+        cfg.community.gateway(gateway)
+    except KeyError:
+        typer.echo(f"config error: {config}: community.gateways: no gateway {gateway!r} "
+                   f"(known: {', '.join(g.id for g in cfg.community.gateways)})", err=True)
+        raise typer.Exit(2) from None
+    ports = {}
+    for item in serial_port or []:
+        device, sep, path = item.partition("=")
+        if not sep:
+            typer.echo(f"--serial-port {item!r}: expected DEVICE=PATH", err=True)
+            raise typer.Exit(2)
+        ports[device] = path
+    _logging(log_level)
+    run_until_signalled(lambda stop: run_edge(cfg.community, gateway, cfg.mqtt, cfg.edge, stop,
+                                              serial_ports=ports, stats_file=stats_file))
+
+
+@app.command()
+def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None,
+           drain_s: Annotated[float, typer.Option(help="On SIGTERM, keep delivering this long.")] = 10.0) -> None:
+    """Run the cloud bridge: privacy-safe summaries to the city platform, durably."""
+    from cloud_bridge.service import run_bridge
+
+    cfg = _load(config)
+    _logging(log_level)
+    run_until_signalled(lambda stop: run_bridge(cfg.community.id, cfg.mqtt, cfg.bridge, stop,
+                                                stats_file=stats_file, drain_s=drain_s))
+
+
+@app.command()
+def city(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO") -> None:
+    """Run the reference city platform (stands in for the city brain)."""
+    from simulators.city.service import run_city
+
+    cfg = _load(config)
+    _logging(log_level)
+    run_until_signalled(lambda stop: run_city(cfg.city, stop))
+
+
+@app.command(hidden=False)
+def broker(port: Annotated[int, typer.Option(help="TCP port.")] = 1883,
+           host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+           log_level: LogLevel = "WARNING") -> None:
+    """Run the embedded amqtt MQTT broker (zero-install default; use Mosquitto in production)."""
+    from midbrain.embedded_broker import run_embedded_broker
+
+    _logging(log_level)
+    run_until_signalled(lambda stop: run_embedded_broker(host, port, stop))
+
+
+@simulate_app.command("community")
+def simulate_community(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO",
+                       ports_file: Annotated[Optional[Path], typer.Option(
+                           help="Write {device: pty path} here once serial devices are up.")] = None,
+                       stats_file: StatsFile = None) -> None:
+    """Simulate every device of the configured community (MQTT sensors, serial sensors, kiosk)."""
+    from simulators.community import CommunitySimulator
+
+    cfg = _load(config)
+    _logging(log_level)
+
+    async def main(stop: asyncio.Event) -> None:
+        sim = CommunitySimulator(cfg.community, cfg.mqtt, cfg.simulate)
+        typer.echo(json.dumps({"serial_ports": sim.serial_ports}))
+        if ports_file is not None:
+            write_json_atomically(ports_file, sim.serial_ports)
+        try:
+            await sim.run(stop)
+        finally:
+            if stats_file is not None:
+                write_json_atomically(stats_file, sim.stats())
+
+    run_until_signalled(main)
+
+
+@simulate_app.command("serial")
+def simulate_serial(protocol: Annotated[str, typer.Option(help="Device protocol: pms5003.")] = "pms5003",
+                    count: Annotated[int, typer.Option(min=1, max=64)] = 1,
+                    seed: int = 1) -> None:
+    """Serial devices answering on pseudo-terminals; prints the port paths to point an agent at."""
+    if protocol != "pms5003":
+        typer.echo(f"unknown protocol {protocol!r}; available: pms5003", err=True)
+        raise typer.Exit(2)
+    from simulators.pty_pms5003 import PtyPms5003
+
+    async def main(stop: asyncio.Event) -> None:
+        sims = [PtyPms5003(seed + i).start() for i in range(count)]
+        for i, s in enumerate(sims):
+            typer.echo(f"{protocol}[{i}] {s.port}")
+        try:
+            await stop.wait()
+        finally:
+            for s in sims:
+                s.stop()
+
+    run_until_signalled(main)
+
+
+@app.command()
+def demo(config: ConfigOpt = DEFAULT_CONFIG,
+         duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
+         report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of counts per stage on stop.")] = None,
+         broker: Annotated[str, typer.Option(help="auto (Mosquitto if installed), mosquitto or amqtt.")] = "auto",
+         workdir: Annotated[Optional[Path], typer.Option(help="Where databases and logs go.")] = None,
+         log_level: LogLevel = "WARNING") -> None:
+    """Run a whole simulated community on this machine: broker, hub, edges, bridge, city, simulators."""
+    from midbrain.demo import Demo
+
+    _load(config)  # fail before starting anything
+    if broker not in ("auto", "mosquitto", "amqtt"):
+        typer.echo(f"--broker {broker!r}: expected auto, mosquitto or amqtt", err=True)
+        raise typer.Exit(2)
+    _logging(log_level)
+    result = Demo(config, broker=broker, workdir=workdir, log_level=log_level).run(duration)
+    if report is not None:
+        write_json_atomically(report, result)
+        typer.echo(f"report written to {report}")
+    raise typer.Exit(0 if result.get("ok") else 1)
+
+
+if __name__ == "__main__":
+    app()

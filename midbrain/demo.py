@@ -1,0 +1,323 @@
+"""``midbrain demo``: a whole community on one machine, each service in its own process.
+
+Start order: broker, city platform, hub, bridge, device simulators, edge agents.
+Stop order is the data's direction, so that nothing in flight is cut off: simulators,
+then edges (they drain their queues), then the hub (it flushes and publishes its last
+summary), then the bridge (it delivers what it holds), then the city, then the broker.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from midbrain.broker import BrokerProcess, free_port, wait_for_port
+from midbrain.config import MidbrainConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+def _port_or_free(port: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+class Service:
+    """One child process of the demo, with its own log file and process group."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = workdir / "logs" / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.down_since: float | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as fh:
+            # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
+            self.proc = subprocess.Popen([sys.executable, "-m", "midbrain.cli", *self.args], env=self.env,
+                                         stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        self.down_since = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.error("%s did not stop within %.0fs; killing it", self.name, timeout)
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Demo:
+    def __init__(self, config_path: Path, *, broker: str = "auto", workdir: Path | None = None,
+                 log_level: str = "WARNING") -> None:
+        self.config_path = config_path.resolve()
+        self.cfg: MidbrainConfig = load_config(config_path)
+        self.workdir = (workdir or Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker = BrokerProcess.choose(broker, self.workdir / "broker")
+        self.hub_port = _port_or_free(self.cfg.hub.http_port)
+        self.city_port = _port_or_free(self.cfg.city.http_port)
+        self.log_level = log_level
+        self.console = Console(stderr=True)
+        self._stopping = False
+        self.services: dict[str, Service] = {}
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    @property
+    def city_url(self) -> str:
+        return f"http://127.0.0.1:{self.city_port}"
+
+    def _env(self) -> dict[str, str]:
+        w = self.workdir
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "MIDBRAIN_MQTT__HOST": self.broker.host,
+            "MIDBRAIN_MQTT__PORT": str(self.broker.port),
+            "MIDBRAIN_HUB__HTTP_PORT": str(self.hub_port),
+            "MIDBRAIN_HUB__DATABASE": str(w / "hub.sqlite3"),
+            "MIDBRAIN_BRIDGE__OUTBOX": str(w / "bridge-outbox.sqlite3"),
+            "MIDBRAIN_BRIDGE__CITY_URL": self.city_url,
+            "MIDBRAIN_CITY__HTTP_PORT": str(self.city_port),
+            "MIDBRAIN_CITY__DATABASE": str(w / "city.sqlite3"),
+            "MIDBRAIN_EDGE__STATE_DIR": str(w / "edge"),
+        }
+
+    def service(self, name: str, *args: str) -> Service:
+        svc = Service(name, [*args, "--config", str(self.config_path), "--log-level", self.log_level],
+                      self._env(), self.workdir)
+        self.services[name] = svc
+        return svc
+
+    def stats_path(self, name: str) -> Path:
+        return self.workdir / "stats" / f"{name}.json"
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.broker.start()
+        self.service("city", "city").start()
+        self.service("hub", "hub").start()
+        wait_for_port("127.0.0.1", self.city_port, timeout=20)
+        self._wait_http(f"{self.hub_url}/healthz", timeout=30)
+        self.service("bridge", "bridge", "--stats-file", str(self.stats_path("bridge"))).start()
+        ports_file = self.workdir / "serial-ports.json"
+        self.service("simulators", "simulate", "community", "--ports-file", str(ports_file),
+                     "--stats-file", str(self.stats_path("simulators"))).start()
+        ports = self._wait_json(ports_file, timeout=20)
+        for gw in self.cfg.community.gateways:
+            args = ["edge", "--gateway", gw.id, "--stats-file", str(self.stats_path(f"edge-{gw.id}"))]
+            for device in self.cfg.community.devices_of(gw.id):
+                if device.id in ports:
+                    args += ["--serial-port", f"{device.id}={ports[device.id]}"]
+            self.service(f"edge-{gw.id}", *args).start()
+        self._write_pids()
+
+    def _wait_http(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            self._check_alive()
+            time.sleep(0.1)
+        raise RuntimeError(f"{url} not ready after {timeout}s; see {self.workdir / 'logs'}")
+
+    def _wait_json(self, path: Path, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return json.loads(path.read_text())  # type: ignore[no-any-return]
+            self._check_alive()
+            time.sleep(0.05)
+        raise RuntimeError(f"{path} not written after {timeout}s")
+
+    def _check_alive(self) -> None:
+        for svc in self.services.values():
+            if svc.proc is not None and svc.proc.poll() is not None:
+                raise RuntimeError(f"{svc.name} exited with {svc.proc.returncode}; see {svc.log_path}")
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self, duration: float | None) -> dict[str, Any]:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        started = time.monotonic()
+        result: dict[str, Any] = {"ok": False}
+        try:
+            self.start()
+            self.console.print(
+                f"[bold]midbrain demo[/] — community [cyan]{self.cfg.community.id}[/] "
+                f"({self.cfg.community.name}), broker: {self.broker.kind} on 127.0.0.1:{self.broker.port}\n"
+                f"  hub API      {self.hub_url}/docs\n"
+                f"  staff page   {self.hub_url}/staff\n"
+                f"  metrics      {self.hub_url}/metrics\n"
+                f"  city         {self.city_url}/  ({self.city_url}/api/summaries)\n"
+                f"  data & logs  {self.workdir}\n"
+                "Ctrl-C stops everything cleanly.")
+            tick = 0
+            while not self._stopping and (duration is None or time.monotonic() - started < duration):
+                self._supervise()
+                self._status_line(tick)
+                tick += 1
+                time.sleep(1.0)
+            self.console.print()
+            result = self.stop(time.monotonic() - started)
+        finally:
+            for svc in self.services.values():
+                svc.kill()  # only those still running after an error
+            self.broker.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return result
+
+    def _supervise(self, restart_after_s: float = 3.0) -> None:
+        """Restart a service that died (crashed or was killed), after a short pause."""
+        now = time.monotonic()
+        for svc in self.services.values():
+            if svc.alive():
+                continue
+            if svc.down_since is None:
+                svc.down_since = now
+                code = svc.proc.returncode if svc.proc is not None else None
+                self.console.print(f"\n[yellow]{svc.name} exited ({code}); restarting in {restart_after_s:.0f}s[/]")
+            elif now - svc.down_since >= restart_after_s:
+                svc.restarts += 1
+                svc.start()
+                self._write_pids()
+
+    def _write_pids(self) -> None:
+        pids = {n: s.proc.pid for n, s in self.services.items() if s.proc is not None}
+        pids["broker"] = self.broker.pid or 0
+        (self.workdir / "pids.json").write_text(json.dumps(pids, indent=2))
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def _get(self, url: str) -> dict[str, Any]:
+        try:
+            r = httpx.get(url, timeout=2)
+            return r.json() if r.status_code == 200 else {}  # type: ignore[no-any-return]
+        except (httpx.HTTPError, ValueError):
+            return {}
+
+    def _status_line(self, tick: int) -> None:
+        if not self.console.is_terminal and tick % 10:
+            return  # in a log file, one line every 10 s; on a terminal, one line redrawn each second
+        hub, city = self._get(f"{self.hub_url}/api/stats"), self._get(f"{self.city_url}/api/stats")
+        down = [n for n, s in self.services.items() if not s.alive()]
+        self.console.print(
+            ("\r\x1b[2K" if self.console.is_terminal else "") + f"online {hub.get('devices_online', '?')}/{hub.get('devices', '?')} · stored {hub.get('stored', '?')}"
+            f" · dead-lettered {hub.get('dead_lettered', '?')} · alerts {hub.get('alerts', '?')}"
+            f" · summaries at city {city.get('summaries', '?')}" + (f" · [red]down: {', '.join(down)}[/]" if down else ""),
+            end="" if self.console.is_terminal else "\n", highlight=False, soft_wrap=True)
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    def stop(self, elapsed: float) -> dict[str, Any]:
+        self.console.print("stopping: simulators → edges → hub → bridge → city → broker")
+        codes: dict[str, int | None] = {}
+        codes["simulators"] = self.services["simulators"].stop()
+        self._settled_hub_stats()  # readings already accepted by the broker reach the hub first
+        for name in [n for n in self.services if n.startswith("edge-")]:
+            codes[name] = self.services[name].stop()
+        hub_stats = self._settled_hub_stats()
+        codes["hub"] = self.services["hub"].stop()
+        codes["bridge"] = self.services["bridge"].stop(timeout=30)
+        city_stats = self._get(f"{self.city_url}/api/stats")
+        city_communities = {c["community"]: c for c in self._get_list(f"{self.city_url}/api/communities")}
+        codes["city"] = self.services["city"].stop()
+        sim = self._read_stats("simulators")
+        bridge = self._read_stats("bridge")
+        edges = [self._read_stats(f"edge-{g.id}") for g in self.cfg.community.gateways]
+        rejected_at_edge = sum(e.get("rejected", 0) for e in edges)
+        published = sim.get("readings_published", 0)
+        stored = hub_stats.get("stored", 0)
+        dead = hub_stats.get("dead_lettered", 0) + rejected_at_edge
+        report = {
+            "community": self.cfg.community.id,
+            "broker": self.broker.kind,
+            "duration_s": round(elapsed, 1),
+            "published_by_simulators": published,
+            "events_published_by_simulators": sim.get("events_published", 0),
+            "forwarded_by_edges": sum(e.get("published", 0) for e in edges),
+            "received_by_hub": hub_stats.get("received_telemetry", 0),
+            "stored": stored,
+            "dead_lettered": dead,
+            "duplicates_dropped": hub_stats.get("duplicates", 0),
+            "alerts_raised": hub_stats.get("alerts", 0),
+            "summaries_produced": bridge.get("produced", 0),
+            "summaries_acknowledged": bridge.get("acknowledged", 0),
+            "summaries_at_city": city_communities.get(self.cfg.community.id, {}).get("summaries", 0),
+            "city_duplicates_refused": city_stats.get("duplicate_summaries", 0),
+            "lost": published - stored - dead,
+            "exit_codes": codes,
+            "restarts": {n: s.restarts for n, s in self.services.items() if s.restarts},
+            "workdir": str(self.workdir),
+        }
+        report["ok"] = (report["lost"] == 0 and all(c == 0 for c in codes.values())
+                        and report["summaries_acknowledged"] == report["summaries_produced"])
+        self.console.print_json(json.dumps(report))
+        return report
+
+    def _get_list(self, url: str) -> list[dict[str, Any]]:
+        try:
+            r = httpx.get(url, timeout=2)
+            return r.json() if r.status_code == 200 else []  # type: ignore[no-any-return]
+        except (httpx.HTTPError, ValueError):
+            return []
+
+    def _settled_hub_stats(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Hub counters once nothing more is arriving (the broker may still hold a few in flight)."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            now = self._get(f"{self.hub_url}/api/stats")
+            key = (now.get("received_telemetry"), now.get("stored"), now.get("pending"))
+            if key != (last.get("received_telemetry"), last.get("stored"), last.get("pending")):
+                last, stable_since = now, time.monotonic()
+            elif now.get("pending") == 0 and time.monotonic() - stable_since > 1.0:
+                return now
+            time.sleep(0.2)
+        return last
+
+    def _read_stats(self, name: str) -> dict[str, Any]:
+        path = self.stats_path(name)
+        return json.loads(path.read_text()) if path.exists() else {}

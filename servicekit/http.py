@@ -1,0 +1,46 @@
+"""Serve an ASGI app with uvicorn inside our own task group and signal handling."""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: the service owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """Bind first (so the port is known and errors surface early), then serve until stopped."""
+
+    def __init__(self, app: object, host: str, port: int, *, ssl_certfile: str | None = None,
+                 ssl_keyfile: str | None = None) -> None:
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host = host
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                                timeout_graceful_shutdown=5)
+        self._server = _Server(config)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self._sock])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+    async def started(self) -> None:
+        while not self._server.started:
+            await asyncio.sleep(0.02)

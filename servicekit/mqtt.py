@@ -1,0 +1,114 @@
+"""A long-lived MQTT connection (aiomqtt) that reconnects with jittered backoff.
+
+Connection state is something to await (:meth:`MqttLink.wait_connected`), not a flag to
+poll. ``on_connect`` runs after every (re)connect, before messages are delivered: that
+is where subscriptions and birth messages go.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from contract.endpoints import MqttEndpoint
+from servicekit.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+OnConnect = Callable[[aiomqtt.Client], Awaitable[None]]
+OnMessage = Callable[[aiomqtt.Message], Awaitable[None]]
+
+
+class NotConnected(Exception):
+    """Publishing failed because the link is down; the caller keeps the message."""
+
+
+class MqttLink:
+    def __init__(self, endpoint: MqttEndpoint, *, client_id: str, clean_session: bool = True,
+                 will: aiomqtt.Will | None = None, on_connect: OnConnect | None = None,
+                 on_message: OnMessage | None = None, max_inflight: int = 100) -> None:
+        self.endpoint = endpoint
+        self.client_id = client_id
+        self._clean_session = clean_session
+        self._will = will
+        self._on_connect = on_connect
+        self._on_message = on_message
+        self._max_inflight = max_inflight
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self.connects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected until ``stop`` is set."""
+        backoff = Backoff(self.endpoint.reconnect_initial_s, self.endpoint.reconnect_max_s)
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff.reset()
+            except aiomqtt.MqttError as exc:
+                delay = backoff.next_delay()
+                log.warning("mqtt %s: link to %s:%d down (%s); retry in %.1fs", self.client_id,
+                            self.endpoint.host, self.endpoint.port, exc, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        ep = self.endpoint
+        async with aiomqtt.Client(
+            ep.host, ep.port, username=ep.username, password=ep.password, identifier=self.client_id,
+            clean_session=self._clean_session, will=self._will, keepalive=ep.keepalive_s, timeout=10,
+            max_inflight_messages=self._max_inflight,
+        ) as client:
+            self._client = client
+            self.connects += 1
+            try:
+                if self._on_connect is not None:
+                    await self._on_connect(client)
+                self._connected.set()
+                log.info("mqtt %s: connected to %s:%d", self.client_id, ep.host, ep.port)
+                await self._serve(client, stop)
+            finally:
+                self._connected.clear()
+                self._client = None
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        stopper = asyncio.create_task(stop.wait(), name=f"{self.client_id}-stop")
+        tasks = {stopper}
+        if self._on_message is not None:
+            tasks.add(asyncio.create_task(self._read(client), name=f"{self.client_id}-read"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise MqttError from the reader
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        assert self._on_message is not None
+        async for message in client.messages:
+            await self._on_message(message)
+        raise aiomqtt.MqttError("message stream ended")
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                      timeout: float | None = None) -> None:
+        """Publish once connected; raise :class:`NotConnected` if the link drops meanwhile."""
+        await self.wait_connected(timeout)
+        client = self._client
+        if client is None:
+            raise NotConnected(topic)
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise NotConnected(f"{topic}: {exc}") from exc

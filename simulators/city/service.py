@@ -1,0 +1,29 @@
+"""``midbrain city``: the reference city platform as a long-lived process."""
+
+import asyncio
+import logging
+
+from servicekit.http import HttpServer
+from simulators.city.app import create_app
+from simulators.city.store import CityStore
+from simulators.settings import CitySettings
+
+log = logging.getLogger(__name__)
+
+
+async def run_city(settings: CitySettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+    store = CityStore(settings.database)
+    server = HttpServer(create_app(store), settings.http_host, settings.http_port,
+                        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+                        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None)
+    log.info("city platform listening on %s", server.url)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(server.serve(), name="city-http")
+            await server.started()
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            server.stop()
+    finally:
+        store.close()

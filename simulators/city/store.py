@@ -1,0 +1,100 @@
+"""City platform storage: batches deduplicated by idempotency key, summaries by key with
+the latest revision kept."""
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from contract.city import Batch, BatchAck
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    key TEXT PRIMARY KEY, community TEXT NOT NULL, received_at REAL NOT NULL, summaries INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS summaries (
+    key TEXT PRIMARY KEY, community TEXT NOT NULL, revision INTEGER NOT NULL,
+    window_start REAL NOT NULL, window_end REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS summaries_by_community ON summaries (community, window_start);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class CityStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def accept(self, batch: Batch) -> BatchAck:
+        """Store a batch once; a repeated batch or summary is acknowledged, not stored again."""
+        now = time.time()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("SELECT 1 FROM batches WHERE key = ?", (batch.key,)).fetchone():
+                    db.execute("ROLLBACK")
+                    self._bump("duplicate_batches", 1)
+                    return BatchAck(key=batch.key, accepted=0, duplicates=len(batch.summaries))
+                accepted = duplicates = 0
+                for s in batch.summaries:
+                    row = db.execute("SELECT revision FROM summaries WHERE key = ?", (s.key,)).fetchone()
+                    if row is not None and row[0] >= s.revision:
+                        duplicates += 1
+                        continue
+                    db.execute(
+                        "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                        "revision=excluded.revision, body=excluded.body, received_at=excluded.received_at",
+                        (s.key, batch.community, s.revision, s.window_start, s.window_end, now,
+                         s.model_dump_json()),
+                    )
+                    accepted += 1
+                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (batch.key, batch.community, now,
+                                                                      len(batch.summaries)))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._bump("duplicate_summaries", duplicates)
+        return BatchAck(key=batch.key, accepted=accepted, duplicates=duplicates)
+
+    def _bump(self, name: str, by: int) -> None:
+        self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                         (name, by, by))
+
+    def communities(self) -> list[dict[str, object]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT community, COUNT(*), MAX(window_end), MAX(received_at) FROM summaries GROUP BY community"
+            ).fetchall()
+        return [{"community": c, "summaries": n, "latest_window_end": w, "last_received_at": r}
+                for c, n, w, r in rows]
+
+    def summaries(self, community: str | None, limit: int) -> list[dict[str, object]]:
+        sql = "SELECT body FROM summaries"
+        args: tuple[object, ...] = ()
+        if community:
+            sql += " WHERE community = ?"
+            args = (community,)
+        sql += " ORDER BY window_start DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            (summaries,) = self._db.execute("SELECT COUNT(*) FROM summaries").fetchone()
+            (batches,) = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        return {"summaries": summaries, "batches": batches,
+                "duplicate_batches": counters.get("duplicate_batches", 0),
+                "duplicate_summaries": counters.get("duplicate_summaries", 0)}

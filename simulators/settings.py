@@ -1,0 +1,39 @@
+"""Simulator and reference city platform settings."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CitySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8400, ge=0, le=65535)
+    database: Path = Path("var/city.sqlite3")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+class FaultSpec(BaseModel):
+    """A fault the simulator injects into one device's readings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device: str
+    kind: str = Field(pattern=r"^(spike|stuck|drift|dropout|fire)$")
+    start_s: float = Field(ge=0)  # seconds after the simulator starts
+    duration_s: float = Field(gt=0)
+    magnitude: float = 1.0
+
+
+class SimulateSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 20261127
+    time_scale: float = Field(default=1.0, gt=0)  # >1 publishes faster than real time
+    device_topic_prefix: str = "field"
+    faults: tuple[FaultSpec, ...] = ()
+    # Devices start once every gateway of the community is born (retained online state),
+    # or after this many seconds, whichever comes first; 0 starts at once.
+    wait_for_gateways_s: float = Field(default=30.0, ge=0)
