@@ -29,6 +29,7 @@ class PtyPms5003:
         self.frames_sent = 0
         self.commands = 0
         self.bad_commands = 0
+        self.stop_answering = False  # fault injection: the sensor goes silent
         self._start = time.monotonic()
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name=f"pms5003-{self.port}", daemon=True)
@@ -92,6 +93,6 @@ class PtyPms5003:
             cmd, data = command
             if cmd == pms5003.CMD_MODE:
                 self.active = data == 1
-            elif cmd == pms5003.CMD_READ and not self.active:
+            elif cmd == pms5003.CMD_READ and not self.active and not self.stop_answering:
                 self._send_frame()
         return buf

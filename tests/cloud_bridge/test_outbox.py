@@ -1,0 +1,54 @@
+"""The durable outbox on a real SQLite file, across reopenings."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cloud_bridge.outbox import Outbox
+from contract.city import CommunitySummary
+
+pytestmark = pytest.mark.integration
+
+
+def _summary(i: int) -> CommunitySummary:
+    return CommunitySummary(key=f"c1:{i}", community="c1", window_start=i, window_end=i + 60,
+                            devices=3, online=3, readings=10)
+
+
+def test_a_summary_is_produced_once_and_batches_survive_a_restart(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    assert [box.add(_summary(i)) for i in (1, 2, 3)] == [True, True, True]
+    assert box.add(_summary(2)) is False  # redelivered by the broker: not produced twice
+    assert box.seal("c1", batch_max=2) == 2
+    first = box.next_batch()
+    assert first is not None
+    box.close()
+
+    box = Outbox(tmp_path / "o.sqlite3")  # after a restart the same batch, same key, same bytes
+    again = box.next_batch()
+    assert again == first
+    assert [s["key"] for s in json.loads(again.body)["summaries"]] == ["c1:1", "c1:2"]
+    box.acknowledged(again.key)
+    assert box.seal("c1", batch_max=10) == 1
+    last = box.next_batch()
+    assert last is not None and last.key != first.key
+    box.acknowledged(last.key)
+    assert box.next_batch() is None
+    assert box.stats() == {"produced": 3, "acknowledged": 3, "rejected": 0, "pending": 0, "in_batches": 0,
+                           "batches_waiting": 0, "batches_acknowledged": 2}
+    box.close()
+
+
+def test_a_refused_batch_is_kept_aside_and_counted(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.add(_summary(1))
+    box.seal("c1", 10)
+    batch = box.next_batch()
+    assert batch is not None
+    box.failed(batch.key, "HTTP 503")
+    assert box.next_batch().attempts == 1  # type: ignore[union-attr]
+    box.reject(batch.key, "HTTP 422: summaries.0.devices: Input should be greater than or equal to 0")
+    assert box.next_batch() is None
+    assert box.stats()["rejected"] == 1
+    box.close()

@@ -1,0 +1,110 @@
+"""The hub through its real paths: Mosquitto in, HTTP out, messages typed with mosquitto_pub."""
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+
+from contract import topics
+from contract.codec import decode_as
+from contract.endpoints import MqttEndpoint
+from contract.messages import HubSummary
+from contract.topology import Community
+from tests.conftest import mosquitto_client, wait_until
+from tests.hub.conftest import serving_hub
+
+pytestmark = pytest.mark.real
+
+
+def pub(mqtt: MqttEndpoint, topic: str, payload: str | bytes, *extra: str) -> None:
+    args = [mosquitto_client("mosquitto_pub"), "-h", mqtt.host, "-p", str(mqtt.port), "-q", "1", "-t", topic, *extra]
+    if isinstance(payload, bytes):
+        subprocess.run([*args, "-s"], input=payload, check=True, timeout=10)
+    else:
+        subprocess.run([*args, "-m", payload], check=True, timeout=10)
+
+
+async def test_typed_telemetry_is_stored_and_malformed_is_dead_lettered(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), httpx.AsyncClient(base_url=url) as http:
+        # Exactly as docs/protocol.md shows it.
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry",
+            '{"v":1,"seq":1,"boot":"manual-1","ts":1764230000.5,"device":"b1-th-01",'
+            '"metrics":{"temperature":21.5,"humidity":48.2}}')
+        async def telemetry() -> list[dict[str, object]]:
+            return (await http.get("/api/telemetry", params={"device": "b1-th-01"})).json()  # type: ignore[no-any-return]
+
+        rows = await wait_until(telemetry)
+        assert {(r["metric"], r["value"]) for r in rows} == {("temperature", 21.5), ("humidity", 48.2)}
+
+        bad = [
+            ("mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", b'{"v":1,"seq":2,', "invalid-json"),
+            ("mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", b"\xff\xfe\xfd", "invalid-utf8"),
+            ("mb/v1/xihu-demo/gw-b1/ghost-1/telemetry",
+             b'{"v":1,"seq":3,"boot":"m","ts":1,"device":"ghost-1","metrics":{"temperature":1}}', "unknown-device"),
+            ("mb/v9/xihu-demo/gw-b1/b1-th-01/telemetry", b"{}", "bad-topic"),
+            ("mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", b"{" + b" " * 100_000 + b"}", "oversize"),
+        ]
+        for topic, payload, _ in bad:
+            pub(mosquitto, topic, payload)
+
+        async def dead() -> list[dict[str, object]] | None:
+            got = (await http.get("/api/dead-letters")).json()
+            return got if len(got) == len(bad) else None
+
+        letters = await wait_until(dead)
+        assert sorted((d["topic"], d["reason"]) for d in letters) == sorted((t, r) for t, _, r in bad)
+        oversize = next(d for d in letters if d["reason"] == "oversize")
+        assert oversize["size"] == 100_002
+        only_json = (await http.get("/api/dead-letters", params={"reason": "invalid-json"})).json()
+        assert [d["raw_text"] for d in only_json] == ['{"v":1,"seq":2,']
+
+        # The hub keeps serving and counts what it refused.
+        assert (await http.get("/healthz")).json()["status"] == "ok"
+        metrics = (await http.get("/metrics")).text
+        assert 'midbrain_hub_dead_letters_total{reason="invalid-json"} 1.0' in metrics
+        assert "midbrain_hub_telemetry_stored_total 1.0" in metrics
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry",
+            '{"v":1,"seq":4,"boot":"manual-1","ts":1764230002.5,"device":"b1-th-01","metrics":{"temperature":21.7}}')
+        await wait_until(lambda: hub.stats()["stored"] == 2)
+
+
+async def test_birth_and_will_drive_online_state(tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    async with serving_hub(tmp_path, community, mosquitto) as (url, hub):
+        birth = json.dumps({"v": 1, "state": "online", "ts": time.time(), "boot": "r1", "seq": 0, "software": "manual",
+                            "devices": [{"id": "b1-th-01", "class": "temp_humidity"}]})
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/state", birth, "-r")
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry",
+            json.dumps({"v": 1, "seq": 1, "boot": "r1", "ts": time.time(), "device": "b1-th-01",
+                        "metrics": {"temperature": 20.0}}))
+        await wait_until(lambda: hub.registry.online(hub.registry.devices["b1-th-01"]))
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/state", '{"v":1,"state":"offline","boot":"r1"}', "-r")
+        await wait_until(lambda: not hub.registry.gateways["gw-b1"].online)
+        async with httpx.AsyncClient(base_url=url) as http:
+            devices = {d["id"]: d for d in (await http.get("/api/devices", params={"building": "b1"})).json()}
+        assert devices["b1-th-01"]["online"] is False
+        assert all(d["building"] == "b1" for d in devices.values())
+
+
+async def test_summaries_are_published_for_the_bridge(tmp_path: Path, community: Community,
+                                                      mosquitto: MqttEndpoint) -> None:
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as listener:
+        await listener.subscribe(topics.hub_summary(community.id), qos=1)
+        async with serving_hub(tmp_path, community, mosquitto, summary_interval_s=1.0) as (_, hub):
+            pub(mosquitto, "mb/v1/xihu-demo/gw-b2/b2-wm-01/telemetry",
+                json.dumps({"v": 1, "seq": 1, "boot": "r", "ts": time.time(), "device": "b2-wm-01",
+                            "metrics": {"flow_lpm": 12.0, "total_m3": 100.0}}))
+            await wait_until(lambda: hub.stats()["stored"] == 1)
+            async with asyncio.timeout(10):
+                async for message in listener.messages:
+                    summary = decode_as(HubSummary, message.payload)  # type: ignore[arg-type]
+                    if any(c.readings for c in summary.cells):
+                        break
+    cell = next(c for c in summary.cells if c.building == "b2" and c.device_class == "water_meter")
+    assert cell.readings == 1 and cell.metrics["flow_lpm"].mean == 12.0
+    assert "b2-wm-01" not in message.payload.decode()  # type: ignore[union-attr]

@@ -1,0 +1,48 @@
+"""The anomaly model: governed loading and behaviour on the faults it was trained for."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contract.classes import DeviceClass
+from hub.features import batch_features
+from hub.inference import DEFAULT_MODEL_DIR, ModelError, WindowModel
+from simulators.signals import Device, Fault
+
+pytestmark = pytest.mark.unit
+
+
+def _window(fault: Fault | None, seed: int) -> np.ndarray:
+    device = Device(DeviceClass.TEMP_HUMIDITY, seed, (fault,) if fault else ())
+    return np.array([device.sample(float(t))["temperature"] for t in range(0, 300, 2)][-30:])
+
+
+def test_manifest_records_provenance_and_evaluation() -> None:
+    manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    assert manifest["training"]["train_seeds"] and manifest["training"]["eval_seeds"]
+    assert not set(manifest["training"]["train_seeds"]) & set(manifest["training"]["eval_seeds"])
+    model, base = manifest["evaluation"]["model"]["any"], manifest["evaluation"]["zscore_baseline_last_point_gt3"]["any"]
+    assert model["recall"] > base["recall"] and model["precision"] > base["precision"]
+
+
+def test_a_model_whose_hash_does_not_match_is_refused(tmp_path: Path) -> None:
+    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "m")
+    model_file = tmp_path / "m" / "model.onnx"
+    model_file.write_bytes(model_file.read_bytes() + b"\x00")
+    with pytest.raises(ModelError, match="sha256 .* does not match manifest"):
+        WindowModel(tmp_path / "m")
+
+
+def test_fire_and_stuck_windows_score_high_normal_windows_low() -> None:
+    model = WindowModel()
+    normal = [_window(None, s) for s in range(20)]
+    fire = [_window(Fault("fire", 240, 100), s) for s in range(20)]
+    stuck = [_window(Fault("stuck", 200, 200), s) for s in range(20)]
+    scores = model.score(batch_features(normal + fire + stuck))
+    assert np.mean(scores.anomalous[:20] >= 0.8) <= 0.1
+    assert np.mean(scores.anomalous[20:40] >= 0.8) >= 0.9
+    assert np.mean(scores.anomalous[40:] >= 0.8) >= 0.8
+    assert scores.kinds[20:40].count("fire") >= 15

@@ -1,0 +1,84 @@
+"""The ingest pipeline's verdict on every kind of bad input (pure: no broker, no store)."""
+
+import json
+
+import pytest
+
+from contract import topics
+from contract.codec import encode
+from contract.messages import Birth, Telemetry
+from contract.topology import Community
+from hub.inference import WindowModel
+from hub.ingest import Ingestor
+from hub.metrics import HubMetrics
+from hub.registry import Registry
+from hub.windows import Windows
+
+pytestmark = pytest.mark.unit
+
+C = "xihu-demo"
+TOPIC = topics.device_telemetry(C, "gw-b1", "b1-th-01")
+
+
+def _ingestor(community: Community) -> Ingestor:
+    return Ingestor(Registry(community, offline_after_s=30), Windows(WindowModel(), 60), HubMetrics(),
+                    max_payload_bytes=64 * 1024)
+
+
+def _telemetry(**over: object) -> bytes:
+    doc = {"v": 1, "seq": 1, "boot": "b", "ts": 1.0, "device": "b1-th-01", "metrics": {"temperature": 21.0}}
+    doc.update(over)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), [
+    ("mb/v2/xihu-demo/gw-b1/b1-th-01/telemetry", _telemetry(), "bad-topic"),
+    ("mb/v1/xihu-demo/gw-b1/b1-th-01/colour", _telemetry(), "bad-topic"),
+    ("mb/v1/other-place/gw-b1/b1-th-01/telemetry", _telemetry(), "foreign-community"),
+    ("mb/v1/xihu-demo/gw-zz/b1-th-01/telemetry", _telemetry(), "unknown-gateway"),
+    (TOPIC, b"\xff\xfe\x00", "invalid-utf8"),
+    (TOPIC, b'{"v":1,', "invalid-json"),
+    (TOPIC, _telemetry(seq="one"), "schema"),
+    (TOPIC, _telemetry(metrics={}), "schema"),
+    (TOPIC, b"{" + b" " * 70_000 + b"}", "oversize"),
+    (TOPIC, _telemetry(device="b1-th-02"), "topic-payload-mismatch"),
+    (topics.device_telemetry(C, "gw-b1", "b9-ghost"), _telemetry(device="b9-ghost"), "unknown-device"),
+    (topics.device_telemetry(C, "gw-b1", "b2-th-01"), _telemetry(device="b2-th-01"), "wrong-gateway"),
+    (TOPIC, _telemetry(metrics={"colour": 3}), "unknown-metric"),
+    (TOPIC, _telemetry(metrics={"temperature": 900}), "out-of-range"),
+])
+def test_bad_input_is_dead_lettered_with_its_reason(community: Community, topic: str, payload: bytes,
+                                                     reason: str) -> None:
+    ing = _ingestor(community)
+    ing.handle(topic, payload, received_at=5.0)
+    dead = ing.take().dead
+    assert [(d.topic, d.reason) for d in dead] == [(topic, reason)]
+    assert dead[0].received_at == 5.0
+    assert dead[0].raw == payload[:64 * 1024] and dead[0].size == len(payload)
+    assert ing.metrics.totals["dead_lettered"] == 1
+
+
+def test_valid_telemetry_is_kept_and_redelivery_is_dropped(community: Community) -> None:
+    ing = _ingestor(community)
+    msg = Telemetry(seq=9, boot="run-1", ts=10.0, device="b1-th-01", metrics={"temperature": 21.0})
+    ing.handle(TOPIC, encode(msg))
+    ing.handle(TOPIC, encode(msg))  # QoS 1 redelivery
+    ing.handle(TOPIC, encode(msg.model_copy(update={"boot": "run-2"})))  # same seq, new agent run
+    pending = ing.take()
+    assert [(t.seq, t.device) for t in pending.telemetry] == [(9, "b1-th-01"), (9, "b1-th-01")]
+    assert ing.metrics.totals["duplicates"] == 1 and not pending.dead
+    assert ing.registry.devices["b1-th-01"].last_values == {"temperature": 21.0}
+
+
+def test_birth_brings_a_gateway_online(community: Community) -> None:
+    ing = _ingestor(community)
+    ing.handle(topics.gateway_state(C, "gw-b1"), encode(Birth(ts=1.0, boot="r", seq=1, software="t")))
+    assert ing.registry.gateways["gw-b1"].online
+    assert not ing.take().dead
+
+
+def test_the_hubs_own_topics_are_not_dead_lettered(community: Community) -> None:
+    ing = _ingestor(community)
+    ing.handle(topics.gateway_command(C, "gw-b1"), b'{"anything": 1}')
+    ing.handle(topics.hub_summary(C), b"{}")
+    assert len(ing.take()) == 0
