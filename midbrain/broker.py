@@ -6,6 +6,7 @@ are real processes that can be stopped and started again.
 """
 
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -66,8 +67,12 @@ class BrokerProcess:
         log_fh = log_path.open("ab")
         if self.kind == "mosquitto":
             conf = self._workdir / "mosquitto.conf"
-            conf.write_text(DEMO_CONF.read_text().replace("@PORT@", str(self.port))
-                            .replace("@PERSIST@", str(self._workdir) + "/"))
+            text = DEMO_CONF.read_text().replace("@PORT@", str(self.port)).replace("@PERSIST@", str(self._workdir) + "/")
+            if os.geteuid() == 0:
+                # Mosquitto started as root drops to the 'mosquitto' user, which could not
+                # write the persistence file in the run directory; this broker is ours alone.
+                text += "user root\n"
+            conf.write_text(text)
             cmd = [str(mosquitto_path()), "-c", str(conf)]
         else:
             cmd = [sys.executable, "-m", "midbrain.cli", "broker", "--port", str(self.port)]

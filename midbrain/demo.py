@@ -86,7 +86,9 @@ class Demo:
         self.cfg: MidbrainConfig = load_config(config_path)
         self.workdir = (workdir or Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker = BrokerProcess.choose(broker, self.workdir / "broker")
+        # The configured ports when free (so that docs/protocol.md's examples work as typed),
+        # otherwise free ones; the demo prints what it used.
+        self.broker = BrokerProcess.choose(broker, self.workdir / "broker", port=_port_or_free(self.cfg.mqtt.port))
         self.hub_port = _port_or_free(self.cfg.hub.http_port)
         self.city_port = _port_or_free(self.cfg.city.http_port)
         self.log_level = log_level
@@ -270,29 +272,40 @@ class Demo:
         published = sim.get("readings_published", 0)
         stored = hub_stats.get("stored", 0)
         dead = hub_stats.get("dead_lettered", 0) + rejected_at_edge
-        report = {
-            "community": self.cfg.community.id,
-            "broker": self.broker.kind,
-            "duration_s": round(elapsed, 1),
+        stages = {
             "published_by_simulators": published,
-            "events_published_by_simulators": sim.get("events_published", 0),
             "forwarded_by_edges": sum(e.get("published", 0) for e in edges),
             "received_by_hub": hub_stats.get("received_telemetry", 0),
             "stored": stored,
             "dead_lettered": dead,
-            "duplicates_dropped": hub_stats.get("duplicates", 0),
             "alerts_raised": hub_stats.get("alerts", 0),
             "summaries_produced": bridge.get("produced", 0),
             "summaries_acknowledged": bridge.get("acknowledged", 0),
             "summaries_at_city": city_communities.get(self.cfg.community.id, {}).get("summaries", 0),
-            "city_duplicates_refused": city_stats.get("duplicate_summaries", 0),
+            # Published by a simulator but neither stored nor dead-lettered anywhere.
             "lost": published - stored - dead,
-            "exit_codes": codes,
-            "restarts": {n: s.restarts for n, s in self.services.items() if s.restarts},
+        }
+        report: dict[str, Any] = {
+            "community": self.cfg.community.id,
+            "broker": self.broker.kind,
+            "duration_s": round(elapsed, 1),
+            "stages": stages,
+            "details": {
+                "readings_per_device": sim.get("per_device", {}),
+                "events_published_by_simulators": sim.get("events_published", 0),
+                "events_stored": hub_stats.get("events_stored", 0),
+                "duplicates_dropped_by_hub": hub_stats.get("duplicates", 0),
+                "rejected_at_edges": rejected_at_edge,
+                "summaries_rejected_by_city": bridge.get("rejected", 0),
+                "city_duplicates_refused": city_stats.get("duplicate_summaries", 0),
+                "exit_codes": codes,
+                "restarts": {n: s.restarts for n, s in self.services.items() if s.restarts},
+            },
             "workdir": str(self.workdir),
         }
-        report["ok"] = (report["lost"] == 0 and all(c == 0 for c in codes.values())
-                        and report["summaries_acknowledged"] == report["summaries_produced"])
+        report["ok"] = (stages["lost"] == 0 and all(c == 0 for c in codes.values())
+                        and stages["summaries_acknowledged"] == stages["summaries_produced"]
+                        == stages["summaries_at_city"])
         self.console.print_json(json.dumps(report))
         return report
 

@@ -127,6 +127,12 @@ def main() -> None:
     baseline = np.where(z > 3.0, 1, 0)
 
     onx = to_onnx(model, x_train[:1], target_opset=17, options={id(model): {"zipmap": False}})
+    # skl2onnx lists opset imports in set order, which varies between runs: sort them so
+    # that the same seeds always give the same bytes (and the same sha256).
+    opsets = sorted(((o.domain, o.version) for o in onx.opset_import))
+    del onx.opset_import[:]
+    for domain, version in opsets:
+        onx.opset_import.add(domain=domain, version=version)
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "model.onnx"
     model_path.write_bytes(onx.SerializeToString())

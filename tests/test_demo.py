@@ -1,0 +1,78 @@
+"""`midbrain demo` end to end, as a user runs it, on both brokers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO_CONFIG
+
+pytestmark = pytest.mark.real
+
+
+def _run_demo(tmp_path: Path, broker: str, duration: int, kill_city_at: tuple[float, ...] = (),
+              ctrl_c: bool = False) -> dict:
+    """Run the demo for ``duration`` s: by ``--duration``, or by Ctrl-C (SIGINT) when ``ctrl_c``."""
+    report = tmp_path / "r.json"
+    workdir = tmp_path / "run"
+    stop_by = [] if ctrl_c else ["--duration", str(duration)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "midbrain.cli", "demo", "--config", str(DEMO_CONFIG), *stop_by,
+         "--report", str(report), "--broker", broker, "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+    started = time.monotonic()
+    killed = []
+    try:
+        for at in kill_city_at:
+            while time.monotonic() - started < at:
+                time.sleep(0.2)
+            pid = json.loads((workdir / "pids.json").read_text())["city"]
+            os.kill(pid, signal.SIGKILL)  # the city platform dies mid-demo
+            killed.append(pid)
+        if ctrl_c:
+            time.sleep(duration)
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=duration + 120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode()
+    assert proc.returncode == 0, text[-4000:]
+    assert "staff page" in text and "/staff" in text
+    data = json.loads(report.read_text())
+    data["_killed"] = killed
+    return data
+
+
+def _check_stages(report: dict) -> None:
+    stages = report["stages"]
+    zero_allowed = {"dead_lettered", "lost"}
+    assert all(v > 0 for k, v in stages.items() if k not in zero_allowed), stages
+    assert stages["lost"] == 0, stages
+    assert stages["published_by_simulators"] == stages["stored"] + stages["dead_lettered"]
+    assert stages["summaries_produced"] == stages["summaries_acknowledged"] == stages["summaries_at_city"]
+    assert report["ok"] is True
+
+
+def test_sixty_second_demo_on_mosquitto_with_the_city_killed_twice(tmp_path: Path) -> None:
+    report = _run_demo(tmp_path, "mosquitto", 60, kill_city_at=(18.0, 36.0))
+    _check_stages(report)
+    assert report["broker"] == "mosquitto"
+    assert report["details"]["restarts"] == {"city": 2}
+    # Exactly once at the city: one row per summary key (primary key), none missing.
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "run" / "city.sqlite3")
+    keys = [k for (k,) in db.execute("SELECT key FROM summaries WHERE community = 'xihu-demo'")]
+    assert len(keys) == len(set(keys)) == report["stages"]["summaries_produced"]
+
+
+def test_demo_on_the_embedded_broker_stopped_by_ctrl_c(tmp_path: Path) -> None:
+    report = _run_demo(tmp_path, "amqtt", 35, ctrl_c=True)
+    _check_stages(report)
+    assert report["broker"] == "amqtt"
