@@ -5,7 +5,6 @@ with a fresh idempotency key, in one transaction, so a batch's content never cha
 across retries or restarts. A batch is deleted only when the city acknowledges it.
 """
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.city import Batch, CommunitySummary
+from servicekit.sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL);
@@ -38,11 +38,7 @@ class OutgoingBatch:
 
 class Outbox:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, synchronous="FULL")  # an accepted summary survives power loss
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servicekit.sqlite import open_database
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (
     ts REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
@@ -58,11 +60,7 @@ class DeadLetter:
 
 class HubStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._writer.execute("PRAGMA journal_mode=WAL")
-        self._writer.execute("PRAGMA synchronous=NORMAL")
-        self._writer.executescript(_SCHEMA)
+        self._writer = open_database(path, _SCHEMA)
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._reader.row_factory = sqlite3.Row
         self._write_lock = threading.Lock()

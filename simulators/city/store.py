@@ -2,12 +2,12 @@
 the latest revision kept."""
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from contract.city import Batch, BatchAck
+from servicekit.sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -24,11 +24,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
 class CityStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
