@@ -26,6 +26,8 @@ class Metric:
     low: float
     high: float
     scored: bool = False  # windows of this metric are scored by the anomaly model
+    label_zh: str = ""
+    label_en: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,38 +48,38 @@ CATALOG: dict[DeviceClass, ClassSpec] = {
     spec.device_class: spec
     for spec in (
         ClassSpec(DeviceClass.TEMP_HUMIDITY, "温湿度传感器", "Temperature/humidity", (
-            Metric("temperature", "°C", -40, 125, scored=True),
-            Metric("humidity", "%RH", 0, 100, scored=True),
+            Metric("temperature", "°C", -40, 125, scored=True, label_zh="温度", label_en="Temperature"),
+            Metric("humidity", "%RH", 0, 100, scored=True, label_zh="湿度", label_en="Humidity"),
         )),
         ClassSpec(DeviceClass.SMOKE, "烟感探测器", "Smoke detector", (
-            Metric("smoke_density", "%obs/m", 0, 100, scored=True),
-            Metric("alarm", "", 0, 1),
+            Metric("smoke_density", "%obs/m", 0, 100, scored=True, label_zh="烟雾浓度", label_en="Smoke density"),
+            Metric("alarm", "", 0, 1, label_zh="报警", label_en="Alarm"),
         )),
         ClassSpec(DeviceClass.WATER_METER, "水表", "Water meter", (
-            Metric("flow_lpm", "L/min", 0, 1000, scored=True),
-            Metric("total_m3", "m³", 0, 1e9),
+            Metric("flow_lpm", "L/min", 0, 1000, scored=True, label_zh="瞬时流量", label_en="Flow"),
+            Metric("total_m3", "m³", 0, 1e9, label_zh="累计用水", label_en="Total volume"),
         )),
         ClassSpec(DeviceClass.ELEVATOR, "电梯", "Elevator", (
-            Metric("running", "", 0, 1),
-            Metric("floor", "", -5, 100),
-            Metric("door_open", "", 0, 1),
-            Metric("fault_code", "", 0, 65535),
+            Metric("running", "", 0, 1, label_zh="运行中", label_en="Running"),
+            Metric("floor", "", -5, 100, label_zh="楼层", label_en="Floor"),
+            Metric("door_open", "", 0, 1, label_zh="开门", label_en="Door open"),
+            Metric("fault_code", "", 0, 65535, label_zh="故障码", label_en="Fault code"),
         )),
         ClassSpec(DeviceClass.DOOR_ACCESS, "门禁", "Door access", (
-            Metric("opens", "", 0, 10000),
-            Metric("forced", "", 0, 1),
+            Metric("opens", "", 0, 10000, label_zh="开门次数", label_en="Openings"),
+            Metric("forced", "", 0, 1, label_zh="强行开门", label_en="Forced open"),
         )),
         ClassSpec(DeviceClass.BIN_FILL, "垃圾桶满溢", "Bin fill level", (
-            Metric("fill_pct", "%", 0, 100, scored=True),
+            Metric("fill_pct", "%", 0, 100, scored=True, label_zh="满溢度", label_en="Fill level"),
         )),
         ClassSpec(DeviceClass.AIR_QUALITY, "空气质量(PMS5003)", "Air quality (PMS5003)", (
-            Metric("pm1_0", "µg/m³", 0, 1000),
-            Metric("pm2_5", "µg/m³", 0, 1000, scored=True),
-            Metric("pm10", "µg/m³", 0, 1000),
+            Metric("pm1_0", "µg/m³", 0, 1000, label_zh="PM1.0", label_en="PM1.0"),
+            Metric("pm2_5", "µg/m³", 0, 1000, scored=True, label_zh="PM2.5", label_en="PM2.5"),
+            Metric("pm10", "µg/m³", 0, 1000, label_zh="PM10", label_en="PM10"),
         )),
         ClassSpec(DeviceClass.KIOSK, "自助服务终端", "Self-service kiosk", (
-            Metric("sessions", "", 0, 100000),
-            Metric("paper_ok", "", 0, 1),
+            Metric("sessions", "", 0, 100000, label_zh="服务人次", label_en="Sessions"),
+            Metric("paper_ok", "", 0, 1, label_zh="纸张正常", label_en="Paper OK"),
         )),
     )
 }

@@ -63,6 +63,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 "class": d.device_class.value, "class_zh": spec.label_zh, "class_en": spec.label_en,
                 "online": hub.registry.online(d, now), "last_seen": d.last_seen, "messages": d.messages,
                 "last_values": d.last_values,
+                "metrics": {m.name: {"zh": m.label_zh, "en": m.label_en, "unit": m.unit} for m in spec.metrics},
             })
         return out
 

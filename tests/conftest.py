@@ -84,3 +84,13 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05): 
         if loop.time() > end:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+LEVELS = {"unit", "integration", "real"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test declares its level, so that `-m unit|integration|real` selects all of them."""
+    missing = [item.nodeid for item in items if not LEVELS & {m.name for m in item.iter_markers()}]
+    if missing:
+        raise pytest.UsageError(f"tests without a level marker ({', '.join(sorted(LEVELS))}): {missing}")

@@ -58,7 +58,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             await page.goto(f"{url}/staff")
             row = page.locator('tr[data-device="b1-th-01"]')
             await expect(row).to_contain_text("在线")
-            await expect(row).to_contain_text("temperature=21.5")
+            await expect(row).to_contain_text("温度 21.5 °C")
             await expect(page.locator("#alerts tbody")).to_contain_text("b1-th-02")
             await expect(page.locator("#alerts tbody")).to_contain_text("紧急")
             await page.screenshot(path=str(tmp_path / "staff-zh.png"))
@@ -70,6 +70,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             await page.click("#lang")
             await expect(page.locator("h1")).to_have_text("Community mid-brain · Staff console")
             await expect(row).to_contain_text("offline")
+            await expect(row).to_contain_text("Temperature 21.5 °C")
             await expect(page.locator("#alerts tbody")).to_contain_text("critical")
 
             await page.select_option("#f-building", "b2")
