@@ -53,7 +53,7 @@ class EdgeAgent:
         self._queue: deque[tuple[str, BaseModel, bool]] = deque()  # topic, message, retain
         self._poll_now = {d.id: asyncio.Event() for d in self.devices.values() if d.serial is not None}
         self._queued = asyncio.Event()
-        self.counters: dict[str, int] = {"published": 0, "dropped_queue_full": 0, "rejected": 0,
+        self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "dropped_queue_full": 0, "rejected": 0,
                                          "serial_errors": 0, "commands": 0}
         self.dead_letters = DeadLetterFile(settings.state_dir / f"{gateway_id}-dead-letters.jsonl")
         c, g = community.id, gateway_id
@@ -152,6 +152,8 @@ class EdgeAgent:
                 continue  # keep it at the head of the queue; the link reconnects
             self._queue.popleft()
             self.counters["published"] += 1
+            if isinstance(message, Telemetry):
+                self.counters["readings_published"] += 1
 
     # -- local MQTT devices ------------------------------------------------------------
 

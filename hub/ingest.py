@@ -119,7 +119,14 @@ class Ingestor:
         except DecodeError as exc:
             raise Rejected(exc.reason, exc.detail) from None
         if isinstance(message, Telemetry):
-            self._telemetry(parsed, message)
+            # Readings of an agent run a gateway announced, told apart from any other
+            # publisher's (a reading typed by hand, a device misconfigured elsewhere).
+            origin = "announced" if (parsed.gateway, message.boot) in self.registry.announced else "unannounced"
+            try:
+                self._telemetry(parsed, message, origin)
+            except Rejected:
+                self.metrics.count(f"dead_{origin}_telemetry")
+                raise
         elif isinstance(message, Event):
             self._event(parsed, message)
         elif isinstance(message, Birth):
@@ -145,7 +152,7 @@ class Ingestor:
         if not window.add(seq):
             raise _Duplicate
 
-    def _telemetry(self, parsed: Topic, msg: Telemetry) -> None:
+    def _telemetry(self, parsed: Topic, msg: Telemetry, origin: str) -> None:
         try:
             self._check_device(parsed, msg.device, msg.seq, msg.boot)
         except _Duplicate:
@@ -163,6 +170,7 @@ class Ingestor:
                 raise Rejected("out-of-range", f"{name}={value} outside [{metric.low}, {metric.high}]")
             if metric.scored:
                 scored.add(name)
+        self.metrics.count(f"stored_{origin}")
         self.pending.telemetry.append(
             TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items())))
         self.registry.seen(msg.device, msg.ts, dict(msg.metrics))

@@ -5,6 +5,7 @@ and the time each device was last heard from decide online state.
 """
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from contract.classes import DeviceClass
@@ -38,6 +39,8 @@ class Registry:
         self.community = community
         self.offline_after_s = offline_after_s
         self.gateways = {g.id: GatewayState(g.id, g.building) for g in community.gateways}
+        # Agent runs (gateway, boot) announced by a birth, newest last; bounded.
+        self.announced: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.devices = {
             d.id: DeviceState(d.id, d.gateway, community.building_of(d), d.device_class, d.name)
             for d in community.devices
@@ -52,6 +55,9 @@ class Registry:
     def birth(self, gateway_id: str, boot: str, software: str, at: float) -> None:
         gw = self.gateways[gateway_id]
         gw.online, gw.boot, gw.software, gw.changed_at = True, boot, software, at
+        self.announced[(gateway_id, boot)] = None
+        if len(self.announced) > 10_000:
+            self.announced.popitem(last=False)
 
     def death(self, gateway_id: str, boot: str, at: float) -> bool:
         """Mark offline; ignore a death from an earlier run (its will may arrive late)."""

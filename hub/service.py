@@ -205,6 +205,10 @@ class HubService:
             "events_stored": t["events_stored"],
             "dead_lettered": t["dead_lettered"],
             "duplicates": t["duplicates"],
+            # Telemetry from agent runs announced by a gateway birth, and from anyone else.
+            "stored_announced": t["stored_announced"],
+            "stored_unannounced": t["stored_unannounced"],
+            "dead_announced_telemetry": t["dead_announced_telemetry"],
             "alerts": t["alerts"],
             "summaries": t["summaries"],
             "summaries_waiting": len(self._unsent),

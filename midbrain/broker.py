@@ -26,6 +26,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_or_free(port: int, host: str = "127.0.0.1") -> int:
+    """``port`` if it can be bound now, else a free one.
+
+    SO_REUSEADDR as the servers themselves set it: a port in TIME_WAIT after the previous
+    run is usable, and must not send the demo to a random port.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return free_port(host)
+    return port
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -82,3 +82,13 @@ def test_the_hubs_own_topics_are_not_dead_lettered(community: Community) -> None
     ing.handle(topics.gateway_command(C, "gw-b1"), b'{"anything": 1}')
     ing.handle(topics.hub_summary(C), b"{}")
     assert len(ing.take()) == 0
+
+
+def test_readings_are_attributed_to_announced_agent_runs(community: Community) -> None:
+    ing = _ingestor(community)
+    ing.handle(topics.gateway_state(C, "gw-b1"), encode(Birth(ts=1.0, boot="run-1", seq=0, software="t")))
+    ing.handle(TOPIC, _telemetry(boot="run-1", seq=1))
+    ing.handle(TOPIC, _telemetry(boot="run-1", seq=2, metrics={"temperature": 900}))  # out of range
+    ing.handle(TOPIC, _telemetry(boot="typed-by-hand", seq=1))
+    t = ing.metrics.totals
+    assert (t["stored_announced"], t["dead_announced_telemetry"], t["stored_unannounced"]) == (1, 1, 1)
