@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from types import TracebackType
 
 import aiomqtt
@@ -18,7 +18,6 @@ import aiomqtt
 from contract import topics
 from contract.codec import encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import HubSummary
 from contract.topology import Community
 from hub.alerts import AlertPolicy
 from hub.inference import WindowModel
@@ -55,7 +54,8 @@ class HubService:
         # The first interval starts now (not on the aligned boundary), so that a restarted
         # hub never produces a second summary for a window it already summarised.
         self._interval_start = time.time()
-        self._unsent: deque[HubSummary] = deque(maxlen=10_000)
+        self._ingest_stop = asyncio.Event()
+        self._ingest_task: asyncio.Task[None] | None = None
         self.ingest = MqttLink(mqtt, client_id=settings.client_id, clean_session=False,
                                on_connect=self._subscribe, on_message=self._on_message)
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")
@@ -66,8 +66,7 @@ class HubService:
         self.store = await asyncio.to_thread(HubStore, self.settings.database)
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
-        self._ingest_stop = asyncio.Event()
-        self._tg.create_task(self.ingest.run(self._ingest_stop), name="hub-ingest")
+        self._ingest_task = self._tg.create_task(self.ingest.run(self._ingest_stop), name="hub-ingest")
         self._tg.create_task(self.publisher.run(self._stop), name="hub-publish")
         self._tg.create_task(self._writer(), name="hub-writer")
         self._tg.create_task(self._scorer(), name="hub-scorer")
@@ -77,7 +76,8 @@ class HubService:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         self._ingest_stop.set()  # stop taking messages first; the broker keeps the rest for us
-        await asyncio.sleep(0)
+        if self._ingest_task is not None:
+            await asyncio.wait([self._ingest_task], timeout=10)
         try:
             await self._flush()
             await self._publish_summary(final=True)
@@ -157,6 +157,7 @@ class HubService:
         return math.floor(t / step) * step
 
     async def _summaries(self) -> None:
+        await self.publish_kept_summaries()  # what an earlier run could not publish
         while True:
             next_end = self._align(self._interval_start) + self.settings.summary_interval_s
             if await wait_or_stop(self._stop, max(0.0, next_end - time.time())):
@@ -174,19 +175,24 @@ class HubService:
         self._interval_alerts = Counter()
         self._interval_dead = 0
         self._interval_start = end
-        if self._unsent.maxlen is not None and len(self._unsent) == self._unsent.maxlen:
-            self.metrics.count("summaries_dropped")
-            log.error("summary backlog full: dropping the oldest unsent summary")
-        self._unsent.append(summary)
-        while self._unsent:
-            pending = self._unsent[0]
+        assert self.store is not None
+        # Kept in SQLite until the broker accepts it: a hub restarted while the broker is
+        # unreachable still publishes every summary it produced.
+        await asyncio.to_thread(self.store.keep_summary, summary.window_start, encode(summary))
+        await self.publish_kept_summaries()
+
+    async def publish_kept_summaries(self) -> None:
+        """Publish, oldest first, every summary the broker has not yet accepted."""
+        assert self.store is not None
+        for window_start, body in await asyncio.to_thread(self.store.unpublished_summaries):
             try:
-                await self.publisher.publish(topics.hub_summary(self.community.id), encode(pending), qos=1, timeout=10)
+                await self.publisher.publish(topics.hub_summary(self.community.id), body, qos=1,
+                                             timeout=self.settings.publish_timeout_s)
             except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
-                log.error("summary %.0f-%.0f not published yet (%d waiting): %s", pending.window_start,
-                          pending.window_end, len(self._unsent), exc)
+                self.metrics.count("summary_publish_failures")
+                log.error("summary of window %.0f not published yet (kept for the next attempt): %s", window_start, exc)
                 return
-            self._unsent.popleft()
+            await asyncio.to_thread(self.store.summary_published, window_start)
             self.metrics.summaries.inc()
             self.metrics.count("summaries")
 
@@ -211,8 +217,7 @@ class HubService:
             "dead_announced_telemetry": t["dead_announced_telemetry"],
             "alerts": t["alerts"],
             "summaries": t["summaries"],
-            "summaries_waiting": len(self._unsent),
-            "summaries_dropped": t["summaries_dropped"],
+            "summary_publish_failures": t["summary_publish_failures"],
             "pending": len(self.ingestor.pending),
             "devices_online": self.registry.online_count(),
             "devices": len(self.registry.devices),

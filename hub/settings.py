@@ -20,6 +20,7 @@ class HubSettings(BaseModel):
     stride_s: float = Field(default=10.0, gt=0)
     summary_interval_s: float = Field(default=60.0, gt=0)
     offline_after_s: float = Field(default=120.0, gt=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0)  # wait for the broker before keeping a summary for later
     alert_threshold: float = Field(default=0.8, gt=0, lt=1)
     alert_cooldown_s: float = Field(default=300.0, ge=0)
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, raised_at REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
     kind TEXT NOT NULL, score REAL NOT NULL, severity TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS summaries_unpublished (
+    window_start REAL PRIMARY KEY, body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS command_acks (
     id TEXT NOT NULL, gateway TEXT NOT NULL, received_at REAL NOT NULL, result TEXT NOT NULL, reason TEXT NOT NULL
 );
@@ -107,6 +110,19 @@ class HubStore:
         with self._write_lock:
             self._writer.execute("INSERT INTO command_acks VALUES (?, ?, ?, ?, ?)",
                                  (ack_id, gateway, received_at, result, reason))
+
+    def keep_summary(self, window_start: float, body: bytes) -> None:
+        """Keep a summary until the broker has accepted it (survives a hub restart)."""
+        with self._write_lock:
+            self._writer.execute("INSERT OR REPLACE INTO summaries_unpublished VALUES (?, ?)", (window_start, body))
+
+    def summary_published(self, window_start: float) -> None:
+        with self._write_lock:
+            self._writer.execute("DELETE FROM summaries_unpublished WHERE window_start = ?", (window_start,))
+
+    def unpublished_summaries(self) -> list[tuple[float, bytes]]:
+        with self._write_lock:
+            return list(self._writer.execute("SELECT window_start, body FROM summaries_unpublished ORDER BY window_start"))
 
     # -- reads (API) -----------------------------------------------------------------
 
