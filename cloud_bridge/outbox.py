@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS rejected (
     key TEXT PRIMARY KEY, rejected_at REAL NOT NULL, reason TEXT NOT NULL, body TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_by_age ON seen (created);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -37,7 +38,8 @@ class OutgoingBatch:
 
 
 class Outbox:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, remember_keys_s: float = 7 * 86400) -> None:
+        self.remember_keys_s = remember_keys_s
         self._db = open_database(path, _SCHEMA, synchronous="FULL")  # an accepted summary survives power loss
         self._lock = threading.Lock()
 
@@ -50,7 +52,7 @@ class Outbox:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (summary.key,)).rowcount == 0:
+                if db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (summary.key, time.time())).rowcount == 0:
                     db.execute("COMMIT")
                     return False
                 db.execute("INSERT INTO pending VALUES (?, ?, ?)", (summary.key, time.time(), summary.model_dump_json()))
@@ -67,6 +69,9 @@ class Outbox:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                # Redelivery comes within minutes; keys older than this are forgotten (the
+                # city deduplicates by key as well), so that the table stays bounded.
+                db.execute("DELETE FROM seen WHERE created < ?", (time.time() - self.remember_keys_s,))
                 rows = db.execute("SELECT key, body FROM pending ORDER BY created, key LIMIT ?", (batch_max,)).fetchall()
                 if not rows:
                     db.execute("COMMIT")

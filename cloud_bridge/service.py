@@ -32,7 +32,7 @@ class Bridge:
     def __init__(self, community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings) -> None:
         self.community_id = community_id
         self.settings = settings
-        self.outbox = Outbox(settings.outbox)
+        self.outbox = Outbox(settings.outbox, remember_keys_s=settings.remember_keys_s)
         self.invalid = 0
         self.redelivered = 0
         self.link = MqttLink(mqtt, client_id=f"{settings.client_id}-{community_id}", clean_session=False,

@@ -11,6 +11,7 @@ class BridgeSettings(BaseModel):
     city_url: str = "http://127.0.0.1:8400"
     outbox: Path = Path("var/bridge-outbox.sqlite3")
     client_id: str = "midbrain-bridge"
+    remember_keys_s: float = Field(default=7 * 86400, gt=0)  # how long a produced key is remembered against redelivery
     batch_max: int = Field(default=500, ge=1)
     batch_interval_s: float = Field(default=1.0, gt=0)
     retry_initial_s: float = Field(default=0.5, gt=0)

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+from servicekit.throttle import LogThrottle
+
 log = logging.getLogger(__name__)
 
 
@@ -17,11 +19,17 @@ class DeadLetterFile:
         self.path = path
         self.max_bytes = max_bytes
         self.count = 0
+        self._log_throttle = LogThrottle()
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, source: str, reason: str, detail: str, raw: bytes) -> None:
         self.count += 1
-        log.warning("edge dead letter: source=%s reason=%s detail=%s", source, reason, detail[:200])
+        allowed, suppressed = self._log_throttle.allow(reason)
+        if suppressed:
+            log.warning("edge dead letter: %d more with reason=%s were not logged (all are in %s)",
+                        suppressed, reason, self.path)
+        if allowed:
+            log.warning("edge dead letter: source=%s reason=%s detail=%s", source, reason, detail[:200])
         line = json.dumps({"at": time.time(), "source": source, "reason": reason, "detail": detail[:1000],
                            "raw_b64": base64.b64encode(raw[:65536]).decode()}, ensure_ascii=False)
         try:

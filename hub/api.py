@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contract.classes import CATALOG
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
+from hub.inference import WindowModel
 from hub.service import HubService
 from hub.settings import HubSettings
 
@@ -21,10 +22,10 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
-               ready: asyncio.Event | None = None) -> FastAPI:
+               ready: asyncio.Event | None = None, model: WindowModel | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with HubService(settings, community, mqtt) as hub:
+        async with HubService(settings, community, mqtt, model=model) as hub:
             app.state.hub = hub
             if ready is not None:
                 ready.set()

@@ -8,7 +8,7 @@ reason, time and raw bytes; nothing raises out of :meth:`Ingestor.handle`.
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +21,12 @@ from hub.metrics import HubMetrics
 from hub.registry import Registry
 from hub.store import DeadLetter, TelemetryRow
 from hub.windows import Windows
+from servicekit.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
 DEDUP_WINDOW = 100_000  # recent (gateway, boot, seq) remembered per gateway run
+RUNS_REMEMBERED = 4  # agent runs per gateway whose sequence numbers are remembered
 
 
 class Rejected(Exception):
@@ -74,7 +76,8 @@ class Ingestor:
         self.max_payload_bytes = max_payload_bytes
         self.community = registry.community.id
         self.pending = Pending()
-        self._seqs: dict[tuple[str, str], _SeqWindow] = {}
+        self._log_throttle = LogThrottle()
+        self._seqs: dict[str, OrderedDict[str, _SeqWindow]] = {}  # gateway -> boot -> window
         # Per-interval accumulators for the community summary: (device, metric) -> [n, sum, min, max]
         self.interval_stats: dict[tuple[str, str], list[float]] = {}
         self.interval_readings: dict[str, int] = {}
@@ -96,7 +99,11 @@ class Ingestor:
 
     def _dead(self, topic: str, payload: bytes, at: float, reason: str, detail: str) -> None:
         self.metrics.dead_letter(reason)
-        log.warning("dead letter: topic=%s reason=%s detail=%s size=%d", topic, reason, detail[:200], len(payload))
+        allowed, suppressed = self._log_throttle.allow(reason)
+        if suppressed:
+            log.warning("dead letter: %d more with reason=%s were not logged (all are stored)", suppressed, reason)
+        if allowed:
+            log.warning("dead letter: topic=%s reason=%s detail=%s size=%d", topic, reason, detail[:200], len(payload))
         self.pending.dead.append(DeadLetter(at, topic, reason, detail[:1000], payload[: self.max_payload_bytes], len(payload)))
 
     def _route(self, topic: str, payload: bytes, at: float) -> None:
@@ -145,12 +152,18 @@ class Ingestor:
             raise Rejected("unknown-device", device)
         if state.gateway != parsed.gateway:
             raise Rejected("wrong-gateway", f"{device} belongs to {state.gateway}, not {parsed.gateway}")
-        key = (str(parsed.gateway), boot)
-        window = self._seqs.get(key)
-        if window is None:
-            window = self._seqs[key] = _SeqWindow(DEDUP_WINDOW)
-        if not window.add(seq):
+        if not self._seq_window(str(parsed.gateway), boot).add(seq):
             raise _Duplicate
+
+    def _seq_window(self, gateway: str, boot: str) -> _SeqWindow:
+        """The window of one agent run; only the latest few runs of a gateway are kept."""
+        runs = self._seqs.setdefault(gateway, OrderedDict())
+        window = runs.get(boot)
+        if window is None:
+            window = runs[boot] = _SeqWindow(DEDUP_WINDOW)
+            while len(runs) > RUNS_REMEMBERED:
+                runs.popitem(last=False)
+        return window
 
     def _telemetry(self, parsed: Topic, msg: Telemetry, origin: str) -> None:
         try:

@@ -35,12 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class HubService:
-    def __init__(self, settings: HubSettings, community: Community, mqtt: MqttEndpoint) -> None:
+    def __init__(self, settings: HubSettings, community: Community, mqtt: MqttEndpoint,
+                 *, model: WindowModel | None = None) -> None:
         self.settings = settings
         self.community = community
         self.metrics = HubMetrics()
         self.registry = Registry(community, offline_after_s=settings.offline_after_s)
-        self.model = WindowModel(settings.model_dir)
+        self.model = model or WindowModel(settings.model_dir)
         self.windows = Windows(self.model, settings.window_s)
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)

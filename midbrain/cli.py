@@ -51,11 +51,19 @@ def config_check(file: Annotated[Path, typer.Argument(help="Configuration file t
 @app.command()
 def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO") -> None:
     """Run the community mid-brain: ingest, storage, inference, alerts, API and staff page."""
+    from hub.inference import ModelError
     from hub.runner import run_hub
 
     cfg = _load(config)
     _logging(log_level)
-    run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop))
+    try:
+        run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop))
+    except ModelError as exc:
+        typer.echo(f"hub: refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # e.g. the HTTP port is taken
+        typer.echo(f"hub: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -182,7 +190,11 @@ def demo(config: ConfigOpt = DEFAULT_CONFIG,
         typer.echo(f"--broker {broker!r}: expected auto, mosquitto or amqtt", err=True)
         raise typer.Exit(2)
     _logging(log_level)
-    result = Demo(config, broker=broker, workdir=workdir, log_level=log_level).run(duration)
+    try:
+        result = Demo(config, broker=broker, workdir=workdir, log_level=log_level).run(duration)
+    except RuntimeError as exc:  # a broker or service that could not start; the demo cleaned up
+        typer.echo(f"demo: {exc}", err=True)
+        raise typer.Exit(1) from None
     if report is not None:
         write_json_atomically(report, result)
         typer.echo(f"report written to {report}")

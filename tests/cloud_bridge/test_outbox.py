@@ -52,3 +52,16 @@ def test_a_refused_batch_is_kept_aside_and_counted(tmp_path: Path) -> None:
     assert box.next_batch() is None
     assert box.stats()["rejected"] == 1
     box.close()
+
+
+def test_produced_keys_are_remembered_for_a_bounded_time(tmp_path: Path) -> None:
+    import time
+
+    box = Outbox(tmp_path / "o.sqlite3", remember_keys_s=0.2)
+    assert box.add(_summary(1)) is True
+    assert box.add(_summary(1)) is False  # a redelivery soon after
+    box.seal("c1", 10)
+    time.sleep(0.3)
+    box.seal("c1", 10)  # prunes keys past their time
+    assert box.add(_summary(1)) is True  # long forgotten: produced again (the city deduplicates by key too)
+    box.close()

@@ -12,7 +12,6 @@ from hub.features import batch_features
 from hub.inference import DEFAULT_MODEL_DIR, ModelError, WindowModel
 from simulators.signals import Device, Fault
 
-pytestmark = pytest.mark.unit
 
 
 def _window(fault: Fault | None, seed: int) -> np.ndarray:
@@ -20,6 +19,7 @@ def _window(fault: Fault | None, seed: int) -> np.ndarray:
     return np.array([device.sample(float(t))["temperature"] for t in range(0, 300, 2)][-30:])
 
 
+@pytest.mark.unit
 def test_manifest_records_provenance_and_evaluation() -> None:
     manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
     assert manifest["training"]["train_seeds"] and manifest["training"]["eval_seeds"]
@@ -28,6 +28,7 @@ def test_manifest_records_provenance_and_evaluation() -> None:
     assert model["recall"] > base["recall"] and model["precision"] > base["precision"]
 
 
+@pytest.mark.unit
 def test_a_model_whose_hash_does_not_match_is_refused(tmp_path: Path) -> None:
     shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "m")
     model_file = tmp_path / "m" / "model.onnx"
@@ -36,6 +37,7 @@ def test_a_model_whose_hash_does_not_match_is_refused(tmp_path: Path) -> None:
         WindowModel(tmp_path / "m")
 
 
+@pytest.mark.unit
 def test_fire_and_stuck_windows_score_high_normal_windows_low() -> None:
     model = WindowModel()
     normal = [_window(None, s) for s in range(20)]
@@ -46,3 +48,22 @@ def test_fire_and_stuck_windows_score_high_normal_windows_low() -> None:
     assert np.mean(scores.anomalous[20:40] >= 0.8) >= 0.9
     assert np.mean(scores.anomalous[40:] >= 0.8) >= 0.8
     assert scores.kinds[20:40].count("fire") >= 15
+
+
+@pytest.mark.real
+def test_the_hub_refuses_to_start_with_a_tampered_model(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import DEMO_CONFIG
+
+    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "m")
+    (tmp_path / "m" / "model.onnx").write_bytes((tmp_path / "m" / "model.onnx").read_bytes()[:-1])
+    env = {**os.environ, "MIDBRAIN_HUB__MODEL_DIR": str(tmp_path / "m"), "MIDBRAIN_HUB__HTTP_PORT": "0",
+           "MIDBRAIN_HUB__DATABASE": str(tmp_path / "hub.sqlite3")}
+    result = subprocess.run([sys.executable, "-m", "midbrain.cli", "hub", "--config", str(DEMO_CONFIG)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "hub: refusing to start:" in result.stderr and "does not match manifest" in result.stderr
+    assert "Traceback" not in result.stderr

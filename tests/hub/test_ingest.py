@@ -92,3 +92,14 @@ def test_readings_are_attributed_to_announced_agent_runs(community: Community) -
     ing.handle(TOPIC, _telemetry(boot="typed-by-hand", seq=1))
     t = ing.metrics.totals
     assert (t["stored_announced"], t["dead_announced_telemetry"], t["stored_unannounced"]) == (1, 1, 1)
+
+
+def test_sequence_windows_are_bounded_per_gateway(community: Community) -> None:
+    from hub.ingest import RUNS_REMEMBERED
+
+    ing = _ingestor(community)
+    for run in range(RUNS_REMEMBERED + 3):
+        ing.handle(TOPIC, _telemetry(boot=f"run-{run}", seq=1))
+    assert len(ing._seqs["gw-b1"]) == RUNS_REMEMBERED
+    ing.handle(TOPIC, _telemetry(boot=f"run-{RUNS_REMEMBERED + 2}", seq=1))  # newest run: still deduplicated
+    assert ing.metrics.totals["duplicates"] == 1
