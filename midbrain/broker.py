@@ -5,8 +5,10 @@ Mosquitto is spawned on a free loopback port with ``config/mosquitto/demo.conf``
 are real processes that can be stopped and started again.
 """
 
+import ctypes
 import logging
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -52,6 +54,23 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def die_with_parent() -> None:
+    """In a child, before exec: receive SIGTERM when the parent dies (Linux), so that no
+    service is orphaned if the supervisor is killed outright."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> "subprocess.Popen[bytes]":
+    """A child service: own session (a terminal's Ctrl-C reaches only the supervisor, which
+    stops children in order), dies with its parent, output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as fh:
+        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=die_with_parent)
+
+
 def mosquitto_path() -> str | None:
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
@@ -79,7 +98,6 @@ class BrokerProcess:
     def start(self) -> None:
         self._workdir.mkdir(parents=True, exist_ok=True)
         log_path = self._workdir / f"{self.kind}.log"
-        log_fh = log_path.open("ab")
         if self.kind == "mosquitto":
             conf = self._workdir / "mosquitto.conf"
             text = DEMO_CONF.read_text().replace("@PORT@", str(self.port)).replace("@PERSIST@", str(self._workdir) + "/")
@@ -91,8 +109,7 @@ class BrokerProcess:
             cmd = [str(mosquitto_path()), "-c", str(conf)]
         else:
             cmd = [sys.executable, "-m", "midbrain.cli", "broker", "--port", str(self.port)]
-        self._proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log_fh.close()
+        self._proc = spawn(cmd, log_path)
         try:
             wait_for_port(self.host, self.port, timeout=15)
         except TimeoutError:

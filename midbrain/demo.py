@@ -9,6 +9,7 @@ summary), then the bridge (it delivers what it holds), then the city, then the b
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from midbrain.broker import BrokerProcess, port_or_free, wait_for_port
+from midbrain.broker import BrokerProcess, port_or_free, spawn, wait_for_port
 from midbrain.config import MidbrainConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,7 @@ class Service:
         self.down_since: float | None = None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as fh:
-            # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
-            self.proc = subprocess.Popen([sys.executable, "-m", "midbrain.cli", *self.args], env=self.env,
-                                         stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+        self.proc = spawn([sys.executable, "-m", "midbrain.cli", *self.args], self.log_path, self.env)
         self.down_since = None
 
     def alive(self) -> bool:
@@ -168,7 +164,8 @@ class Demo:
     # -- run ---------------------------------------------------------------------------------
 
     def run(self, duration: float | None) -> dict[str, Any]:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP too: a closed terminal stops the demo as cleanly as Ctrl-C.
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         started = time.monotonic()
         result: dict[str, Any] = {"ok": False}
         try:
@@ -188,7 +185,8 @@ class Demo:
                 self._status_line(tick)
                 tick += 1
                 time.sleep(1.0)
-            self.console.print()
+            if self.console.is_terminal:
+                sys.stderr.write("\n")
             result = self.stop(time.monotonic() - started)
         finally:
             for svc in self.services.values():
@@ -207,7 +205,9 @@ class Demo:
             if svc.down_since is None:
                 svc.down_since = now
                 code = svc.proc.returncode if svc.proc is not None else None
-                self.console.print(f"\n[yellow]{svc.name} exited ({code}); restarting in {restart_after_s:.0f}s[/]")
+                if self.console.is_terminal:
+                    sys.stderr.write("\n")
+                self.console.print(f"[yellow]{svc.name} exited ({code}); restarting in {restart_after_s:.0f}s[/]")
             elif now - svc.down_since >= restart_after_s:
                 svc.restarts += 1
                 svc.start()
@@ -229,15 +229,21 @@ class Demo:
             return {}
 
     def _status_line(self, tick: int) -> None:
-        if not self.console.is_terminal and tick % 10:
-            return  # in a log file, one line every 10 s; on a terminal, one line redrawn each second
+        """One line, redrawn in place each second on a terminal; a plain line every 10 s in a log."""
+        tty = self.console.is_terminal
+        if not tty and tick % 10:
+            return
         hub, city = self._get(f"{self.hub_url}/api/stats"), self._get(f"{self.city_url}/api/stats")
         down = [n for n, s in self.services.items() if not s.alive()]
-        self.console.print(
-            ("\r\x1b[2K" if self.console.is_terminal else "") + f"online {hub.get('devices_online', '?')}/{hub.get('devices', '?')} · stored {hub.get('stored', '?')}"
-            f" · dead-lettered {hub.get('dead_lettered', '?')} · alerts {hub.get('alerts', '?')}"
-            f" · summaries at city {city.get('summaries', '?')}" + (f" · [red]down: {', '.join(down)}[/]" if down else ""),
-            end="" if self.console.is_terminal else "\n", highlight=False, soft_wrap=True)
+        line = (f"online {hub.get('devices_online', '?')}/{hub.get('devices', '?')} · stored {hub.get('stored', '?')}"
+                f" · dead-lettered {hub.get('dead_lettered', '?')} · alerts {hub.get('alerts', '?')}"
+                f" · summaries at city {city.get('summaries', '?')}" + (f" · down: {', '.join(down)}" if down else ""))
+        if tty:
+            width = shutil.get_terminal_size((100, 20)).columns
+            sys.stderr.write("\r\x1b[2K" + line[: width - 1])
+            sys.stderr.flush()
+        else:
+            self.console.print(line, highlight=False, soft_wrap=True)
 
     # -- stop -------------------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ def _run_demo(tmp_path: Path, broker: str, duration: int, kill_city_at: tuple[fl
     proc = subprocess.Popen(
         [sys.executable, "-m", "midbrain.cli", "demo", "--config", str(DEMO_CONFIG), *stop_by,
          "--report", str(report), "--broker", broker, "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True)  # its own process group, as in a terminal
     started = time.monotonic()
     killed = []
     try:
@@ -36,7 +37,7 @@ def _run_demo(tmp_path: Path, broker: str, duration: int, kill_city_at: tuple[fl
             killed.append(pid)
         if ctrl_c:
             time.sleep(duration)
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole foreground group
         out, _ = proc.communicate(timeout=duration + 120)
     finally:
         if proc.poll() is None:
@@ -76,3 +77,35 @@ def test_demo_on_the_embedded_broker_stopped_by_ctrl_c(tmp_path: Path) -> None:
     report = _run_demo(tmp_path, "amqtt", 35, ctrl_c=True)
     _check_stages(report)
     assert report["broker"] == "amqtt"
+
+
+def test_killing_the_supervisor_leaves_no_service_behind(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "midbrain.cli", "demo", "--config", str(DEMO_CONFIG), "--workdir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (workdir / "pids.json").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "demo did not start"
+            time.sleep(0.2)
+        pids = json.loads((workdir / "pids.json").read_text())
+        assert len(pids) == 8  # broker, city, hub, bridge, simulators, three edges
+    finally:
+        proc.kill()  # SIGKILL: no chance to clean up
+        proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # a zombie is gone for our purpose: it only waits to be reaped by init
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [name for name, p in pids.items() if alive(p)]
