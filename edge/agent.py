@@ -29,6 +29,7 @@ from firmware_adapters.pms5003_driver import NoAnswer, Pms5003Driver
 from firmware_adapters.serial_transport import SerialTransport, TransportError
 from servicekit.lifecycle import wait_or_stop
 from servicekit.mqtt import MqttLink, NotConnected
+from servicekit.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class EdgeAgent:
         self._queue: deque[tuple[str, BaseModel, bool]] = deque()  # topic, message, retain
         self._poll_now = {d.id: asyncio.Event() for d in self.devices.values() if d.serial is not None}
         self._queued = asyncio.Event()
+        self._log_throttle = LogThrottle()
         self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "dropped_queue_full": 0, "rejected": 0,
                                          "serial_errors": 0, "commands": 0}
         self.dead_letters = DeadLetterFile(settings.state_dir / f"{gateway_id}-dead-letters.jsonl")
@@ -130,8 +132,11 @@ class EdgeAgent:
         if len(self._queue) >= self.settings.queue_size:
             self._queue.popleft()
             self.counters["dropped_queue_full"] += 1
-            log.warning("gateway %s: uplink queue full (%d); dropped the oldest reading",
-                        self.gateway.id, self.settings.queue_size)
+            allowed, suppressed = self._log_throttle.allow("queue-full")
+            if allowed:
+                log.warning("gateway %s: uplink queue full (%d); dropped the oldest reading (%d dropped so far%s)",
+                            self.gateway.id, self.settings.queue_size, self.counters["dropped_queue_full"],
+                            f", {suppressed} not logged" if suppressed else "")
         self._queue.append((topic, message, retain))
         self._queued.set()
 

@@ -150,3 +150,15 @@ async def test_death_is_the_last_will_or_a_clean_goodbye(tmp_path: Path, mosquit
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_full_uplink_queue_drops_the_oldest_and_counts_it(tmp_path: Path, community: Community) -> None:
+    async def scenario() -> EdgeAgent:
+        agent = EdgeAgent(community, "gw-b2", MqttEndpoint(port=1), EdgeSettings(state_dir=tmp_path, queue_size=10))
+        for i in range(25):
+            agent.enqueue(f"t/{i}", Telemetry(seq=i, boot="b", ts=1.0, device="b2-th-01", metrics={"temperature": i}))
+        return agent
+
+    agent = asyncio.run(scenario())
+    assert agent.counters["dropped_queue_full"] == 15
+    assert [topic for topic, _, _ in agent._queue] == [f"t/{i}" for i in range(15, 25)]
