@@ -66,6 +66,9 @@ async def test_typed_telemetry_is_stored_and_malformed_is_dead_lettered(
 
         # The hub keeps serving and counts what it refused.
         assert (await http.get("/healthz")).json()["status"] == "ok"
+        paths = (await http.get("/openapi.json")).json()["paths"]
+        assert {"/healthz", "/metrics", "/api/devices", "/api/telemetry", "/api/alerts", "/api/dead-letters"} <= set(paths)
+        assert (await http.get("/docs")).status_code == 200
         metrics = (await http.get("/metrics")).text
         assert 'midbrain_hub_dead_letters_total{reason="invalid-json"} 1.0' in metrics
         assert "midbrain_hub_telemetry_stored_total 1.0" in metrics
