@@ -79,6 +79,14 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         assert store is not None
         return store.telemetry(device, metric, since, limit)
 
+    @app.get("/api/windows")
+    def windows(request: Request, device: str | None = None, metric: str | None = None,
+                limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        """Sliding 1-minute window aggregates of scored metrics, with the model's score."""
+        store = hub_of(request).store
+        assert store is not None
+        return store.windows(device, metric, limit)
+
     @app.get("/api/alerts")
     def alerts(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
         store = hub_of(request).store

@@ -140,6 +140,9 @@ class HubService:
         scores = self.windows.score(time.time())
         self.metrics.windows.inc(len(scores))
         assert self.store is not None
+        if scores:
+            await asyncio.to_thread(self.store.add_windows, [
+                (s.window_end, s.device, s.metric, s.count, s.mean, s.min, s.max, s.score, s.kind) for s in scores])
         raised = self.alert_policy.decide(scores)
         for a in raised:
             await asyncio.to_thread(self.store.add_alert, a.raised_at, a.device, a.metric, a.kind, a.score,

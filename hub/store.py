@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, raised_at REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
     kind TEXT NOT NULL, score REAL NOT NULL, severity TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS windows (
+    window_end REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, count INTEGER NOT NULL,
+    mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device, window_end);
 CREATE TABLE IF NOT EXISTS summaries_unpublished (
     window_start REAL PRIMARY KEY, body BLOB NOT NULL
 );
@@ -98,6 +103,11 @@ class HubStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def add_windows(self, rows: Sequence[tuple[float, str, str, int, float, float, float, float, str]]) -> None:
+        """The 1-minute window aggregates (numpy) and their anomaly scores, one row per series."""
+        with self._write_lock:
+            self._writer.executemany("INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
     def add_alert(self, raised_at: float, device: str, metric: str, kind: str, score: float,
                   severity: str, model: str) -> int:
         with self._write_lock:
@@ -149,6 +159,11 @@ class HubStore:
             r["raw_text"] = raw.decode("utf-8", errors="replace")[:2048]
             r["raw_hex"] = raw[:256].hex()
         return rows
+
+    def windows(self, device: str | None, metric: str | None, limit: int) -> list[dict[str, Any]]:
+        where, args = _filters(device=device, metric=metric)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._query(f"SELECT * FROM windows {clause} ORDER BY window_end DESC LIMIT ?", [*args, limit])
 
     def alerts(self, limit: int) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", [limit])

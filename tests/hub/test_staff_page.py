@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import aiomqtt
+import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
@@ -51,6 +52,11 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             seq=seq, boot="r1", ts=now, device="b1-th-01", metrics={"temperature": 21.5})), qos=1)
         await wait_until(lambda: hub.stats()["stored"] == 31)
         assert await hub.score_now() >= 1
+        async with httpx.AsyncClient(base_url=url) as http:
+            windows = (await http.get("/api/windows", params={"device": "b1-th-02", "metric": "temperature"})).json()
+        # The last 60 s at scoring time: the reading stamped exactly 60 s before `now` has left it.
+        assert windows[0]["count"] == 29 and windows[0]["max"] == 48.0 and windows[0]["kind"] == "fire"
+        assert windows[0]["min"] == 24.03 and windows[0]["score"] >= 0.8
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
