@@ -83,9 +83,10 @@ class MqttLink:
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         stopper = asyncio.create_task(stop.wait(), name=f"{self.client_id}-stop")
-        tasks = {stopper}
-        if self._on_message is not None:
-            tasks.add(asyncio.create_task(self._read(client), name=f"{self.client_id}-read"))
+        # The message stream is read even by a publish-only link: it is what raises when the
+        # connection drops, so that the link reconnects instead of staying "connected" forever.
+        reader = asyncio.create_task(self._read(client), name=f"{self.client_id}-read")
+        tasks = {stopper, reader}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -96,9 +97,9 @@ class MqttLink:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        assert self._on_message is not None
         async for message in client.messages:
-            await self._on_message(message)
+            if self._on_message is not None:
+                await self._on_message(message)
         raise aiomqtt.MqttError("message stream ended")
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
