@@ -116,6 +116,13 @@ class BrokerProcess:
             self.stop()
             raise RuntimeError(f"{self.kind} did not start; see {log_path}") from None
 
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None

@@ -79,6 +79,8 @@ class Demo:
         self.log_level = log_level
         self.console = Console(stderr=True)
         self._stopping = False
+        self._broker_down_since: float | None = None
+        self.restarts: dict[str, int] = {}
         self.services: dict[str, Service] = {}
 
     @property
@@ -197,8 +199,18 @@ class Demo:
         return result
 
     def _supervise(self, restart_after_s: float = 3.0) -> None:
-        """Restart a service that died (crashed or was killed), after a short pause."""
+        """Restart the broker or a service that died (crashed or was killed), after a short pause."""
         now = time.monotonic()
+        if not self.broker.alive():
+            if self._broker_down_since is None:
+                self._broker_down_since = now
+                self.console.print(f"[yellow]broker exited ({self.broker.returncode}); restarting in "
+                                   f"{restart_after_s:.0f}s on the same port[/]")
+            elif now - self._broker_down_since >= restart_after_s:
+                self.broker.start()
+                self._broker_down_since = None
+                self.restarts["broker"] = self.restarts.get("broker", 0) + 1
+                self._write_pids()
         for svc in self.services.values():
             if svc.alive():
                 continue
@@ -210,6 +222,7 @@ class Demo:
                 self.console.print(f"[yellow]{svc.name} exited ({code}); restarting in {restart_after_s:.0f}s[/]")
             elif now - svc.down_since >= restart_after_s:
                 svc.restarts += 1
+                self.restarts[svc.name] = svc.restarts
                 svc.start()
                 self._write_pids()
 
@@ -299,7 +312,7 @@ class Demo:
                 "summaries_rejected_by_city": bridge.get("rejected", 0),
                 "city_duplicates_refused": city_stats.get("duplicate_summaries", 0),
                 "exit_codes": codes,
-                "restarts": {n: s.restarts for n, s in self.services.items() if s.restarts},
+                "restarts": dict(self.restarts),
             },
             "workdir": str(self.workdir),
         }

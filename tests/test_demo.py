@@ -10,13 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from midbrain.broker import free_port
 from tests.conftest import DEMO_CONFIG
+
+
+def _own_ports() -> dict[str, str]:
+    """Free ports for this demo, so that concurrent runs on one machine never race for the defaults."""
+    return {**os.environ, "COLUMNS": "200", "MIDBRAIN_MQTT__PORT": str(free_port()),
+            "MIDBRAIN_HUB__HTTP_PORT": str(free_port()), "MIDBRAIN_CITY__HTTP_PORT": str(free_port())}
 
 pytestmark = pytest.mark.real
 
 
-def _run_demo(tmp_path: Path, broker: str, duration: int, kill_city_at: tuple[float, ...] = (),
-              ctrl_c: bool = False) -> dict:
+def _run_demo(tmp_path: Path, broker: str, duration: int,
+              disruptions: tuple[tuple[float, str, signal.Signals], ...] = (), ctrl_c: bool = False) -> dict:
     """Run the demo for ``duration`` s: by ``--duration``, or by Ctrl-C (SIGINT) when ``ctrl_c``."""
     report = tmp_path / "r.json"
     workdir = tmp_path / "run"
@@ -24,16 +31,16 @@ def _run_demo(tmp_path: Path, broker: str, duration: int, kill_city_at: tuple[fl
     proc = subprocess.Popen(
         [sys.executable, "-m", "midbrain.cli", "demo", "--config", str(DEMO_CONFIG), *stop_by,
          "--report", str(report), "--broker", broker, "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_own_ports(),
         start_new_session=True)  # its own process group, as in a terminal
     started = time.monotonic()
     killed = []
     try:
-        for at in kill_city_at:
+        for at, service, sig in disruptions:  # services that die or stop mid-demo
             while time.monotonic() - started < at:
                 time.sleep(0.2)
-            pid = json.loads((workdir / "pids.json").read_text())["city"]
-            os.kill(pid, signal.SIGKILL)  # the city platform dies mid-demo
+            pid = json.loads((workdir / "pids.json").read_text())[service]
+            os.kill(pid, sig)
             killed.append(pid)
         if ctrl_c:
             time.sleep(duration)
@@ -60,11 +67,12 @@ def _check_stages(report: dict) -> None:
     assert report["ok"] is True
 
 
-def test_sixty_second_demo_on_mosquitto_with_the_city_killed_twice(tmp_path: Path) -> None:
-    report = _run_demo(tmp_path, "mosquitto", 60, kill_city_at=(18.0, 36.0))
+def test_sixty_second_demo_on_mosquitto_with_the_city_killed_twice_and_the_broker_restarted(tmp_path: Path) -> None:
+    report = _run_demo(tmp_path, "mosquitto", 60, disruptions=(
+        (18.0, "city", signal.SIGKILL), (27.0, "broker", signal.SIGTERM), (36.0, "city", signal.SIGKILL)))
     _check_stages(report)
     assert report["broker"] == "mosquitto"
-    assert report["details"]["restarts"] == {"city": 2}
+    assert report["details"]["restarts"] == {"city": 2, "broker": 1}
     # Exactly once at the city: one row per summary key (primary key), none missing.
     import sqlite3
 
@@ -83,7 +91,7 @@ def test_killing_the_supervisor_leaves_no_service_behind(tmp_path: Path) -> None
     workdir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "midbrain.cli", "demo", "--config", str(DEMO_CONFIG), "--workdir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=_own_ports())
     try:
         deadline = time.monotonic() + 60
         while not (workdir / "pids.json").exists():
