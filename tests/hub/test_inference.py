@@ -67,3 +67,17 @@ def test_the_hub_refuses_to_start_with_a_tampered_model(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "hub: refusing to start:" in result.stderr and "does not match manifest" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.unit
+def test_the_readme_publishes_the_manifests_figures() -> None:
+    from tests.conftest import REPO
+
+    evaluation = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())["evaluation"]
+    readme = (REPO / "README.md").read_text()
+    for label, key in (("| model |", "model"), ("| z-score of the last point > 3 |", "zscore_baseline_last_point_gt3")):
+        e = evaluation[key]
+        figures = [e["any"]["precision"], e["any"]["recall"], e["any"]["false_positive_rate"],
+                   *(e[f]["recall"] for f in ("spike", "stuck", "drift", "fire"))]
+        row = label + "".join(f" {v:.3f} |" for v in figures)
+        assert row in readme, f"README row out of date; expected: {row}"
