@@ -129,6 +129,9 @@ class Outbox:
             (pending,) = db.execute("SELECT COUNT(*) FROM pending").fetchone()
             (in_batches,) = db.execute("SELECT COALESCE(SUM(summaries), 0) FROM batches").fetchone()
             (batches,) = db.execute("SELECT COUNT(*) FROM batches").fetchone()
+            (oldest,) = db.execute("SELECT MIN(c) FROM (SELECT MIN(created) AS c FROM pending "
+                                   "UNION ALL SELECT MIN(created) FROM batches)").fetchone()
         return {"produced": counters.get("produced", 0), "acknowledged": counters.get("acknowledged", 0),
                 "rejected": counters.get("rejected", 0), "pending": pending, "in_batches": in_batches,
-                "batches_waiting": batches, "batches_acknowledged": counters.get("batches_acknowledged", 0)}
+                "batches_waiting": batches, "batches_acknowledged": counters.get("batches_acknowledged", 0),
+                "oldest_age_s": round(time.time() - oldest, 3) if oldest is not None else 0.0}

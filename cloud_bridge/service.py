@@ -14,6 +14,7 @@ from typing import Any
 
 import aiomqtt
 
+from cloud_bridge.api import create_app
 from cloud_bridge.delivery import Deliverer, http_client
 from cloud_bridge.outbox import Outbox
 from cloud_bridge.privacy import to_city
@@ -22,6 +23,7 @@ from contract import topics
 from contract.codec import DecodeError, decode_as
 from contract.endpoints import MqttEndpoint
 from contract.messages import HubSummary
+from servicekit.http import HttpServer
 from servicekit.lifecycle import wait_or_stop, write_json_atomically
 from servicekit.mqtt import MqttLink
 
@@ -37,7 +39,7 @@ class Bridge:
         self.redelivered = 0
         self.link = MqttLink(mqtt, client_id=f"{settings.client_id}-{community_id}", clean_session=False,
                              on_connect=self._subscribe, on_message=self._on_summary)
-        self._sealed = asyncio.Event()
+        self._deliverer: Deliverer | None = None
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         await client.subscribe(topics.filter_hub_summaries(self.community_id), qos=1)
@@ -67,16 +69,24 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event, *, drain_s: float = 10.0) -> None:
         link_stop, work_stop = asyncio.Event(), asyncio.Event()
+        server = None
+        if self.settings.http_port is not None:
+            server = HttpServer(create_app(self), self.settings.http_host, self.settings.http_port)
+            log.info("bridge health and metrics on %s", server.url)
         async with http_client(self.settings) as client:
-            deliverer = Deliverer(self.outbox, self.settings, client)
+            deliverer = self._deliverer = Deliverer(self.outbox, self.settings, client)
             try:
                 async with asyncio.TaskGroup() as tg:
+                    if server is not None:
+                        tg.create_task(server.serve(), name="bridge-http")
                     tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
                     tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
                     tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
                     await stop.wait()
                     link_stop.set()
                     work_stop.set()
+                    if server is not None:
+                        server.stop()
                 await self._drain(deliverer, drain_s)
             finally:
                 self.outbox.close()
@@ -92,7 +102,9 @@ class Bridge:
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def stats(self) -> dict[str, Any]:
-        return {**self.outbox.stats(), "invalid_summaries": self.invalid, "redelivered": self.redelivered}
+        failures = self._deliverer.failures if self._deliverer is not None else 0
+        return {**self.outbox.stats(), "invalid_summaries": self.invalid, "redelivered": self.redelivered,
+                "delivery_failures": failures}
 
 
 async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings, stop: asyncio.Event,
@@ -102,9 +114,8 @@ async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSett
         await bridge.run(stop, drain_s=drain_s)
     finally:
         if stats_file is not None:
-            outbox = Outbox(settings.outbox)  # run() closed its own connection
+            bridge.outbox = Outbox(settings.outbox)  # run() closed its own connection
             try:
-                write_json_atomically(stats_file, {**outbox.stats(), "invalid_summaries": bridge.invalid,
-                                                   "redelivered": bridge.redelivered})
+                write_json_atomically(stats_file, bridge.stats())
             finally:
-                outbox.close()
+                bridge.outbox.close()

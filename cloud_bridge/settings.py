@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class BridgeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=8310, ge=0, le=65535)  # /healthz and /metrics; None turns them off
     city_url: str = "http://127.0.0.1:8400"
     outbox: Path = Path("var/bridge-outbox.sqlite3")
     client_id: str = "midbrain-bridge"

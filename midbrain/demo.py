@@ -76,6 +76,7 @@ class Demo:
         self.broker = BrokerProcess.choose(broker, self.workdir / "broker", port=port_or_free(self.cfg.mqtt.port))
         self.hub_port = port_or_free(self.cfg.hub.http_port)
         self.city_port = port_or_free(self.cfg.city.http_port)
+        self.bridge_port = port_or_free(self.cfg.bridge.http_port or 8310)
         self.log_level = log_level
         self.console = Console(stderr=True)
         self._stopping = False
@@ -102,6 +103,7 @@ class Demo:
             "MIDBRAIN_HUB__DATABASE": str(w / "hub.sqlite3"),
             "MIDBRAIN_BRIDGE__OUTBOX": str(w / "bridge-outbox.sqlite3"),
             "MIDBRAIN_BRIDGE__CITY_URL": self.city_url,
+            "MIDBRAIN_BRIDGE__HTTP_PORT": str(self.bridge_port),
             "MIDBRAIN_CITY__HTTP_PORT": str(self.city_port),
             "MIDBRAIN_CITY__DATABASE": str(w / "city.sqlite3"),
             "MIDBRAIN_EDGE__STATE_DIR": str(w / "edge"),
@@ -178,6 +180,7 @@ class Demo:
                 f"  hub API      {self.hub_url}/docs\n"
                 f"  staff page   {self.hub_url}/staff\n"
                 f"  metrics      {self.hub_url}/metrics\n"
+                f"  bridge       http://127.0.0.1:{self.bridge_port}/metrics  (outbox)\n"
                 f"  city         {self.city_url}/  ({self.city_url}/api/summaries)\n"
                 f"  data & logs  {self.workdir}\n"
                 "Ctrl-C stops everything cleanly.")
@@ -247,10 +250,13 @@ class Demo:
         if not tty and tick % 10:
             return
         hub, city = self._get(f"{self.hub_url}/api/stats"), self._get(f"{self.city_url}/api/stats")
+        outbox = self._get(f"http://127.0.0.1:{self.bridge_port}/healthz").get("outbox", {})
+        waiting = outbox.get("pending", 0) + outbox.get("in_batches", 0) if outbox else "?"
         down = [n for n, s in self.services.items() if not s.alive()]
         line = (f"online {hub.get('devices_online', '?')}/{hub.get('devices', '?')} · stored {hub.get('stored', '?')}"
                 f" · dead-lettered {hub.get('dead_lettered', '?')} · alerts {hub.get('alerts', '?')}"
-                f" · summaries at city {city.get('summaries', '?')}" + (f" · down: {', '.join(down)}" if down else ""))
+                f" · outbox {waiting} · summaries at city {city.get('summaries', '?')}"
+                + (f" · down: {', '.join(down)}" if down else ""))
         if tty:
             width = shutil.get_terminal_size((100, 20)).columns
             sys.stderr.write("\r\x1b[2K" + line[: width - 1])

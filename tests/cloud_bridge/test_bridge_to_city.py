@@ -44,13 +44,13 @@ def _summary(i: int) -> HubSummary:
 
 
 async def test_no_summary_is_lost_or_duplicated(tmp_path: Path, mosquitto: MqttEndpoint) -> None:
-    city_port = free_port()
+    city_port, bridge_port = free_port(), free_port()
     env = {**os.environ, "MIDBRAIN_MQTT__PORT": str(mosquitto.port),
            "MIDBRAIN_CITY__HTTP_PORT": str(city_port), "MIDBRAIN_CITY__DATABASE": str(tmp_path / "city.sqlite3"),
            "MIDBRAIN_BRIDGE__CITY_URL": f"http://127.0.0.1:{city_port}",
            "MIDBRAIN_BRIDGE__OUTBOX": str(tmp_path / "outbox.sqlite3"),
            "MIDBRAIN_BRIDGE__RETRY_INITIAL_S": "0.1", "MIDBRAIN_BRIDGE__RETRY_MAX_S": "0.5",
-           "MIDBRAIN_BRIDGE__BATCH_INTERVAL_S": "0.1"}
+           "MIDBRAIN_BRIDGE__BATCH_INTERVAL_S": "0.1", "MIDBRAIN_BRIDGE__HTTP_PORT": str(bridge_port)}
     city = Proc(["city"], env, tmp_path / "city.log")
     bridge = Proc(["bridge", "--stats-file", str(tmp_path / "bridge.json"), "--drain-s", "5"], env, tmp_path / "bridge.log")
     city.start()
@@ -72,14 +72,26 @@ async def test_no_summary_is_lost_or_duplicated(tmp_path: Path, mosquitto: MqttE
                     await hub.publish(topics.hub_summary(C), encode(_summary(sent)), qos=1)
                     sent += 1
 
-            # The bridge subscribes with a persistent session: wait for that before the first publish.
-            await asyncio.sleep(1.5)
+            async def bridge_subscribed() -> bool:
+                try:
+                    health = (await http.get(f"http://127.0.0.1:{bridge_port}/healthz")).json()
+                except httpx.HTTPError:
+                    return False
+                return bool(health["mqtt_connected"])
+
+            # The broker keeps summaries for the bridge's session once it exists: wait for its first subscription.
+            await wait_until(bridge_subscribed, timeout=30)
             await publish(5)
             await wait_until(lambda: _eq(at_city(), 5), timeout=20)
 
             assert city.signal(signal.SIGKILL) == -signal.SIGKILL  # the city platform dies
             await publish(5)
             await asyncio.sleep(1.0)  # the bridge retries into the void meanwhile
+            # What an operator sees meanwhile: the backlog and the failed attempts.
+            metrics = (await http.get(f"http://127.0.0.1:{bridge_port}/metrics")).text
+            assert "midbrain_bridge_outbox_summaries 5.0" in metrics
+            assert "midbrain_bridge_delivery_failures_total 0.0" not in metrics
+            assert "midbrain_bridge_acknowledged_total 5.0" in metrics
             assert bridge.signal(signal.SIGTERM) == 0  # and the bridge restarts while the city is down
             await publish(3)  # held by the broker for the bridge's persistent session
             await hub.publish(topics.hub_summary(C), encode(_summary(2)), qos=1)  # a redelivery

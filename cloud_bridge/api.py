@@ -1,0 +1,50 @@
+"""The bridge's health and metrics endpoints: the outbox as an operator sees it."""
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from cloud_bridge.service import Bridge
+
+
+class _OutboxCollector(Collector):
+    """Read at scrape time from the outbox itself, so the figures survive restarts."""
+
+    def __init__(self, bridge: "Bridge") -> None:
+        self._bridge = bridge
+
+    def collect(self) -> Iterator[Any]:
+        s = self._bridge.stats()
+        yield GaugeMetricFamily("midbrain_bridge_outbox_summaries", "Summaries waiting for the city's acknowledgement",
+                                value=s["pending"] + s["in_batches"])
+        yield GaugeMetricFamily("midbrain_bridge_outbox_oldest_age_seconds", "Age of the oldest summary waiting",
+                                value=s["oldest_age_s"])
+        for name, help_text in (("produced", "Summaries produced from hub summaries"),
+                                ("acknowledged", "Summaries acknowledged by the city"),
+                                ("rejected", "Summaries in batches the city refused for good (kept aside)"),
+                                ("redelivered", "Hub summaries received again and not produced twice"),
+                                ("invalid_summaries", "Hub summaries that failed validation"),
+                                ("delivery_failures", "Delivery attempts that failed and will be retried")):
+            yield CounterMetricFamily(f"midbrain_bridge_{name}", help_text, value=s[name])
+
+
+def create_app(bridge: "Bridge") -> FastAPI:
+    app = FastAPI(title="midbrain cloud bridge", version="1")
+    registry = CollectorRegistry()
+    registry.register(_OutboxCollector(bridge))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "mqtt_connected": bridge.link.connected, "outbox": bridge.stats()}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
