@@ -49,7 +49,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="Configuration file t
 
 
 @app.command()
-def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO") -> None:
+def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
     """Run the community mid-brain: ingest, storage, inference, alerts, API and staff page."""
     from hub.inference import ModelError
     from hub.runner import run_hub
@@ -57,7 +57,7 @@ def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO") -> Non
     cfg = _load(config)
     _logging(log_level)
     try:
-        run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop))
+        run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop, stats_file=stats_file))
     except ModelError as exc:
         typer.echo(f"hub: refusing to start: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -63,7 +63,8 @@ def _check_stages(report: dict) -> None:
     assert all(v > 0 for k, v in stages.items() if k not in zero_allowed), stages
     assert stages["lost"] == 0, stages
     assert stages["published_by_simulators"] == stages["stored"] + stages["dead_lettered"]
-    assert stages["summaries_produced"] == stages["summaries_acknowledged"] == stages["summaries_at_city"]
+    assert (stages["summaries_published_by_hub"] == stages["summaries_produced"]
+            == stages["summaries_acknowledged"] == stages["summaries_at_city"])
     assert report["ok"] is True
 
 
