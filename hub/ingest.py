@@ -44,9 +44,10 @@ class Pending:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[tuple[str, str, float, str, str]] = field(default_factory=list)
+    births: list[tuple[str, str, str, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks)
+        return len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks) + len(self.births)
 
 
 class _SeqWindow:
@@ -214,6 +215,7 @@ class Ingestor:
     def _birth(self, parsed: Topic, msg: Birth, at: float) -> None:
         gateway = str(parsed.gateway)
         self.registry.birth(gateway, msg.boot, msg.software, at)
+        self.pending.births.append((gateway, msg.boot, msg.software, at))
         provisioned = {d.id for d in self.registry.community.devices_of(gateway)}
         announced = {d.id for d in msg.devices}
         if announced - provisioned:

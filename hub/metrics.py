@@ -20,10 +20,22 @@ class HubMetrics:
         self.summaries = PromCounter("midbrain_hub_summaries_published", "Community summaries published", registry=r)
         self.pending = Gauge("midbrain_hub_write_queue_depth", "Rows waiting for the SQLite writer", registry=r)
         self.online = Gauge("midbrain_hub_devices_online", "Devices online", registry=r)
-        self.totals: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()  # cumulative over every run of this hub (base + this run)
+        self._persisted: Counter[str] = Counter()
 
     def count(self, name: str, n: int = 1) -> None:
         self.totals[name] += n
+
+    def restore(self, persisted: dict[str, int]) -> None:
+        """Start from the totals an earlier run stored."""
+        self.totals.update(persisted)
+        self._persisted.update(persisted)
+
+    def take_deltas(self) -> dict[str, int]:
+        """What changed since the last call, to persist with the rows those changes describe."""
+        deltas = {k: v - self._persisted[k] for k, v in self.totals.items() if v != self._persisted[k]}
+        self._persisted.update(deltas)
+        return deltas
 
     def dead_letter(self, reason: str) -> None:
         self.dead.labels(reason).inc()

@@ -59,6 +59,14 @@ class Registry:
         if len(self.announced) > 10_000:
             self.announced.popitem(last=False)
 
+    def restore_runs(self, runs: list[tuple[str, str, str, float]]) -> None:
+        """Agent runs a previous hub run saw born (oldest first), so that readings the broker
+        queued while the hub was down are attributed before the retained births arrive."""
+        for gateway, boot, software, _ in runs:
+            if gateway in self.gateways:
+                self.announced[(gateway, boot)] = None
+                self.gateways[gateway].boot, self.gateways[gateway].software = boot, software
+
     def death(self, gateway_id: str, boot: str, at: float) -> bool:
         """Mark offline; ignore a death from an earlier run (its will may arrive late)."""
         gw = self.gateways[gateway_id]

@@ -65,6 +65,8 @@ class HubService:
 
     async def __aenter__(self) -> "HubService":
         self.store = await asyncio.to_thread(HubStore, self.settings.database)
+        self.metrics.restore(await asyncio.to_thread(self.store.counters))
+        self.registry.restore_runs(await asyncio.to_thread(self.store.gateway_runs))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._ingest_task = self._tg.create_task(self.ingest.run(self._ingest_stop), name="hub-ingest")
@@ -82,6 +84,7 @@ class HubService:
         try:
             await self._flush()
             await self._publish_summary(final=True)
+            await self._flush()  # the counters of that last summary
         finally:
             self._stop.set()
             assert self._tg is not None
@@ -117,11 +120,15 @@ class HubService:
     async def _flush(self) -> None:
         batch = self.ingestor.take()
         assert self.store is not None
-        if batch.telemetry or batch.events or batch.dead:
-            await asyncio.to_thread(self.store.write, batch.telemetry, batch.events, batch.dead)
+        self.metrics.count("stored", len(batch.telemetry))
+        self.metrics.count("events_stored", len(batch.events))
+        deltas = self.metrics.take_deltas()
+        if batch.telemetry or batch.events or batch.dead or deltas or batch.births:
+            # Counters are committed with the rows they count: the totals survive restarts
+            # and always agree with what is stored.
+            await asyncio.to_thread(self.store.write, batch.telemetry, batch.events, batch.dead, deltas,
+                                    batch.births)
             self.metrics.stored.inc(len(batch.telemetry))
-            self.metrics.count("stored", len(batch.telemetry))
-            self.metrics.count("events_stored", len(batch.events))
             self._interval_dead += len(batch.dead)
         for ack in batch.acks:
             await asyncio.to_thread(self.store.add_ack, *ack)

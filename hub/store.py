@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS windows (
     mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device, window_end);
+CREATE TABLE IF NOT EXISTS gateway_runs (
+    gateway TEXT NOT NULL, boot TEXT NOT NULL, software TEXT NOT NULL, born_at REAL NOT NULL,
+    PRIMARY KEY (gateway, boot)
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS summaries_unpublished (
     window_start REAL PRIMARY KEY, body BLOB NOT NULL
 );
@@ -81,7 +86,9 @@ class HubStore:
     # -- writes (called from a worker thread, one transaction per batch) ----------
 
     def write(self, telemetry: Sequence[TelemetryRow], events: Sequence[tuple[Any, ...]],
-              dead: Sequence[DeadLetter]) -> None:
+              dead: Sequence[DeadLetter], counters: dict[str, int] | None = None,
+              births: Sequence[tuple[str, str, str, float]] = ()) -> None:
+        """One transaction: the rows, and the counter changes that describe them."""
         with self._write_lock:
             db = self._writer
             db.execute("BEGIN")
@@ -98,6 +105,11 @@ class HubStore:
                         "INSERT INTO dead_letters (received_at, topic, reason, detail, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
                         ((d.received_at, d.topic, d.reason, d.detail, d.size, d.raw) for d in dead),
                     )
+                if births:
+                    db.executemany("INSERT OR IGNORE INTO gateway_runs VALUES (?, ?, ?, ?)", births)
+                if counters:
+                    db.executemany("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                                   ((k, v, v) for k, v in counters.items()))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -120,6 +132,17 @@ class HubStore:
         with self._write_lock:
             self._writer.execute("INSERT INTO command_acks VALUES (?, ?, ?, ?, ?)",
                                  (ack_id, gateway, received_at, result, reason))
+
+    def gateway_runs(self, limit: int = 10_000) -> list[tuple[str, str, str, float]]:
+        """Agent runs announced by births, oldest first (the newest ``limit``)."""
+        with self._write_lock:
+            rows = self._writer.execute("SELECT gateway, boot, software, born_at FROM gateway_runs "
+                                        "ORDER BY born_at DESC LIMIT ?", (limit,)).fetchall()
+        return list(reversed(rows))
+
+    def counters(self) -> dict[str, int]:
+        with self._write_lock:
+            return dict(self._writer.execute("SELECT name, value FROM counters"))
 
     def keep_summary(self, window_start: float, body: bytes) -> None:
         """Keep a summary until the broker has accepted it (survives a hub restart)."""

@@ -68,12 +68,13 @@ def _check_stages(report: dict) -> None:
     assert report["ok"] is True
 
 
-def test_sixty_second_demo_on_mosquitto_with_the_city_killed_twice_and_the_broker_restarted(tmp_path: Path) -> None:
+def test_sixty_second_demo_on_mosquitto_through_city_kills_and_broker_and_hub_restarts(tmp_path: Path) -> None:
     report = _run_demo(tmp_path, "mosquitto", 60, disruptions=(
-        (18.0, "city", signal.SIGKILL), (27.0, "broker", signal.SIGTERM), (36.0, "city", signal.SIGKILL)))
+        (18.0, "city", signal.SIGKILL), (27.0, "broker", signal.SIGTERM), (36.0, "city", signal.SIGKILL),
+        (44.0, "hub", signal.SIGTERM)))
     _check_stages(report)
     assert report["broker"] == "mosquitto"
-    assert report["details"]["restarts"] == {"city": 2, "broker": 1}
+    assert report["details"]["restarts"] == {"city": 2, "broker": 1, "hub": 1}
     # Exactly once at the city: one row per summary key (primary key), none missing.
     import sqlite3
 

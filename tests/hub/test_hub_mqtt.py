@@ -111,3 +111,39 @@ async def test_summaries_are_published_for_the_bridge(tmp_path: Path, community:
     cell = next(c for c in summary.cells if c.building == "b2" and c.device_class == "water_meter")
     assert cell.readings == 1 and cell.metrics["flow_lpm"].mean == 12.0
     assert "b2-wm-01" not in message.payload.decode()  # type: ignore[union-attr]
+
+
+async def test_counters_survive_a_restart_and_agree_with_the_store(tmp_path: Path, community: Community,
+                                                                   mosquitto: MqttEndpoint) -> None:
+    def reading(seq: int) -> str:
+        return json.dumps({"v": 1, "seq": seq, "boot": "r", "ts": time.time(), "device": "b1-th-01",
+                           "metrics": {"temperature": 20.0 + seq}})
+
+    async with serving_hub(tmp_path, community, mosquitto) as (_, hub):
+        for seq in (1, 2):
+            pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", reading(seq))
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", b"not json")
+        await wait_until(lambda: hub.stats()["stored"] == 2 and hub.stats()["dead_lettered"] == 1)
+    async with serving_hub(tmp_path, community, mosquitto) as (_, hub):
+        assert (hub.stats()["stored"], hub.stats()["dead_lettered"]) == (2, 1)
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", reading(3))
+        await wait_until(lambda: hub.stats()["stored"] == 3)
+        assert hub.stats()["received_telemetry"] == 4 and hub.stats()["summaries"] >= 1  # run 1's final summary
+        assert hub.store is not None
+        assert hub.store.counts()["dead_letters"] == 1
+        assert len({r["seq"] for r in hub.store.telemetry("b1-th-01", None, None, 100)}) == 3
+
+
+async def test_readings_queued_while_the_hub_was_down_are_attributed_to_their_announced_run(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    birth = json.dumps({"v": 1, "state": "online", "ts": time.time(), "boot": "run-7", "seq": 0, "software": "t"})
+    reading = json.dumps({"v": 1, "seq": 1, "boot": "run-7", "ts": time.time(), "device": "b1-th-01",
+                          "metrics": {"temperature": 20.0}})
+    async with serving_hub(tmp_path, community, mosquitto) as (_, hub):
+        pub(mosquitto, "mb/v1/xihu-demo/gw-b1/state", birth, "-r")
+        await wait_until(lambda: hub.registry.gateways["gw-b1"].online)
+    # The hub is down; the broker queues this reading for the hub's persistent session.
+    pub(mosquitto, "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry", reading)
+    async with serving_hub(tmp_path, community, mosquitto) as (_, hub):
+        await wait_until(lambda: hub.stats()["stored"] == 1)
+        assert (hub.stats()["stored_announced"], hub.stats()["stored_unannounced"]) == (1, 0)
