@@ -107,13 +107,13 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", sta
 
 
 @app.command()
-def city(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO") -> None:
+def city(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
     """Run the reference city platform (stands in for the city brain)."""
     from simulators.city.service import run_city
 
     cfg = _load(config)
     _logging(log_level)
-    run_until_signalled(lambda stop: run_city(cfg.city, stop))
+    run_until_signalled(lambda stop: run_city(cfg.city, stop, stats_file=stats_file))
 
 
 @app.command(hidden=False)

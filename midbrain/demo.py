@@ -33,6 +33,7 @@ class Service:
     def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
         self.name = name
         self.args = args
+        self.stats_dir = workdir / "stats"
         self.env = env
         self.log_path = workdir / "logs" / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,7 +41,9 @@ class Service:
         self.down_since: float | None = None
 
     def start(self) -> None:
-        self.proc = spawn([sys.executable, "-m", "midbrain.cli", *self.args], self.log_path, self.env)
+        # One stats file per run, so that a restarted service does not overwrite its predecessor's.
+        stats = ["--stats-file", str(self.stats_dir / f"{self.name}.{self.restarts}.json")]
+        self.proc = spawn([sys.executable, "-m", "midbrain.cli", *self.args, *stats], self.log_path, self.env)
         self.down_since = None
 
     def alive(self) -> bool:
@@ -116,8 +119,16 @@ class Demo:
         self.services[name] = svc
         return svc
 
-    def stats_path(self, name: str) -> Path:
-        return self.workdir / "stats" / f"{name}.json"
+    def run_stats(self, name: str) -> list[dict[str, Any]]:
+        """The stats file of every run of a service, in run order (a killed run wrote none)."""
+        svc = self.services[name]
+        paths = [svc.stats_dir / f"{name}.{n}.json" for n in range(svc.restarts + 1)]
+        return [json.loads(p.read_text()) for p in paths if p.exists()]
+
+    def last_stats(self, name: str) -> dict[str, Any]:
+        """Services whose counters persist across their runs (hub, bridge): the last run's."""
+        runs = self.run_stats(name)
+        return runs[-1] if runs else {}
 
     # -- start ---------------------------------------------------------------------------
 
@@ -126,18 +137,17 @@ class Demo:
         self.service("city", "city").start()
         # The bridge subscribes before the hub publishes its first summary: the broker keeps
         # summaries for the bridge's session only once that session exists.
-        self.service("bridge", "bridge", "--stats-file", str(self.stats_path("bridge"))).start()
+        self.service("bridge", "bridge").start()
         self._wait_http(f"http://127.0.0.1:{self.bridge_port}/healthz", timeout=30,
                         ok=lambda body: body.get("mqtt_connected") is True)
-        self.service("hub", "hub", "--stats-file", str(self.stats_path("hub"))).start()
+        self.service("hub", "hub").start()
         wait_for_port("127.0.0.1", self.city_port, timeout=20)
         self._wait_http(f"{self.hub_url}/healthz", timeout=30)
         ports_file = self.workdir / "serial-ports.json"
-        self.service("simulators", "simulate", "community", "--ports-file", str(ports_file),
-                     "--stats-file", str(self.stats_path("simulators"))).start()
+        self.service("simulators", "simulate", "community", "--ports-file", str(ports_file)).start()
         ports = self._wait_json(ports_file, timeout=20)
         for gw in self.cfg.community.gateways:
-            args = ["edge", "--gateway", gw.id, "--stats-file", str(self.stats_path(f"edge-{gw.id}"))]
+            args = ["edge", "--gateway", gw.id]
             for device in self.cfg.community.devices_of(gw.id):
                 if device.id in ports:
                     args += ["--serial-port", f"{device.id}={ports[device.id]}"]
@@ -286,10 +296,16 @@ class Demo:
         city_stats = self._get(f"{self.city_url}/api/stats")
         city_communities = {c["community"]: c for c in self._get_list(f"{self.city_url}/api/communities")}
         codes["city"] = self.services["city"].stop()
-        sim = self._read_stats("simulators")
-        hub_final = self._read_stats("hub")
-        bridge = self._read_stats("bridge")
-        edges = [self._read_stats(f"edge-{g.id}") for g in self.cfg.community.gateways]
+        sim_runs = self.run_stats("simulators")  # counters start from zero in each run: summed
+        per_device: dict[str, int] = {}
+        for run in sim_runs:
+            for device, n in run.get("per_device", {}).items():
+                per_device[device] = per_device.get(device, 0) + n
+        sim = {"readings_published": sum(r.get("readings_published", 0) for r in sim_runs),
+               "events_published": sum(r.get("events_published", 0) for r in sim_runs), "per_device": per_device}
+        hub_final = self.last_stats("hub")
+        bridge = self.last_stats("bridge")
+        edges = [run for g in self.cfg.community.gateways for run in self.run_stats(f"edge-{g.id}")]
         rejected_at_edge = sum(e.get("rejected", 0) for e in edges)
         published = sim.get("readings_published", 0)
         stored = hub_stats.get("stored", 0)
@@ -359,6 +375,3 @@ class Demo:
             time.sleep(0.2)
         return last
 
-    def _read_stats(self, name: str) -> dict[str, Any]:
-        path = self.stats_path(name)
-        return json.loads(path.read_text()) if path.exists() else {}

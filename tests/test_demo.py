@@ -83,10 +83,11 @@ def test_sixty_second_demo_on_mosquitto_through_city_kills_and_broker_and_hub_re
     assert len(keys) == len(set(keys)) == report["stages"]["summaries_produced"]
 
 
-def test_demo_on_the_embedded_broker_stopped_by_ctrl_c(tmp_path: Path) -> None:
-    report = _run_demo(tmp_path, "amqtt", 35, ctrl_c=True)
+def test_demo_on_the_embedded_broker_with_an_edge_restarted_stopped_by_ctrl_c(tmp_path: Path) -> None:
+    report = _run_demo(tmp_path, "amqtt", 35, ctrl_c=True, disruptions=((15.0, "edge-gw-b1", signal.SIGTERM),))
     _check_stages(report)
     assert report["broker"] == "amqtt"
+    assert report["details"]["restarts"] == {"edge-gw-b1": 1}
 
 
 def test_killing_the_supervisor_leaves_no_service_behind(tmp_path: Path) -> None:

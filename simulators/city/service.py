@@ -2,8 +2,10 @@
 
 import asyncio
 import logging
+from pathlib import Path
 
 from servicekit.http import HttpServer
+from servicekit.lifecycle import write_json_atomically
 from simulators.city.app import create_app
 from simulators.city.store import CityStore
 from simulators.settings import CitySettings
@@ -11,7 +13,8 @@ from simulators.settings import CitySettings
 log = logging.getLogger(__name__)
 
 
-async def run_city(settings: CitySettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+async def run_city(settings: CitySettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None,
+                   stats_file: Path | None = None) -> None:
     store = CityStore(settings.database)
     server = HttpServer(create_app(store), settings.http_host, settings.http_port,
                         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
@@ -26,4 +29,6 @@ async def run_city(settings: CitySettings, stop: asyncio.Event, *, ready: asynci
             await stop.wait()
             server.stop()
     finally:
+        if stats_file is not None:
+            write_json_atomically(stats_file, store.stats())
         store.close()
