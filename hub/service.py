@@ -207,11 +207,6 @@ class HubService:
             self.metrics.summaries.inc()
             self.metrics.count("summaries")
 
-    # -- commands -----------------------------------------------------------------------
-
-    async def send_command(self, gateway: str, payload: bytes) -> None:
-        await self.publisher.publish(topics.gateway_command(self.community.id, gateway), payload, qos=1, timeout=5)
-
     def stats(self) -> dict[str, int]:
         t = self.metrics.totals
         return {

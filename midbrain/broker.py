@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -144,7 +143,3 @@ class BrokerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def temp_workdir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))
