@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class Bridge:
+    """Hub summaries in, city batches out. The caller closes ``outbox`` after :meth:`run`."""
+
     def __init__(self, community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings) -> None:
         self.community_id = community_id
         self.settings = settings
@@ -75,21 +77,18 @@ class Bridge:
             log.info("bridge health and metrics on %s", server.url)
         async with http_client(self.settings) as client:
             deliverer = self._deliverer = Deliverer(self.outbox, self.settings, client)
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    if server is not None:
-                        tg.create_task(server.serve(), name="bridge-http")
-                    tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
-                    tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
-                    tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
-                    await stop.wait()
-                    link_stop.set()
-                    work_stop.set()
-                    if server is not None:
-                        server.stop()
-                await self._drain(deliverer, drain_s)
-            finally:
-                self.outbox.close()
+            async with asyncio.TaskGroup() as tg:
+                if server is not None:
+                    tg.create_task(server.serve(), name="bridge-http")
+                tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
+                tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
+                tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
+                await stop.wait()
+                link_stop.set()
+                work_stop.set()
+                if server is not None:
+                    server.stop()
+            await self._drain(deliverer, drain_s)
 
     async def _drain(self, deliverer: Deliverer, drain_s: float) -> None:
         deadline = time.monotonic() + drain_s
@@ -113,9 +112,8 @@ async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSett
     try:
         await bridge.run(stop, drain_s=drain_s)
     finally:
-        if stats_file is not None:
-            bridge.outbox = Outbox(settings.outbox)  # run() closed its own connection
-            try:
+        try:
+            if stats_file is not None:
                 write_json_atomically(stats_file, bridge.stats())
-            finally:
-                bridge.outbox.close()
+        finally:
+            bridge.outbox.close()

@@ -35,6 +35,8 @@ class GatewayState:
 
 
 class Registry:
+    MAX_ANNOUNCED_RUNS = 10_000  # (gateway, boot) pairs remembered for attribution
+
     def __init__(self, community: Community, *, offline_after_s: float) -> None:
         self.community = community
         self.offline_after_s = offline_after_s
@@ -56,7 +58,7 @@ class Registry:
         gw = self.gateways[gateway_id]
         gw.online, gw.boot, gw.software, gw.changed_at = True, boot, software, at
         self.announced[(gateway_id, boot)] = None
-        if len(self.announced) > 10_000:
+        if len(self.announced) > self.MAX_ANNOUNCED_RUNS:
             self.announced.popitem(last=False)
 
     def restore_runs(self, runs: list[tuple[str, str, str, float]]) -> None:

@@ -66,7 +66,7 @@ class HubService:
     async def __aenter__(self) -> "HubService":
         self.store = await asyncio.to_thread(HubStore, self.settings.database)
         self.metrics.restore(await asyncio.to_thread(self.store.counters))
-        self.registry.restore_runs(await asyncio.to_thread(self.store.gateway_runs))
+        self.registry.restore_runs(await asyncio.to_thread(self.store.gateway_runs, Registry.MAX_ANNOUNCED_RUNS))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._ingest_task = self._tg.create_task(self.ingest.run(self._ingest_stop), name="hub-ingest")

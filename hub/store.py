@@ -133,7 +133,7 @@ class HubStore:
             self._writer.execute("INSERT INTO command_acks VALUES (?, ?, ?, ?, ?)",
                                  (ack_id, gateway, received_at, result, reason))
 
-    def gateway_runs(self, limit: int = 10_000) -> list[tuple[str, str, str, float]]:
+    def gateway_runs(self, limit: int) -> list[tuple[str, str, str, float]]:
         """Agent runs announced by births, oldest first (the newest ``limit``)."""
         with self._write_lock:
             rows = self._writer.execute("SELECT gateway, boot, software, born_at FROM gateway_runs "

@@ -85,7 +85,7 @@ class Demo:
         self.console = Console(stderr=True)
         self._stopping = False
         self._broker_down_since: float | None = None
-        self.restarts: dict[str, int] = {}
+        self._broker_restarts = 0
         self.services: dict[str, Service] = {}
 
     @property
@@ -229,7 +229,7 @@ class Demo:
             elif now - self._broker_down_since >= restart_after_s:
                 self.broker.start()
                 self._broker_down_since = None
-                self.restarts["broker"] = self.restarts.get("broker", 0) + 1
+                self._broker_restarts += 1
                 self._write_pids()
         for svc in self.services.values():
             if svc.alive():
@@ -242,9 +242,12 @@ class Demo:
                 self.console.print(f"[yellow]{svc.name} exited ({code}); restarting in {restart_after_s:.0f}s[/]")
             elif now - svc.down_since >= restart_after_s:
                 svc.restarts += 1
-                self.restarts[svc.name] = svc.restarts
                 svc.start()
                 self._write_pids()
+
+    def restarts(self) -> dict[str, int]:
+        counts = {n: s.restarts for n, s in self.services.items() if s.restarts}
+        return {**({"broker": self._broker_restarts} if self._broker_restarts else {}), **counts}
 
     def _write_pids(self) -> None:
         pids = {n: s.proc.pid for n, s in self.services.items() if s.proc is not None}
@@ -254,20 +257,21 @@ class Demo:
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True
 
-    def _get(self, url: str) -> dict[str, Any]:
+    def _get_json(self, url: str, empty: Any) -> Any:
+        """The JSON body of a 200 answer, or ``empty`` when the service is down or says otherwise."""
         try:
             r = httpx.get(url, timeout=2)
-            return r.json() if r.status_code == 200 else {}  # type: ignore[no-any-return]
+            return r.json() if r.status_code == 200 else empty
         except (httpx.HTTPError, ValueError):
-            return {}
+            return empty
 
     def _status_line(self, tick: int) -> None:
         """One line, redrawn in place each second on a terminal; a plain line every 10 s in a log."""
         tty = self.console.is_terminal
         if not tty and tick % 10:
             return
-        hub, city = self._get(f"{self.hub_url}/api/stats"), self._get(f"{self.city_url}/api/stats")
-        outbox = self._get(f"http://127.0.0.1:{self.bridge_port}/healthz").get("outbox", {})
+        hub, city = self._get_json(f"{self.hub_url}/api/stats", {}), self._get_json(f"{self.city_url}/api/stats", {})
+        outbox = self._get_json(f"http://127.0.0.1:{self.bridge_port}/healthz", {}).get("outbox", {})
         waiting = outbox.get("pending", 0) + outbox.get("in_batches", 0) if outbox else "?"
         down = [n for n, s in self.services.items() if not s.alive()]
         line = (f"online {hub.get('devices_online', '?')}/{hub.get('devices', '?')} · stored {hub.get('stored', '?')}"
@@ -293,8 +297,8 @@ class Demo:
         hub_stats = self._settled_hub_stats()
         codes["hub"] = self.services["hub"].stop()
         codes["bridge"] = self.services["bridge"].stop(timeout=30)
-        city_stats = self._get(f"{self.city_url}/api/stats")
-        city_communities = {c["community"]: c for c in self._get_list(f"{self.city_url}/api/communities")}
+        city_stats = self._get_json(f"{self.city_url}/api/stats", {})
+        city_communities = {c["community"]: c for c in self._get_json(f"{self.city_url}/api/communities", [])}
         codes["city"] = self.services["city"].stop()
         sim_runs = self.run_stats("simulators")  # counters start from zero in each run: summed
         per_device: dict[str, int] = {}
@@ -343,7 +347,7 @@ class Demo:
                 "summaries_rejected_by_city": bridge.get("rejected", 0),
                 "city_duplicates_refused": city_stats.get("duplicate_summaries", 0),
                 "exit_codes": codes,
-                "restarts": dict(self.restarts),
+                "restarts": self.restarts(),
             },
             "workdir": str(self.workdir),
         }
@@ -353,12 +357,6 @@ class Demo:
         self.console.print_json(json.dumps(report))
         return report
 
-    def _get_list(self, url: str) -> list[dict[str, Any]]:
-        try:
-            r = httpx.get(url, timeout=2)
-            return r.json() if r.status_code == 200 else []  # type: ignore[no-any-return]
-        except (httpx.HTTPError, ValueError):
-            return []
 
     def _settled_hub_stats(self, timeout: float = 20.0) -> dict[str, Any]:
         """Hub counters once nothing more is arriving (the broker may still hold a few in flight)."""
@@ -366,7 +364,7 @@ class Demo:
         last: dict[str, Any] = {}
         stable_since = time.monotonic()
         while time.monotonic() < deadline:
-            now = self._get(f"{self.hub_url}/api/stats")
+            now = self._get_json(f"{self.hub_url}/api/stats", {})
             key = (now.get("received_telemetry"), now.get("stored"), now.get("pending"))
             if key != (last.get("received_telemetry"), last.get("stored"), last.get("pending")):
                 last, stable_since = now, time.monotonic()
