@@ -57,6 +57,9 @@ class HubService:
         self._interval_start = time.time()
         self._ingest_stop = asyncio.Event()
         self._ingest_task: asyncio.Task[None] | None = None
+        # The summary task and the shutdown path both publish kept summaries: one at a time,
+        # or the same summary could be published twice.
+        self._publishing = asyncio.Lock()
         self.ingest = MqttLink(mqtt, client_id=settings.client_id, clean_session=False,
                                on_connect=self._subscribe, on_message=self._on_message)
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")
@@ -194,6 +197,10 @@ class HubService:
 
     async def publish_kept_summaries(self) -> None:
         """Publish, oldest first, every summary the broker has not yet accepted."""
+        async with self._publishing:
+            await self._publish_kept()
+
+    async def _publish_kept(self) -> None:
         assert self.store is not None
         for window_start, body in await asyncio.to_thread(self.store.unpublished_summaries):
             try:

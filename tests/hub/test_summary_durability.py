@@ -46,3 +46,27 @@ async def test_summaries_survive_a_hub_restart_while_the_broker_is_down(tmp_path
     store = HubStore(settings.database)
     assert store.unpublished_summaries() == []  # including the second run's own final summary
     store.close()
+
+
+async def test_concurrent_publishers_publish_each_kept_summary_once(tmp_path: Path, community: Community,
+                                                                   mosquitto: MqttEndpoint) -> None:
+    settings = HubSettings(database=tmp_path / "hub.sqlite3", summary_interval_s=3600, stride_s=3600)
+    store = HubStore(settings.database)
+    for i in range(5):
+        store.keep_summary(1000.0 + i, HubSummary(community=community.id, window_start=1000.0 + i,
+                                                  window_end=1001.0 + i, cells=()).model_dump_json().encode())
+    store.close()
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as bridge_side:
+        await bridge_side.subscribe(topics.hub_summary(community.id), qos=1)
+        async with HubService(settings, community, mosquitto) as hub:
+            await hub.wait_ready()
+            await asyncio.gather(hub.publish_kept_summaries(), hub.publish_kept_summaries())
+        got: list[float] = []
+        try:
+            async with asyncio.timeout(2):
+                async for message in bridge_side.messages:
+                    got.append(decode_as(HubSummary, message.payload).window_start)  # type: ignore[arg-type]
+        except TimeoutError:
+            pass
+    kept = [w for w in got if w < 2000]  # leave out the service's own final summary
+    assert kept == [1000.0, 1001.0, 1002.0, 1003.0, 1004.0]
