@@ -22,6 +22,21 @@ class TransportError(AdapterError):
 class ByteTransport(Protocol):
     def write(self, data: bytes) -> None: ...
     def read(self, size: int) -> bytes: ...
+    def read_some(self, limit: int) -> bytes: ...
+    def read_some(self, limit: int) -> bytes:
+        """At least one byte (or none at the timeout), then whatever else has already arrived."""
+        try:
+            first = self._serial.read(1)
+            if not first:
+                return first
+            waiting = min(self._serial.in_waiting, limit - 1)
+            return first + (self._serial.read(waiting) if waiting > 0 else b"")
+        except _PORT_ERRORS as exc:
+            raise TransportError(f"read from {self.port} failed: {exc}") from exc
+
+    def set_timeout(self, timeout_s: float) -> None:
+        self._serial.timeout = timeout_s
+
     def reset_input(self) -> None: ...
     def close(self) -> None: ...
 
@@ -29,10 +44,12 @@ class ByteTransport(Protocol):
 class SerialTransport:
     """A pyserial port (a real UART, a USB adapter or a pseudo-terminal)."""
 
-    def __init__(self, port: str, baudrate: int = 9600, timeout_s: float = 1.0) -> None:
+    def __init__(self, port: str, baudrate: int = 9600, timeout_s: float = 1.0, *,
+                 parity: str = "N", bytesize: int = 8, stopbits: int = 1) -> None:
         self.port = port
         try:
-            self._serial = serial.Serial(port, baudrate=baudrate, timeout=timeout_s)
+            self._serial = serial.Serial(port, baudrate=baudrate, timeout=timeout_s, parity=parity,
+                                         bytesize=bytesize, stopbits=stopbits)
         except _PORT_ERRORS as exc:
             raise TransportError(f"cannot open {port}: {exc}") from exc
 
@@ -48,6 +65,20 @@ class SerialTransport:
             return self._serial.read(size)
         except _PORT_ERRORS as exc:
             raise TransportError(f"read from {self.port} failed: {exc}") from exc
+
+    def read_some(self, limit: int) -> bytes:
+        """At least one byte (or none at the timeout), then whatever else has already arrived."""
+        try:
+            first = self._serial.read(1)
+            if not first:
+                return first
+            waiting = min(self._serial.in_waiting, limit - 1)
+            return first + (self._serial.read(waiting) if waiting > 0 else b"")
+        except _PORT_ERRORS as exc:
+            raise TransportError(f"read from {self.port} failed: {exc}") from exc
+
+    def set_timeout(self, timeout_s: float) -> None:
+        self._serial.timeout = timeout_s
 
     def reset_input(self) -> None:
         try:

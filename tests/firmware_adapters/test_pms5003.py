@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_adapters import pms5003
-from firmware_adapters.pms5003_driver import NoAnswer, Pms5003Driver
+from firmware_adapters.drivers import NoAnswer, Pms5003Driver
 from firmware_adapters.serial_transport import SerialTransport, TransportError
 from simulators.pty_pms5003 import PtyPms5003
 
@@ -95,12 +95,12 @@ def test_driver_reads_the_simulated_sensor_over_a_real_pty() -> None:
     with PtyPms5003(seed=3) as sim:
         transport = SerialTransport(sim.port, 9600, timeout_s=1.0)
         try:
-            driver = Pms5003Driver(transport, timeout_s=1.0)
+            driver = Pms5003Driver(transport, timeout_s=1.0, retries=2)
             driver.set_passive()
-            readings = [driver.read() for _ in range(5)]
+            readings = [driver.poll().values for _ in range(5)]
         finally:
             transport.close()
-    assert all(0 < r.pm2_5 < 1000 and r.pm10 >= r.pm2_5 for r in readings)
+    assert all(0 < r["pm2_5"] < 1000 and r["pm10"] >= r["pm2_5"] for r in readings)
     assert sim.frames_sent == 5 and driver.counters.frames == 5
 
 
@@ -112,7 +112,7 @@ def test_a_silent_port_times_out_with_bounded_retries() -> None:
         try:
             driver = Pms5003Driver(transport, timeout_s=0.2, retries=2)
             with pytest.raises(NoAnswer):
-                driver.read()
+                driver.poll()
         finally:
             transport.close()
     assert driver.counters.errors["timeout"] == 3

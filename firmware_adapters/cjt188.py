@@ -1,0 +1,212 @@
+"""CJ/T 188-2004 household water, gas and heat meters: pure framer, no I/O.
+
+Frame, multi-byte fields low byte first::
+
+    FE FE | 68 | T | A0 .. A6 | C | L | DI0 DI1 SER | payload | CS | 16
+    wake    start  type  address   ctl len  data (L bytes)      sum  end
+
+    T        meter type: 10h-19h water (10h cold, 11h hot, 12h drinking, 13h reclaimed),
+             20h-29h heat (20h heat, 21h cooling), 30h-39h gas, 40h-49h custom
+    address  14 BCD digits, A0 the two lowest; AA..AA is the wildcard (read address)
+    C        bit7 direction (1 = from the meter), bit6 abnormal reply, bits5..0
+             function: 01h read data, 03h read address
+    DI       90h 1Fh = metering data (as sent on the wire); 81h 0Ah = address
+    CS       sum of every byte from 68 to the last data byte, modulo 256
+
+Reply to read metering data (C = 81h, L = 16h)::
+
+    DI0 DI1 SER | current total (4 BCD, XXXXXX.XX) unit | total at settlement day
+    (4 BCD) unit | real time (7 BCD: ss mm hh DD MM YY YY) | status ST0 ST1
+
+    unit 2Ch = m³, 29h = L
+    ST0  bits1..0 valve: 00 open, 01 closed, 11 abnormal; bit2 battery low
+
+There is no 33h offset in this standard (unlike DL/T 645).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+WAKE_UP = b"\xfe\xfe"
+START = 0x68
+END = 0x16
+WILDCARD = "aaaaaaaaaaaaaa"
+
+READ_DATA = 0x01
+READ_ADDRESS = 0x03
+REPLY = 0x80
+ABNORMAL = 0x40
+
+DI_METERING = b"\x90\x1f"
+DI_ADDRESS = b"\x81\x0a"
+
+UNITS = {0x2C: ("m3", 1.0), 0x29: ("L", 0.001), 0x2B: ("m3", 1.0)}  # to m³
+UNIT_M3 = 0x2C
+
+VALVE = {0b00: "open", 0b01: "closed", 0b11: "abnormal", 0b10: "abnormal"}
+
+_HEADER = 11  # 68 T A0..A6 C L
+
+
+class FrameError(ValueError):
+    """A frame that is not valid CJ/T 188; ``reason`` is a short stable word for counters."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def meter_family(meter_type: int) -> str:
+    family = {0x1: "water", 0x2: "heat", 0x3: "gas", 0x4: "custom"}.get(meter_type >> 4)
+    if family is None:
+        raise ValueError(f"meter type 0x{meter_type:02x} is outside 10h-49h")
+    return family
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    meter_type: int
+    address: str  # 14 BCD digits
+    control: int
+    data: bytes
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.control & REPLY)
+
+    @property
+    def is_abnormal(self) -> bool:
+        return bool(self.control & ABNORMAL)
+
+    @property
+    def function(self) -> int:
+        return self.control & 0x3F
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """``used`` bytes consumed (0 = need more). ``frame`` or ``error`` says what they were;
+    neither is set when only wake-up bytes were skipped."""
+
+    used: int
+    frame: Frame | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Metering:
+    total_m3: float
+    settlement_m3: float
+    meter_time: datetime | None
+    valve: str
+    battery_low: bool
+
+
+def encode_address(address: str) -> bytes:
+    if len(address) != 14:
+        raise ValueError(f"a CJ/T 188 address has 14 digits, got {address!r}")
+    if address.lower() == WILDCARD:
+        return b"\xaa" * 7
+    if not address.isdigit():
+        raise ValueError(f"a CJ/T 188 address is decimal digits, got {address!r}")
+    return bytes.fromhex(address)[::-1]
+
+
+def checksum(data: bytes) -> int:
+    return sum(data) & 0xFF
+
+
+def encode(meter_type: int, address: str, control: int, data: bytes, *, wake_up: bool = True) -> bytes:
+    body = bytes((START, meter_type)) + encode_address(address) + bytes((control, len(data))) + data
+    return (WAKE_UP if wake_up else b"") + body + bytes((checksum(body), END))
+
+
+def decode(buf: bytes) -> Decoded:
+    """Decode one frame from the start of ``buf``; same streaming contract as DL/T 645's."""
+    start = buf.find(START)
+    if start != 0:
+        skipped = buf if start < 0 else buf[:start]
+        return Decoded(len(skipped), error="garbage" if skipped.strip(b"\xfe") else None)
+    if len(buf) < _HEADER:
+        return Decoded(0)
+    length = buf[10]
+    total = _HEADER + length + 2
+    if len(buf) < total:
+        return Decoded(0)
+    if buf[total - 1] != END:
+        return Decoded(1, error="bad-end")
+    if checksum(buf[:total - 2]) != buf[total - 2]:
+        return Decoded(1, error="checksum")
+    return Decoded(total, frame=Frame(buf[1], buf[2:9][::-1].hex(), buf[9], bytes(buf[_HEADER:_HEADER + length])))
+
+
+def _bcd(value: int, size: int) -> bytes:
+    return bytes.fromhex(f"{value:0{size * 2}d}")[::-1]
+
+
+def _from_bcd(raw: bytes, what: str) -> int:
+    text = raw[::-1].hex()
+    if not text.isdigit():
+        raise FrameError("bad-bcd", f"{what} bytes {raw.hex()} are not BCD")
+    return int(text)
+
+
+def read_request(meter_type: int, address: str, ser: int = 0) -> bytes:
+    return encode(meter_type, address, READ_DATA, DI_METERING + bytes((ser & 0xFF,)))
+
+
+def read_address_request(meter_type: int = 0xAA) -> bytes:
+    return encode(meter_type, WILDCARD, READ_ADDRESS, DI_ADDRESS + b"\x00")
+
+
+def status_bytes(valve: str, battery_low: bool) -> bytes:
+    code = {"open": 0b00, "closed": 0b01, "abnormal": 0b11}[valve]
+    return bytes((code | (0b100 if battery_low else 0), 0))
+
+
+def metering_reply(meter_type: int, address: str, ser: int, total_m3: float, settlement_m3: float,
+                   meter_time: datetime, valve: str = "open", battery_low: bool = False) -> bytes:
+    t = meter_time
+    clock = _bcd(t.second, 1) + _bcd(t.minute, 1) + _bcd(t.hour, 1) + _bcd(t.day, 1) + _bcd(t.month, 1) \
+        + _bcd(t.year, 2)
+    payload = (DI_METERING + bytes((ser & 0xFF,))
+               + _bcd(round(total_m3 * 100), 4) + bytes((UNIT_M3,))
+               + _bcd(round(settlement_m3 * 100), 4) + bytes((UNIT_M3,))
+               + clock + status_bytes(valve, battery_low))
+    return encode(meter_type, address, REPLY | READ_DATA, payload)
+
+
+def error_reply(meter_type: int, address: str, ser: int, valve: str = "abnormal", battery_low: bool = False) -> bytes:
+    return encode(meter_type, address, REPLY | ABNORMAL | READ_DATA, bytes((ser & 0xFF,)) + status_bytes(valve, battery_low))
+
+
+def _volume(raw: bytes, unit: int, what: str) -> float:
+    if unit not in UNITS:
+        raise FrameError("bad-unit", f"{what} unit code 0x{unit:02x}")
+    return _from_bcd(raw, what) / 100 * UNITS[unit][1]
+
+
+def parse_metering(frame: Frame, address: str) -> Metering:
+    """The metering data of a read reply; :class:`FrameError` names why a reply is unusable."""
+    if frame.address != address:
+        raise FrameError("wrong-address", f"expected {address}, reply from {frame.address}")
+    if not frame.is_reply or frame.function != READ_DATA:
+        raise FrameError("unexpected-control", f"0x{frame.control:02x}")
+    if frame.is_abnormal:
+        st = frame.data[-2] if len(frame.data) >= 2 else 0
+        raise FrameError("meter-error", f"abnormal reply, valve {VALVE[st & 0b11]}, battery "
+                                        f"{'low' if st & 0b100 else 'ok'}")
+    d = frame.data
+    if len(d) != 22 or d[:2] != DI_METERING:
+        raise FrameError("bad-length" if len(d) != 22 else "wrong-di", f"data {d.hex()}")
+    total = _volume(d[3:7], d[7], "current total")
+    settlement = _volume(d[8:12], d[12], "settlement total")
+    c = d[13:20]
+    try:
+        when: datetime | None = datetime(_from_bcd(c[5:7], "year"), _from_bcd(c[4:5], "month"),
+                                         _from_bcd(c[3:4], "day"), _from_bcd(c[2:3], "hour"),
+                                         _from_bcd(c[1:2], "minute"), _from_bcd(c[0:1], "second"))
+    except (ValueError, FrameError):
+        when = None  # a meter with an unset clock still reports its volume
+    st = d[20]
+    return Metering(total, settlement, when, VALVE[st & 0b11], bool(st & 0b100))
