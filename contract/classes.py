@@ -17,6 +17,7 @@ class DeviceClass(StrEnum):
     BIN_FILL = "bin_fill"
     AIR_QUALITY = "air_quality"
     KIOSK = "kiosk"
+    ELECTRICITY_METER = "electricity_meter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ CATALOG: dict[DeviceClass, ClassSpec] = {
         ClassSpec(DeviceClass.WATER_METER, "水表", "Water meter", (
             Metric("flow_lpm", "L/min", 0, 1000, scored=True, label_zh="瞬时流量", label_en="Flow"),
             Metric("total_m3", "m³", 0, 1e9, label_zh="累计用水", label_en="Total volume"),
+            Metric("valve_open", "", 0, 1, label_zh="阀门开", label_en="Valve open"),
+            Metric("battery_low", "", 0, 1, label_zh="电池欠压", label_en="Battery low"),
         )),
         ClassSpec(DeviceClass.ELEVATOR, "电梯", "Elevator", (
             Metric("running", "", 0, 1, label_zh="运行中", label_en="Running"),
@@ -80,6 +83,12 @@ CATALOG: dict[DeviceClass, ClassSpec] = {
         ClassSpec(DeviceClass.KIOSK, "自助服务终端", "Self-service kiosk", (
             Metric("sessions", "", 0, 100000, label_zh="服务人次", label_en="Sessions"),
             Metric("paper_ok", "", 0, 1, label_zh="纸张正常", label_en="Paper OK"),
+        )),
+        ClassSpec(DeviceClass.ELECTRICITY_METER, "电能表(DL/T 645)", "Electricity meter (DL/T 645)", (
+            Metric("energy_kwh", "kWh", 0, 1e8, label_zh="累计电量", label_en="Energy"),
+            Metric("voltage_v", "V", 0, 500, label_zh="电压", label_en="Voltage"),
+            Metric("current_a", "A", -1000, 1000, label_zh="电流", label_en="Current"),
+            Metric("power_kw", "kW", -100, 100, label_zh="有功功率", label_en="Active power"),
         )),
     )
 }

@@ -4,7 +4,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from contract.messages import Ack, Birth, Command, Death, Event, HubSummary, Telemetry
+from contract.messages import Ack, GatewayHealth, Birth, Command, Death, Event, HubSummary, Telemetry
 from contract.topics import TopicKind
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -63,5 +63,6 @@ _MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.EVENT: Event,
     TopicKind.COMMAND: Command,
     TopicKind.ACK: Ack,
+    TopicKind.HEALTH: GatewayHealth,
     TopicKind.SUMMARY: HubSummary,
 }

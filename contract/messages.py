@@ -55,6 +55,9 @@ class Death(Message):
     clean: bool = False
 
 
+Quality = Literal["good", "stale", "comm_error"]
+
+
 class Telemetry(Message):
     seq: int = Field(ge=0)
     boot: str = Field(min_length=1, max_length=64)
@@ -62,6 +65,9 @@ class Telemetry(Message):
     device: Ident
     metrics: dict[Annotated[str, Field(max_length=64)], FiniteFloat] = Field(min_length=1, max_length=64)
     hist: bool = False  # replayed from the edge spool rather than live
+    # Points whose quality is not "good" (a point the device failed to read this time is
+    # listed as comm_error and absent from metrics). Empty: every metric is good.
+    quality: dict[Annotated[str, Field(max_length=64)], Quality] = Field(default_factory=dict, max_length=64)
 
 
 class Event(Message):
@@ -75,10 +81,31 @@ class Event(Message):
 
 
 class Command(Message):
+    """A request to a gateway. ``set_interval`` needs ``device`` and ``value`` (seconds);
+    ``write`` needs ``device``, ``point`` and ``value``; ``read_now`` needs ``device``."""
+
     id: str = Field(min_length=1, max_length=64)
     ts: FiniteFloat
-    command: Literal["ping", "rebirth", "read_now"]
+    command: Literal["ping", "rebirth", "read_now", "set_interval", "write"]
     device: Ident | None = None
+    point: str | None = Field(default=None, max_length=64)
+    value: FiniteFloat | None = None
+
+
+class GatewayHealth(Message):
+    """The gateway's own health, published every ``health_interval_s``."""
+
+    ts: FiniteFloat
+    boot: str = Field(min_length=1, max_length=64)
+    cpu_pct: FiniteFloat
+    memory_pct: FiniteFloat
+    disk_pct: FiniteFloat
+    agent_rss_mb: FiniteFloat
+    spool_depth: int = Field(ge=0)
+    spool_oldest_s: FiniteFloat
+    devices_online: int = Field(ge=0)
+    devices_offline: int = Field(ge=0)
+    device_errors: dict[Annotated[str, Field(max_length=64)], int] = Field(default_factory=dict, max_length=1024)
 
 
 class Ack(Message):

@@ -5,6 +5,7 @@ Namespace (``mb/v1`` is the contract version)::
     mb/v1/{community}/{gateway}/state                 gateway birth / death (retained, LWT)
     mb/v1/{community}/{gateway}/cmd                   command to a gateway (hub -> edge)
     mb/v1/{community}/{gateway}/ack                   command acknowledgement (edge -> hub)
+    mb/v1/{community}/{gateway}/health                gateway health: CPU, memory, disk, spool (edge -> hub)
     mb/v1/{community}/{gateway}/{device}/telemetry    readings (edge -> hub)
     mb/v1/{community}/{gateway}/{device}/event        discrete events (edge -> hub)
     mb/v1/{community}/_hub/summary                    per-window community summary (hub -> bridge)
@@ -27,12 +28,13 @@ class TopicKind(StrEnum):
     STATE = "state"
     COMMAND = "cmd"
     ACK = "ack"
+    HEALTH = "health"
     TELEMETRY = "telemetry"
     EVENT = "event"
     SUMMARY = "summary"
 
 
-_GATEWAY_KINDS = {TopicKind.STATE, TopicKind.COMMAND, TopicKind.ACK}
+_GATEWAY_KINDS = {TopicKind.STATE, TopicKind.COMMAND, TopicKind.ACK, TopicKind.HEALTH}
 _DEVICE_KINDS = {TopicKind.TELEMETRY, TopicKind.EVENT}
 
 
@@ -69,6 +71,10 @@ def gateway_command(community: str, gateway: str) -> str:
 
 def gateway_ack(community: str, gateway: str) -> str:
     return f"{_base(community)}/{gateway}/{TopicKind.ACK}"
+
+
+def gateway_health(community: str, gateway: str) -> str:
+    return f"{_base(community)}/{gateway}/{TopicKind.HEALTH}"
 
 
 def device_telemetry(community: str, gateway: str, device: str) -> str:

@@ -1,18 +1,27 @@
 """The edge agent of one gateway: read local devices, publish the contract upstream.
 
 Tasks: ``uplink`` (MQTT to the hub's broker, with birth on connect and death as Last
-Will), ``devices`` (MQTT subscription to the gateway's local devices), one
-``serial-<device>`` poller per serial device, and ``sender`` draining the bounded
-uplink queue with QoS 1.
+Will), ``devices`` (MQTT subscription to the gateway's local devices), one ``bus-<port>``
+poller per serial bus (device profiles, or the community's serial devices), ``sender``
+(QoS 1 with a window of messages in flight: live readings first, then the disk spool's
+backlog, marked historical), and ``health``.
+
+Store and forward: whatever cannot go up now (no connection, or more live readings than
+the live queue holds) goes to the disk spool, and so does whatever is unsent at exit.
 """
 
 import asyncio
 import importlib.metadata
+import json
 import logging
 import secrets
+import shutil
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
+
+import psutil
 
 import aiomqtt
 from pydantic import BaseModel, ValidationError
@@ -20,18 +29,21 @@ from pydantic import BaseModel, ValidationError
 from contract import topics
 from contract.codec import DecodeError, decode_as, encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import Ack, Birth, Command, Death, DeviceInfo, Event, Telemetry
+from contract.messages import Ack, Birth, Command, Death, DeviceInfo, Event, GatewayHealth, Telemetry
 from contract.topology import Community, DeviceSpec
 from edge.deadletter import DeadLetterFile
 from edge.normalize import RawRejected, parse_raw, spec_for
+from edge.poller import BusPoller, CommandRefused
+from edge.profiles import BusFile, BusSpec, DeviceEntry, ModelSpec, PointSpec
 from edge.settings import EdgeSettings
-from firmware_adapters.pms5003_driver import NoAnswer, Pms5003Driver
-from firmware_adapters.serial_transport import SerialTransport, TransportError
+from edge.spool import Position, Spool
 from servicekit.lifecycle import wait_or_stop
 from servicekit.mqtt import MqttLink, NotConnected
 from servicekit.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
+
+LIVE, REPLAY = 0, 1
 
 
 def _software_version() -> str:
@@ -41,71 +53,132 @@ def _software_version() -> str:
         return "midbrain-edge/dev"
 
 
+@dataclass(slots=True)
+class _Out:
+    topic: str
+    payload: bytes
+    retain: bool
+    message: BaseModel | None  # kept for live messages, to re-encode as historical if they must be spooled
+    reading: bool
+    enqueued: float
+
+
+def serial_device_buses(community: Community, gateway_id: str, ports: dict[str, str]) -> list[BusFile]:
+    """The community configuration's own serial devices (PMS5003), as one-device buses."""
+    buses = []
+    for d in community.devices_of(gateway_id):
+        if d.serial is None:
+            continue
+        port = ports.get(d.id) or d.serial.port
+        if not port:
+            log.error("device %s: no serial port configured (community.devices.serial.port or --serial-port "
+                      "%s=PATH); not polled", d.id, d.id)
+            continue
+        model = ModelSpec.model_validate({"class": d.device_class, "interval_s": d.interval_s, "max_report_s": 60,
+                                          "points": [PointSpec(name=m) for m in ("pm1_0", "pm2_5", "pm10")]})
+        buses.append(BusFile(gateway=gateway_id, models={"pms5003": model},
+                             bus=BusSpec(protocol=d.serial.protocol, port=port,
+                                         baudrate=d.serial.baudrate, timeout_s=d.serial.timeout_s),
+                             devices=(DeviceEntry(id=d.id, model="pms5003", name=d.name),)))
+    return buses
+
+
 class EdgeAgent:
     def __init__(self, community: Community, gateway_id: str, mqtt: MqttEndpoint, settings: EdgeSettings,
-                 *, serial_ports: dict[str, str] | None = None) -> None:
+                 *, serial_ports: dict[str, str] | None = None, buses: list[BusFile] | None = None) -> None:
         self.community = community
         self.gateway = community.gateway(gateway_id)
-        self.devices = {d.id: d for d in community.devices_of(gateway_id)}
+        self.devices: dict[str, DeviceSpec] = {d.id: d for d in community.devices_of(gateway_id) if d.serial is None}
         self.settings = settings
-        self.serial_ports = serial_ports or {}
         self.boot = f"{int(time.time() * 1000):x}-{secrets.token_hex(3)}"
         self._seq = 0
-        self._queue: deque[tuple[str, BaseModel, bool]] = deque()  # topic, message, retain
-        self._poll_now = {d.id: asyncio.Event() for d in self.devices.values() if d.serial is not None}
-        self._queued = asyncio.Event()
+        all_buses = serial_device_buses(community, gateway_id, serial_ports or {}) + \
+            [b for b in (buses or []) if b.gateway == gateway_id]
+        self.pollers = [BusPoller(b, self._publish_reading, self._publish_device_event) for b in all_buses]
+        self._bus_of: dict[str, BusPoller] = {d: p for p in self.pollers for d in p.devices}
+        self._classes = {d.id: d.device_class for d in self.devices.values()}
+        self._classes.update({e.id: b.model_of(e).device_class for b in all_buses for e in b.devices})
+        self._live: deque[_Out] = deque()
+        self._inflight: dict[int, tuple[int, _Out | None, Position | None]] = {}  # mid -> kind, live msg, spool pos
+        self._replay_acks: deque[tuple[Position, bool]] = deque()  # in send order; True once acked
+        self._wake = asyncio.Event()
         self._log_throttle = LogThrottle()
-        self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "dropped_queue_full": 0, "rejected": 0,
-                                         "serial_errors": 0, "commands": 0}
+        self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "replayed": 0, "spooled": 0,
+                                         "spool_refused": 0, "rejected": 0, "commands": 0, "resent_after_drop": 0}
+        self.live_latency: deque[float] = deque(maxlen=10_000)  # seconds from enqueue to PUBACK, live only
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.dead_letters = DeadLetterFile(settings.state_dir / f"{gateway_id}-dead-letters.jsonl")
+        self.spool = Spool(settings.state_dir / f"{gateway_id}-spool", max_bytes=settings.spool_max_mb * 1024 * 1024,
+                           max_age_s=settings.spool_max_age_h * 3600, full_policy=settings.spool_full_policy,
+                           fsync=settings.spool_fsync, segment_bytes=min(8 * 1024 * 1024,
+                                                                         settings.spool_max_mb * 1024 * 1024 // 4))
         c, g = community.id, gateway_id
         self._state_topic = topics.gateway_state(c, g)
         will = aiomqtt.Will(self._state_topic, encode(Death(boot=self.boot)), qos=1, retain=True)
         self.uplink = MqttLink(mqtt, client_id=f"edge-{c}-{g}", will=will, on_connect=self._on_uplink_connect,
-                               on_message=self._on_command)
+                               on_message=self._on_command, max_inflight=settings.inflight_window,
+                               on_ack=self._acked, on_down=self._uplink_down)
         local = settings.device_broker or mqtt
         self._local_filter = f"{settings.device_topic_prefix}/{g}/+"
         # Persistent session: readings that devices publish while the agent restarts wait in the broker.
         self.local = MqttLink(local, client_id=f"edge-{c}-{g}-local", clean_session=False,
                               on_connect=self._on_local_connect,
                               on_message=self._on_local_message)
+        self._process = psutil.Process()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop``; then stop reading devices, drain the queue, publish a clean death."""
+        """Run until ``stop``; then stop reading devices, drain what it can, spool the rest."""
         sources_stop, uplink_stop = asyncio.Event(), asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.uplink.run(uplink_stop), name="uplink")
-            tg.create_task(self.local.run(sources_stop), name="devices")
-            for device in self.devices.values():
-                if device.serial is not None:
-                    tg.create_task(self._poll_serial(device, sources_stop), name=f"serial-{device.id}")
-            sender = tg.create_task(self._sender(uplink_stop), name="sender")
-            await stop.wait()
-            sources_stop.set()
-            await self._drain(self.settings.flush_timeout_s)
-            try:
-                await self.uplink.publish(self._state_topic, encode(Death(boot=self.boot, clean=True)),
-                                          retain=True, timeout=2)
-            except (NotConnected, TimeoutError) as exc:
-                log.warning("gateway %s: clean death not published (%s); the Last Will stands in", self.gateway.id, exc)
-            uplink_stop.set()
-            self._queued.set()
-            await sender
-        left = len(self._queue)
-        if left:
-            self.counters["unsent_at_exit"] = left
-            log.error("gateway %s: %d readings not sent at exit", self.gateway.id, left)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.uplink.run(uplink_stop), name="uplink")
+                if self.devices:
+                    tg.create_task(self.local.run(sources_stop), name="devices")
+                for poller in self.pollers:
+                    tg.create_task(poller.run(sources_stop), name=f"bus-{poller.spec.port}")
+                tg.create_task(self._health(sources_stop), name="health")
+                sender = tg.create_task(self._sender(uplink_stop), name="sender")
+                await stop.wait()
+                sources_stop.set()
+                await self._drain(self.settings.flush_timeout_s)
+                try:
+                    await self.uplink.publish(self._state_topic, encode(Death(boot=self.boot, clean=True)),
+                                              retain=True, timeout=2)
+                except (NotConnected, TimeoutError) as exc:
+                    log.warning("gateway %s: clean death not published (%s); the Last Will stands in",
+                                self.gateway.id, exc)
+                uplink_stop.set()
+                self._wake.set()
+                await sender
+        finally:
+            self._spool_leftovers()
+            self.spool.close()
 
     async def _drain(self, timeout: float) -> None:
+        """Wait for live messages to be acknowledged (the spool's backlog can wait for the next run)."""
         deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        while (self._live or any(k == LIVE for k, _, _ in self._inflight.values())) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _spool_leftovers(self) -> None:
+        left = [o for k, o, _ in self._inflight.values() if k == LIVE and o is not None] + list(self._live)
+        self._inflight.clear()
+        self._live.clear()
+        for out in left:
+            self._spill(out)
+        if left:
+            self.counters["spooled_at_exit"] = len(left)
+            log.warning("gateway %s: %d messages not acknowledged at exit were spooled for the next run",
+                        self.gateway.id, len(left))
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counters, "queued": len(self._queue), "dead_letters": self.dead_letters.count,
-                "boot": self.boot}
+        lat = sorted(self.live_latency)
+        return {**self.counters, "live_queued": len(self._live), "inflight": len(self._inflight),
+                "spool": self.spool.stats(), "dead_letters": self.dead_letters.count, "boot": self.boot,
+                "live_latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 2) if lat else None,
+                "buses": {p.spec.port: {**p.counters, "errors": p.error_counts()} for p in self.pollers}}
 
     # -- uplink ------------------------------------------------------------------------
 
@@ -115,52 +188,131 @@ class EdgeAgent:
 
     async def _on_uplink_connect(self, client: aiomqtt.Client) -> None:
         await client.subscribe(topics.filter_gateway_commands(self.community.id, self.gateway.id), qos=1)
-        # Born means "reading my devices": wait (bounded) for the local device subscription.
-        try:
-            await self.local.wait_connected(self.settings.birth_wait_s)
-        except TimeoutError:
-            log.warning("gateway %s: local device broker not reachable; announcing birth anyway", self.gateway.id)
+        if self.devices:  # born means "reading my devices": wait (bounded) for the local device link
+            try:
+                await self.local.wait_connected(self.settings.birth_wait_s)
+            except TimeoutError:
+                log.warning("gateway %s: local device broker not reachable; announcing birth anyway", self.gateway.id)
         await client.publish(self._state_topic, encode(self._birth()), qos=1, retain=True)
+        self._wake.set()
 
     def _birth(self) -> Birth:
         return Birth(ts=time.time(), boot=self.boot, seq=self._next_seq(), software=_software_version(),
-                     devices=tuple(DeviceInfo.model_validate({"id": d.id, "class": d.device_class})
-                                   for d in self.devices.values()))
+                     devices=tuple(DeviceInfo.model_validate({"id": d, "class": c}) for d, c in self._classes.items()))
 
     def enqueue(self, topic: str, message: BaseModel, *, retain: bool = False) -> None:
-        """Queue a message for the hub; when full, drop the oldest and count it."""
-        if len(self._queue) >= self.settings.queue_size:
-            self._queue.popleft()
-            self.counters["dropped_queue_full"] += 1
-            allowed, suppressed = self._log_throttle.allow("queue-full")
+        """Queue a message for the hub: live if the link is up and the live queue has room, else to disk."""
+        out = _Out(topic, encode(message), retain, message, isinstance(message, Telemetry), time.monotonic())
+        if not self.uplink.connected and not retain:
+            self._spill(out)
+            return
+        if len(self._live) >= self.settings.live_queue:
+            self._spill(self._live.popleft())
+        self._live.append(out)
+        self._wake.set()
+
+    def _spill(self, out: _Out) -> None:
+        """Put a message in the disk spool, marked historical; retained state is never spooled."""
+        if out.retain:
+            return
+        payload = out.payload
+        if isinstance(out.message, Telemetry) and not out.message.hist:
+            payload = encode(out.message.model_copy(update={"hist": True}))
+        if self.spool.append(out.topic, payload):
+            self.counters["spooled"] += 1
+        else:
+            self.counters["spool_refused"] += 1
+            allowed, suppressed = self._log_throttle.allow("spool-full")
             if allowed:
-                log.warning("gateway %s: uplink queue full (%d); dropped the oldest reading (%d dropped so far%s)",
-                            self.gateway.id, self.settings.queue_size, self.counters["dropped_queue_full"],
-                            f", {suppressed} not logged" if suppressed else "")
-        self._queue.append((topic, message, retain))
-        self._queued.set()
+                log.error("gateway %s: spool full (%d MB, policy refuse_newest); reading refused (%d so far%s)",
+                          self.gateway.id, self.settings.spool_max_mb, self.counters["spool_refused"],
+                          f", {suppressed} not logged" if suppressed else "")
+
+    def _acked(self, mid: int) -> None:
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return
+        kind, out, pos = entry
+        self.counters["published"] += 1
+        if kind == LIVE:
+            assert out is not None
+            if out.reading:
+                self.counters["readings_published"] += 1
+                self.live_latency.append(time.monotonic() - out.enqueued)
+        else:
+            self.counters["replayed"] += 1
+            self._mark_replay_acked(pos)
+        self._wake.set()
+
+    def _mark_replay_acked(self, pos: Position | None) -> None:
+        for i, (p, _) in enumerate(self._replay_acks):
+            if p == pos:
+                self._replay_acks[i] = (p, True)
+                break
+        done, last = 0, None
+        while self._replay_acks and self._replay_acks[0][1]:
+            last, _ = self._replay_acks.popleft()
+            done += 1
+        if last is not None:
+            self.spool.commit(last, done)
+
+    def _uplink_down(self) -> None:
+        """The session ended: what was in flight was maybe not delivered. Live messages go back
+        to the front of the live queue; the spool's read head goes back to its cursor."""
+        live = [o for k, o, _ in self._inflight.values() if k == LIVE and o is not None]
+        self.counters["resent_after_drop"] += len(self._inflight)
+        self._inflight.clear()
+        self._replay_acks.clear()
+        self.spool.rewind()
+        for out in reversed(live):
+            self._live.appendleft(out)
+        while self._live and not self._live[0].retain:  # no link: everything live goes to disk
+            self._spill(self._live.popleft())
+        self._live = deque(o for o in self._live if not o.retain)
 
     async def _sender(self, stop: asyncio.Event) -> None:
+        window, reserve = self.settings.inflight_window, max(1, self.settings.inflight_window // 5)
+        last_flush = time.monotonic()
         while True:
-            if not self._queue:
-                if stop.is_set():
-                    return
-                self._queued.clear()
-                await self._queued.wait()
-                continue
-            topic, message, retain = self._queue[0]
+            if stop.is_set() and not self._live:
+                return
+            self._wake.clear()
+            if self.uplink.connected:
+                try:
+                    while self._live and len(self._inflight) < window:
+                        out = self._live[0]
+                        mid = self.uplink.publish_nowait(out.topic, out.payload, qos=1, retain=out.retain)
+                        self._live.popleft()
+                        self._inflight[mid] = (LIVE, out, None)
+                    # Replay uses what live traffic leaves of the window, less a reserve for live.
+                    room = window - reserve - len(self._inflight)
+                    if room > 0 and not self._live and not stop.is_set():
+                        for rec in self.spool.read(room):
+                            mid = self.uplink.publish_nowait(rec.topic, rec.payload, qos=1)
+                            self._inflight[mid] = (REPLAY, None, rec.after)
+                            self._replay_acks.append((rec.after, False))
+                except NotConnected:
+                    pass
+            if time.monotonic() - last_flush >= 1.0:
+                self.spool.flush()
+                last_flush = time.monotonic()
             try:
-                await self.uplink.publish(topic, encode(message), qos=1, retain=retain, timeout=1.0)
-            except (NotConnected, TimeoutError):
-                if stop.is_set():
-                    return
-                continue  # keep it at the head of the queue; the link reconnects
-            self._queue.popleft()
-            self.counters["published"] += 1
-            if isinstance(message, Telemetry):
-                self.counters["readings_published"] += 1
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            except TimeoutError:
+                pass
 
-    # -- local MQTT devices ------------------------------------------------------------
+    # -- readings from pollers and local MQTT devices ------------------------------------
+
+    def _publish_reading(self, device: str, ts: float, values: dict[str, float],
+                         quality: dict[str, str] | None = None) -> None:
+        msg = Telemetry(seq=self._next_seq(), boot=self.boot, ts=ts, device=device, metrics=values,
+                        quality=quality or {})
+        self.enqueue(topics.device_telemetry(self.community.id, self.gateway.id, device), msg)
+
+    def _publish_device_event(self, device: str, event: str, severity: str, data: dict[str, Any]) -> None:
+        msg = Event(seq=self._next_seq(), boot=self.boot, ts=time.time(), device=device, event=event,
+                    severity=severity, data=data)
+        self.enqueue(topics.device_event(self.community.id, self.gateway.id, device), msg)
 
     async def _on_local_connect(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self._local_filter, qos=1)
@@ -180,7 +332,7 @@ class EdgeAgent:
         ts = ts if ts is not None else time.time()
         try:
             if values is not None:
-                self._publish_reading(device, ts, values)
+                self._publish_reading(device.id, ts, values)
             else:
                 assert event is not None
                 msg = Event(seq=self._next_seq(), boot=self.boot, ts=ts, device=device.id, **event)
@@ -188,63 +340,31 @@ class EdgeAgent:
         except ValidationError as exc:
             self._reject(topic, "schema", str(exc.errors()[0]["msg"]), raw)
 
-    def _publish_reading(self, device: DeviceSpec, ts: float, values: dict[str, float]) -> None:
-        msg = Telemetry(seq=self._next_seq(), boot=self.boot, ts=ts, device=device.id, metrics=values)
-        self.enqueue(topics.device_telemetry(self.community.id, self.gateway.id, device.id), msg)
-
     def _reject(self, source: str, reason: str, detail: str, raw: bytes) -> None:
         self.counters["rejected"] += 1
         self.dead_letters.add(source, reason, detail, raw)
 
-    # -- serial devices ------------------------------------------------------------------
+    # -- gateway health ------------------------------------------------------------------
 
-    async def _poll_serial(self, device: DeviceSpec, stop: asyncio.Event) -> None:
-        assert device.serial is not None
-        link = device.serial
-        port = self.serial_ports.get(device.id) or link.port
-        transport: SerialTransport | None = None
-        try:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    if transport is None:
-                        transport = await asyncio.to_thread(SerialTransport, port, link.baudrate, link.timeout_s)
-                        driver = Pms5003Driver(transport, timeout_s=link.timeout_s)
-                    reading = await asyncio.to_thread(driver.read)
-                    self._publish_reading(device, time.time(), {"pm1_0": float(reading.pm1_0),
-                                                               "pm2_5": float(reading.pm2_5),
-                                                               "pm10": float(reading.pm10)})
-                except NoAnswer as exc:
-                    self.counters["serial_errors"] += 1
-                    log.warning("device %s on %s: %s", device.id, port, exc)
-                except Exception as exc:  # TransportError, or a driver bug: never fatal to the agent
-                    self.counters["serial_errors"] += 1
-                    if not isinstance(exc, TransportError):
-                        log.exception("device %s: unexpected error while polling %s", device.id, port)
-                    log.warning("device %s: %s; retrying in %.1fs", device.id, exc, self.settings.serial_retry_s)
-                    if transport is not None:
-                        transport.close()
-                        transport = None
-                    if await wait_or_stop(stop, self.settings.serial_retry_s):
-                        return
-                    continue
-                if await self._until_next_poll(device.id, stop, device.interval_s - (time.monotonic() - started)):
-                    return
-        finally:
-            if transport is not None:
-                transport.close()
+    async def _health(self, stop: asyncio.Event) -> None:
+        psutil.cpu_percent(None)
+        while not await wait_or_stop(stop, self.settings.health_interval_s):
+            self.enqueue(topics.gateway_health(self.community.id, self.gateway.id), self.health())
 
-    async def _until_next_poll(self, device_id: str, stop: asyncio.Event, delay: float) -> bool:
-        """Wait for the next poll (interval elapsed or a read_now command); True if stopping."""
-        poll_now = self._poll_now[device_id]
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(poll_now.wait())]
-        try:
-            await asyncio.wait(waits, timeout=max(0.0, delay), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-        poll_now.clear()
-        return stop.is_set()
+    def health(self) -> GatewayHealth:
+        disk = shutil.disk_usage(self.settings.state_dir)
+        online = offline = 0
+        errors: dict[str, int] = {}
+        for p in self.pollers:
+            on, off = p.online_counts()
+            online, offline = online + on, offline + off
+            errors.update(p.error_counts())
+        return GatewayHealth(ts=time.time(), boot=self.boot, cpu_pct=psutil.cpu_percent(None),
+                             memory_pct=psutil.virtual_memory().percent,
+                             disk_pct=round(100 * disk.used / disk.total, 1),
+                             agent_rss_mb=round(self._process.memory_info().rss / 2**20, 1),
+                             spool_depth=self.spool.depth, spool_oldest_s=self.spool.oldest_age_s(),
+                             devices_online=online, devices_offline=offline, device_errors=errors)
 
     # -- commands ------------------------------------------------------------------------
 
@@ -255,17 +375,58 @@ class EdgeAgent:
             cmd = decode_as(Command, raw)
         except DecodeError as exc:
             self._reject(str(message.topic), f"command-{exc.reason}", exc.detail, raw)
+            cmd_id = _loose_id(raw)
+            if cmd_id is not None:  # tell the hub why, when it can be told
+                self.enqueue(topics.gateway_ack(self.community.id, self.gateway.id),
+                             Ack(id=cmd_id, ts=time.time(), result="refused",
+                                 reason=f"unknown command or bad arguments: {exc.detail}"[:256]))
             return
+        asyncio.get_running_loop().create_task(self._run_command(cmd), name=f"command-{cmd.id}")
+
+    async def _run_command(self, cmd: Command) -> None:
         result, reason = "ok", ""
-        if cmd.device is not None and cmd.device not in self.devices:
-            result, reason = "refused", f"unknown device {cmd.device!r} on gateway {self.gateway.id}"
-        elif cmd.command == "rebirth":
+        try:
+            await self._execute(cmd)
+        except CommandRefused as exc:
+            result, reason = "refused", str(exc)[:256]
+        except Exception as exc:  # never let a command kill the agent
+            log.exception("gateway %s: command %s failed", self.gateway.id, cmd.id)
+            result, reason = "error", str(exc)[:256]
+        self.enqueue(topics.gateway_ack(self.community.id, self.gateway.id),
+                     Ack(id=cmd.id, ts=time.time(), result=result, reason=reason))
+
+    async def _execute(self, cmd: Command) -> None:
+        if cmd.device is not None and cmd.device not in self._classes:
+            raise CommandRefused(f"unknown device {cmd.device!r} on gateway {self.gateway.id}")
+        if cmd.command == "ping":
+            return
+        if cmd.command == "rebirth":
+            for p in self.pollers:
+                for state in p.devices.values():
+                    state.report.forget()
             self.enqueue(self._state_topic, self._birth(), retain=True)
-        elif cmd.command == "read_now":
-            device = self.devices.get(cmd.device or "")
-            if device is None or device.serial is None:
-                result, reason = "refused", "read_now needs a polled (serial) device; MQTT devices report by themselves"
-            else:
-                self._poll_now[device.id].set()
-        ack = Ack(id=cmd.id, ts=time.time(), result=result, reason=reason)
-        self.enqueue(topics.gateway_ack(self.community.id, self.gateway.id), ack)
+            return
+        if cmd.device is None:
+            raise CommandRefused(f"{cmd.command} needs a device")
+        bus = self._bus_of.get(cmd.device)
+        if bus is None:
+            raise CommandRefused(f"not allowed: {cmd.device} is an MQTT device; it reports by itself")
+        if cmd.command == "read_now":
+            bus.read_now(cmd.device)
+        elif cmd.command == "set_interval":
+            if cmd.value is None:
+                raise CommandRefused("set_interval needs value (seconds)")
+            bus.set_interval(cmd.device, cmd.value)
+        elif cmd.command == "write":
+            if cmd.point is None or cmd.value is None:
+                raise CommandRefused("write needs point and value")
+            await bus.write(cmd.device, cmd.point, cmd.value, timeout_s=self.settings.command_timeout_s)
+
+
+def _loose_id(raw: bytes) -> str | None:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    cmd_id = doc.get("id") if isinstance(doc, dict) else None
+    return cmd_id if isinstance(cmd_id, str) and 0 < len(cmd_id) <= 64 else None

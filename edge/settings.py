@@ -1,6 +1,7 @@
 """Edge agent settings (the ``[edge]`` section)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,8 +14,16 @@ class EdgeSettings(BaseModel):
     # Where local MQTT devices publish their raw readings; defaults to the uplink broker.
     device_broker: MqttEndpoint | None = None
     device_topic_prefix: str = "field"
-    queue_size: int = Field(default=10_000, ge=10)  # bounded uplink queue (drop-oldest when full)
-    serial_retry_s: float = Field(default=2.0, gt=0)
-    state_dir: Path = Path("var/edge")  # dead letters (and, later, the spool) live here
+    # Serial buses described by device profiles (globs, relative to the config file's folder).
+    device_files: tuple[str, ...] = ()
+    state_dir: Path = Path("var/edge")  # dead letters and the spool live here
     birth_wait_s: float = Field(default=5.0, ge=0)  # how long birth waits for the local device link
-    flush_timeout_s: float = Field(default=10.0, ge=0)  # how long SIGTERM waits for the queue to drain
+    flush_timeout_s: float = Field(default=10.0, ge=0)  # how long SIGTERM waits for live messages to be acked
+    inflight_window: int = Field(default=200, ge=1, le=65_000)  # QoS 1 messages awaiting PUBACK
+    live_queue: int = Field(default=5_000, ge=10)  # live messages waiting; beyond that they go to the spool
+    spool_max_mb: int = Field(default=256, ge=1)
+    spool_max_age_h: float = Field(default=168.0, gt=0)
+    spool_full_policy: Literal["drop_oldest", "refuse_newest"] = "drop_oldest"
+    spool_fsync: Literal["always", "interval", "never"] = "interval"
+    health_interval_s: float = Field(default=30.0, gt=0)
+    command_timeout_s: float = Field(default=5.0, gt=0)

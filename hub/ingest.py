@@ -15,7 +15,7 @@ from typing import Any
 from contract import topics
 from contract.classes import CATALOG
 from contract.codec import DecodeError, decode
-from contract.messages import Ack, Birth, Death, Event, Telemetry
+from contract.messages import GatewayHealth, Ack, Birth, Death, Event, Telemetry
 from contract.topics import Topic, TopicError, TopicKind
 from hub.metrics import HubMetrics
 from hub.registry import Registry
@@ -144,6 +144,8 @@ class Ingestor:
                 log.warning("gateway %s offline (clean=%s)", parsed.gateway, message.clean)
         elif isinstance(message, Ack):
             self.pending.acks.append((message.id, str(parsed.gateway), at, message.result, message.reason))
+        elif isinstance(message, GatewayHealth):
+            self.registry.gateways[str(parsed.gateway)].health = message.model_dump(exclude={"v"})
 
     def _check_device(self, parsed: Topic, device: str, seq: int, boot: str) -> None:
         if device != parsed.device:
@@ -216,10 +218,12 @@ class Ingestor:
         gateway = str(parsed.gateway)
         self.registry.birth(gateway, msg.boot, msg.software, at)
         self.pending.births.append((gateway, msg.boot, msg.software, at))
-        provisioned = {d.id for d in self.registry.community.devices_of(gateway)}
-        announced = {d.id for d in msg.devices}
-        if announced - provisioned:
-            log.warning("gateway %s announced unprovisioned devices: %s", gateway, sorted(announced - provisioned))
+        # Devices an agent reads from its device profiles (config/devices/*.toml) need not be
+        # listed in the community configuration: the gateway's birth announces them.
+        adopted = [d.id for d in msg.devices if self.registry.adopt(gateway, d.id, d.device_class)]
+        if adopted:
+            log.info("gateway %s announced %d devices not in the community configuration: %s", gateway,
+                     len(adopted), ", ".join(sorted(adopted)[:10]) + (" ..." if len(adopted) > 10 else ""))
         log.info("gateway %s online (boot %s, %d devices)", gateway, msg.boot, len(msg.devices))
 
 

@@ -32,6 +32,7 @@ class GatewayState:
     boot: str | None = None
     software: str = ""
     changed_at: float | None = None
+    health: dict[str, object] = field(default_factory=dict)  # the latest GatewayHealth
 
 
 class Registry:
@@ -68,6 +69,14 @@ class Registry:
             if gateway in self.gateways:
                 self.announced[(gateway, boot)] = None
                 self.gateways[gateway].boot, self.gateways[gateway].software = boot, software
+
+    def adopt(self, gateway_id: str, device_id: str, device_class: DeviceClass) -> bool:
+        """Register a device a gateway announced; False if it is already known (or elsewhere)."""
+        if device_id in self.devices:
+            return False
+        self.devices[device_id] = DeviceState(device_id, gateway_id, self.gateways[gateway_id].building,
+                                              device_class, "")
+        return True
 
     def death(self, gateway_id: str, boot: str, at: float) -> bool:
         """Mark offline; ignore a death from an earlier run (its will may arrive late)."""

@@ -42,10 +42,24 @@ def _load(path: Path) -> MidbrainConfig:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Configuration file to validate.")]) -> None:
     """Validate a configuration file; print every error with file, key and reason."""
+    from edge.profiles import ProfileError, load_bus_files
+
     cfg = _load(file)
     c = cfg.community
+    try:
+        buses = load_bus_files(cfg.edge.device_files, base=file.parent)
+    except ProfileError as exc:
+        typer.echo(f"config error: {exc.file}: {exc.key}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    gateways = {g.id for g in c.gateways}
+    for path, bus in buses:
+        if bus.gateway not in gateways:
+            typer.echo(f"config error: {path}: gateway: no gateway {bus.gateway!r} in {file}", err=True)
+            raise typer.Exit(2)
     typer.echo(f"{file}: OK — community {c.id} ({c.name}): {len(c.buildings)} buildings, "
-               f"{len(c.gateways)} gateways, {len(c.devices)} devices")
+               f"{len(c.gateways)} gateways, {len(c.devices)} devices"
+               + (f"; {len(buses)} serial buses with {sum(len(b.devices) for _, b in buses)} devices"
+                  if buses else ""))
 
 
 @app.command()
@@ -89,9 +103,16 @@ def edge(gateway: Annotated[str, typer.Option("--gateway", "-g", help="Gateway i
             typer.echo(f"--serial-port {item!r}: expected DEVICE=PATH", err=True)
             raise typer.Exit(2)
         ports[device] = path
+    from edge.profiles import ProfileError, load_bus_files
+
+    try:
+        buses = [b for _, b in load_bus_files(cfg.edge.device_files, base=config.parent)]
+    except ProfileError as exc:
+        typer.echo(f"config error: {exc.file}: {exc.key}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
     _logging(log_level)
     run_until_signalled(lambda stop: run_edge(cfg.community, gateway, cfg.mqtt, cfg.edge, stop,
-                                              serial_ports=ports, stats_file=stats_file))
+                                              serial_ports=ports, stats_file=stats_file, buses=buses))
 
 
 @app.command()
@@ -153,19 +174,38 @@ def simulate_community(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel =
 
 
 @simulate_app.command("serial")
-def simulate_serial(protocol: Annotated[str, typer.Option(help="Device protocol: pms5003.")] = "pms5003",
-                    count: Annotated[int, typer.Option(min=1, max=64)] = 1,
+def simulate_serial(protocol: Annotated[str, typer.Option(
+                        help="dlt645 | cjt188 | modbus | line | pms5003")] = "dlt645",
+                    count: Annotated[int, typer.Option(min=1, max=247, help="Devices on the bus.")] = 1,
+                    baudrate: Annotated[int, typer.Option(help="Wire speed the replies are paced at.")] = 9600,
+                    first_address: Annotated[int, typer.Option(help="Address (or unit id) of the first device.")] = 1,
                     seed: int = 1) -> None:
-    """Serial devices answering on pseudo-terminals; prints the port paths to point an agent at."""
-    if protocol != "pms5003":
-        typer.echo(f"unknown protocol {protocol!r}; available: pms5003", err=True)
-        raise typer.Exit(2)
+    """Serial devices on one simulated RS-485 bus (a pseudo-terminal); prints the port to point an agent at.
+
+    Each device answers only to its own address, consecutive from --first-address
+    (DL/T 645: 000000000001..., CJ/T 188: 00000000000001..., Modbus: unit ids).
+    """
+    from simulators import pty_bus
     from simulators.pty_pms5003 import PtyPms5003
 
+    makers = {"dlt645": pty_bus.dlt645_bus, "cjt188": pty_bus.cjt188_bus}
+    if protocol not in (*makers, "modbus", "line", "pms5003"):
+        typer.echo(f"unknown protocol {protocol!r}; available: dlt645, cjt188, modbus, line, pms5003", err=True)
+        raise typer.Exit(2)
+
     async def main(stop: asyncio.Event) -> None:
-        sims = [PtyPms5003(seed + i).start() for i in range(count)]
-        for i, s in enumerate(sims):
-            typer.echo(f"{protocol}[{i}] {s.port}")
+        sims: list[pty_bus.PtyBus | PtyPms5003]
+        if protocol == "pms5003":
+            sims = [PtyPms5003(seed + i).start() for i in range(count)]
+        elif protocol == "modbus":
+            sims = [pty_bus.modbus_bus(count, first_unit=first_address, seed=seed, baudrate=baudrate).start()]
+        elif protocol == "line":
+            sims = [pty_bus.line_bus(seed=seed, baudrate=baudrate).start()]
+        else:
+            sims = [makers[protocol](count, first_address=first_address, seed=seed, baudrate=baudrate).start()]
+        for s in sims:
+            typer.echo(f"{protocol} x{count if protocol != 'pms5003' else 1} {s.port}", color=False)
+        sys.stdout.flush()
         try:
             await stop.wait()
         finally:

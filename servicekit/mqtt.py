@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 OnConnect = Callable[[aiomqtt.Client], Awaitable[None]]
 OnMessage = Callable[[aiomqtt.Message], Awaitable[None]]
+OnAck = Callable[[int], None]
+OnDown = Callable[[], None]
 
 
 class NotConnected(Exception):
@@ -27,7 +29,8 @@ class NotConnected(Exception):
 class MqttLink:
     def __init__(self, endpoint: MqttEndpoint, *, client_id: str, clean_session: bool = True,
                  will: aiomqtt.Will | None = None, on_connect: OnConnect | None = None,
-                 on_message: OnMessage | None = None, max_inflight: int = 100) -> None:
+                 on_message: OnMessage | None = None, max_inflight: int = 100,
+                 on_ack: OnAck | None = None, on_down: OnDown | None = None) -> None:
         self.endpoint = endpoint
         self.client_id = client_id
         self._clean_session = clean_session
@@ -36,6 +39,9 @@ class MqttLink:
         self._on_message = on_message
         self._max_inflight = max_inflight
         self._client: aiomqtt.Client | None = None
+        self._on_ack = on_ack
+        self._on_down = on_down
+        self._pipelined: set[int] = set()
         self._connected = asyncio.Event()
         self.connects = 0
 
@@ -71,6 +77,7 @@ class MqttLink:
         ) as client:
             self._client = client
             self.connects += 1
+            self._hook_acks(client)
             try:
                 if self._on_connect is not None:
                     await self._on_connect(client)
@@ -78,8 +85,12 @@ class MqttLink:
                 log.info("mqtt %s: connected to %s:%d", self.client_id, ep.host, ep.port)
                 await self._serve(client, stop)
             finally:
+                was_up = self._connected.is_set()
                 self._connected.clear()
                 self._client = None
+                self._pipelined.clear()
+                if was_up and self._on_down is not None:
+                    self._on_down()
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         stopper = asyncio.create_task(stop.wait(), name=f"{self.client_id}-stop")
@@ -113,3 +124,40 @@ class MqttLink:
             await client.publish(topic, payload, qos=qos, retain=retain)
         except aiomqtt.MqttError as exc:
             raise NotConnected(f"{topic}: {exc}") from exc
+
+    # -- pipelined publishing ----------------------------------------------------------
+    #
+    # aiomqtt's publish() awaits each PUBACK, which caps one sender at a few thousand QoS 1
+    # messages/s. A high-rate sender instead keeps a window of messages in flight: it hands
+    # them to the paho client underneath aiomqtt (which aiomqtt drives from this event
+    # loop) and hears about each PUBACK through ``on_ack``. When a session ends, ``on_down``
+    # fires and every pipelined message without an ack must be treated as not delivered
+    # (the next session is a new paho client that will not resend it).
+
+    def _hook_acks(self, client: aiomqtt.Client) -> None:
+        paho = client._client  # aiomqtt's paho client; aiomqtt has no public pipelined publish
+        aiomqtt_on_publish = paho.on_publish
+
+        def on_publish(c: object, userdata: object, mid: int, reason: object, props: object) -> None:
+            aiomqtt_on_publish(c, userdata, mid, reason, props)
+            if mid in self._pipelined:
+                self._pipelined.discard(mid)
+                if self._on_ack is not None:
+                    self._on_ack(mid)
+
+        paho.on_publish = on_publish
+
+    def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+        """Hand a message to the connection without waiting; returns the id ``on_ack`` will name.
+
+        Raises :class:`NotConnected` when there is no session. QoS 0 messages are not acked.
+        """
+        client = self._client
+        if client is None or not self._connected.is_set():
+            raise NotConnected(topic)
+        info = client._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != 0:
+            raise NotConnected(f"{topic}: paho rc {info.rc}")
+        if qos > 0:
+            self._pipelined.add(info.mid)
+        return info.mid

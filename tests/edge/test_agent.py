@@ -20,6 +20,7 @@ from contract.topics import TopicKind
 from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
+from edge.spool import Spool
 from simulators.pty_pms5003 import PtyPms5003
 from tests.conftest import DEMO_CONFIG
 
@@ -106,7 +107,7 @@ async def test_commands_are_acknowledged_with_a_result_or_a_reason(
         stop.set()
         await asyncio.wait_for(run, 20)
     assert acks["c1"].result == "ok"
-    assert acks["c2"].result == "refused" and "report by themselves" in acks["c2"].reason
+    assert acks["c2"].result == "refused" and "reports by itself" in acks["c2"].reason
     assert acks["c3"].result == "refused" and "unknown device 'nope-1'" in acks["c3"].reason
     assert acks["c4"].result == "ok" and births >= 2  # the rebirth
     assert agent.counters["rejected"] == 1  # the malformed command, dead-lettered at the edge
@@ -152,13 +153,18 @@ async def test_death_is_the_last_will_or_a_clean_goodbye(tmp_path: Path, mosquit
             proc.wait()
 
 
-def test_a_full_uplink_queue_drops_the_oldest_and_counts_it(tmp_path: Path, community: Community) -> None:
+def test_without_a_link_readings_go_to_the_disk_spool_marked_historical(tmp_path: Path,
+                                                                         community: Community) -> None:
     async def scenario() -> EdgeAgent:
-        agent = EdgeAgent(community, "gw-b2", MqttEndpoint(port=1), EdgeSettings(state_dir=tmp_path, queue_size=10))
+        agent = EdgeAgent(community, "gw-b2", MqttEndpoint(port=1), EdgeSettings(state_dir=tmp_path))
         for i in range(25):
             agent.enqueue(f"t/{i}", Telemetry(seq=i, boot="b", ts=1.0, device="b2-th-01", metrics={"temperature": i}))
+        agent.spool.close()
         return agent
 
     agent = asyncio.run(scenario())
-    assert agent.counters["dropped_queue_full"] == 15
-    assert [topic for topic, _, _ in agent._queue] == [f"t/{i}" for i in range(15, 25)]
+    assert agent.counters["spooled"] == 25 and not agent._live
+    spool = Spool(tmp_path / "gw-b2-spool")
+    records = spool.read(100)
+    assert [r.topic for r in records] == [f"t/{i}" for i in range(25)]
+    assert all(decode_as(Telemetry, r.payload).hist for r in records)
