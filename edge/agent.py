@@ -74,7 +74,7 @@ def serial_device_buses(community: Community, gateway_id: str, ports: dict[str, 
             log.error("device %s: no serial port configured (community.devices.serial.port or --serial-port "
                       "%s=PATH); not polled", d.id, d.id)
             continue
-        model = ModelSpec.model_validate({"class": d.device_class, "interval_s": d.interval_s, "max_report_s": 60,
+        model = ModelSpec.model_validate({"class": d.device_class, "interval_s": d.interval_s, "report": "every_poll",
                                           "points": [PointSpec(name=m) for m in ("pm1_0", "pm2_5", "pm10")]})
         buses.append(BusFile(gateway=gateway_id, models={"pms5003": model},
                              bus=BusSpec(protocol=d.serial.protocol, port=port,

@@ -65,7 +65,8 @@ class BusPoller:
         for d in bus.devices:
             model = bus.model_of(d)
             self.devices[d.id] = DeviceState(d, model, d.interval_s or model.interval_s,
-                                             ReportFilter({p.name: p.deadband for p in model.points}, model.max_report_s))
+                                             ReportFilter({p.name: p.deadband for p in model.points}, model.max_report_s,
+                                                          every_poll=model.report == "every_poll"))
         self.counters = {"polls": 0, "poll_errors": 0, "port_errors": 0, "writes": 0}
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._wake = asyncio.Event()

@@ -68,6 +68,9 @@ class ModelSpec(_Strict):
     device_class: DeviceClass = Field(alias="class")
     interval_s: float = Field(default=10.0, gt=0, le=86400)
     max_report_s: float = Field(default=300.0, gt=0)  # report unchanged values at least this often
+    # by_exception: a point is sent when it moves beyond its deadband or max_report_s passed;
+    # every_poll: every reading is sent (for devices whose every sample matters downstream)
+    report: Literal["by_exception", "every_poll"] = "by_exception"
     offline_after: int = Field(default=3, ge=1)  # failed polls in a row before device_offline
     points: tuple[PointSpec, ...] = Field(min_length=1)
 

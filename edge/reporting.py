@@ -11,14 +11,17 @@ class _Last:
 
 
 class ReportFilter:
-    def __init__(self, deadbands: dict[str, float], max_report_s: float) -> None:
+    def __init__(self, deadbands: dict[str, float], max_report_s: float, *, every_poll: bool = False) -> None:
         self.deadbands = deadbands
+        self.every_poll = every_poll
         self.max_report_s = max_report_s
         self._last: dict[str, _Last] = {}
         self.suppressed = 0
 
     def due(self, values: dict[str, float], now: float) -> dict[str, float]:
         """The subset of ``values`` to report now (and remember as reported)."""
+        if self.every_poll:
+            return dict(values)
         out: dict[str, float] = {}
         for name, value in values.items():
             last = self._last.get(name)

@@ -46,6 +46,7 @@ class Device:
         self._walk = 0.0
         self._stuck: dict[str, dict[str, float]] = {}  # fault kind -> frozen readings
         self._total_m3 = r.uniform(1000, 5000)
+        self._energy_kwh = 2 * self._total_m3  # derived, not drawn: the other classes' sequences stay as trained
         self._floor = 1
         self._sessions = 0
         self._last_t = 0.0
@@ -83,7 +84,7 @@ class Device:
         if c is DeviceClass.WATER_METER:
             flow = max(0.0, self._analog("flow_lpm", t, 5.0, 0.8))
             self._total_m3 += flow * dt / 60_000.0
-            return {"flow_lpm": flow, "total_m3": self._total_m3}
+            return {"flow_lpm": flow, "total_m3": self._total_m3, "valve_open": 1.0, "battery_low": 0.0}
         if c is DeviceClass.ELEVATOR:
             if r.random() < 0.3:
                 self._floor = r.randint(-1, 18)
@@ -101,6 +102,12 @@ class Device:
         if c is DeviceClass.KIOSK:
             self._sessions += r.randint(0, 2)
             return {"sessions": float(self._sessions), "paper_ok": 1.0}
+        if c is DeviceClass.ELECTRICITY_METER:
+            power = max(0.05, 0.8 + 0.3 * math.sin(2 * math.pi * t / 3600 + self._phase) + r.gauss(0, 0.05))
+            self._energy_kwh += power * dt / 3600
+            voltage = r.gauss(221.0, 1.5)
+            return {"energy_kwh": self._energy_kwh, "voltage_v": voltage, "current_a": power * 1000 / voltage,
+                    "power_kw": power}
         raise ValueError(f"no generator for {c}")
 
     # -- faults --------------------------------------------------------------------

@@ -78,3 +78,18 @@ def test_a_torn_tail_is_cut_and_counted(tmp_path: Path) -> None:
     assert _drain(again) == ["t/0", "t/1"]
     _fill(again, 1, start=3)
     assert _drain(again) == ["t/3"]
+
+
+@pytest.mark.unit
+def test_report_by_exception_deadband_and_max_interval() -> None:
+    from edge.reporting import ReportFilter
+
+    f = ReportFilter({"t": 0.5}, max_report_s=60)
+    assert f.due({"t": 20.0}, now=0) == {"t": 20.0}
+    assert f.due({"t": 20.4}, now=1) == {}  # within the deadband
+    assert f.due({"t": 20.6}, now=2) == {"t": 20.6}  # moved beyond it (from the last reported 20.0)
+    assert f.due({"t": 20.6}, now=61) == {}
+    assert f.due({"t": 20.6}, now=62) == {"t": 20.6}  # unchanged, but max_report_s passed
+    assert f.suppressed == 2
+    every = ReportFilter({"t": 0.5}, max_report_s=60, every_poll=True)
+    assert every.due({"t": 1.0}, 0) == every.due({"t": 1.0}, 1) == {"t": 1.0}
