@@ -37,7 +37,7 @@ def bare_paho(host: str, port: int, n: int, window: int) -> float:
     topic = topics.device_telemetry("xihu-demo", "gw-b2", "b2-th-01")
     acked = [0]
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare")
-    client.max_inflight_messages_set(window)
+    client.max_inflight_messages_set(0)  # the loop below keeps the window itself, as the agent does
     client.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
     client.connect(host, port)
     for _ in range(5):

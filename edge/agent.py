@@ -100,7 +100,8 @@ class EdgeAgent:
         self._classes.update({e.id: b.model_of(e).device_class for b in all_buses for e in b.devices})
         self._live: deque[_Out] = deque()
         self._inflight: dict[int, tuple[int, _Out | None, Position | None]] = {}  # mid -> kind, live msg, spool pos
-        self._replay_acks: deque[tuple[Position, bool]] = deque()  # in send order; True once acked
+        self._replay_order: deque[Position] = deque()  # replayed records in send order
+        self._replay_acked: set[Position] = set()  # of those, the ones acknowledged out of order so far
         self._wake = asyncio.Event()
         self._log_throttle = LogThrottle()
         self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "replayed": 0, "spooled": 0,
@@ -116,8 +117,8 @@ class EdgeAgent:
         self._state_topic = topics.gateway_state(c, g)
         will = aiomqtt.Will(self._state_topic, encode(Death(boot=self.boot)), qos=1, retain=True)
         self.uplink = MqttLink(mqtt, client_id=f"edge-{c}-{g}", will=will, on_connect=self._on_uplink_connect,
-                               on_message=self._on_command, max_inflight=settings.inflight_window,
-                               on_ack=self._acked, on_down=self._uplink_down)
+                               on_message=self._on_command, on_ack=self._acked, on_down=self._uplink_down,
+                               max_inflight=0)  # unlimited in paho: the sender keeps the window itself
         local = settings.device_broker or mqtt
         self._local_filter = f"{settings.device_topic_prefix}/{g}/+"
         # Persistent session: readings that devices publish while the agent restarts wait in the broker.
@@ -245,13 +246,14 @@ class EdgeAgent:
         self._wake.set()
 
     def _mark_replay_acked(self, pos: Position | None) -> None:
-        for i, (p, _) in enumerate(self._replay_acks):
-            if p == pos:
-                self._replay_acks[i] = (p, True)
-                break
+        """Commit the spool up to the longest acknowledged prefix of what was replayed."""
+        if pos is None:
+            return
+        self._replay_acked.add(pos)
         done, last = 0, None
-        while self._replay_acks and self._replay_acks[0][1]:
-            last, _ = self._replay_acks.popleft()
+        while self._replay_order and self._replay_order[0] in self._replay_acked:
+            last = self._replay_order.popleft()
+            self._replay_acked.discard(last)
             done += 1
         if last is not None:
             self.spool.commit(last, done)
@@ -262,7 +264,8 @@ class EdgeAgent:
         live = [o for k, o, _ in self._inflight.values() if k == LIVE and o is not None]
         self.counters["resent_after_drop"] += len(self._inflight)
         self._inflight.clear()
-        self._replay_acks.clear()
+        self._replay_order.clear()
+        self._replay_acked.clear()
         self.spool.rewind()
         for out in reversed(live):
             self._live.appendleft(out)
@@ -272,11 +275,14 @@ class EdgeAgent:
 
     async def _sender(self, stop: asyncio.Event) -> None:
         window, reserve = self.settings.inflight_window, max(1, self.settings.inflight_window // 5)
+        rate = self.settings.replay_max_rate
+        tokens, refilled = float(min(rate, window)) if rate else 0.0, time.monotonic()
         last_flush = time.monotonic()
         while True:
             if stop.is_set() and not self._live:
                 return
             self._wake.clear()
+            wait = 0.5
             if self.uplink.connected:
                 try:
                     while self._live and len(self._inflight) < window:
@@ -284,20 +290,30 @@ class EdgeAgent:
                         mid = self.uplink.publish_nowait(out.topic, out.payload, qos=1, retain=out.retain)
                         self._live.popleft()
                         self._inflight[mid] = (LIVE, out, None)
-                    # Replay uses what live traffic leaves of the window, less a reserve for live.
+                    # Replay uses what live traffic leaves of the window, less a reserve for live,
+                    # and no more than replay_max_rate a second (a token bucket).
                     room = window - reserve - len(self._inflight)
+                    if rate:
+                        now = time.monotonic()
+                        tokens = min(float(window), tokens + (now - refilled) * rate)
+                        refilled = now
+                        room = min(room, int(tokens))
                     if room > 0 and not self._live and not stop.is_set():
-                        for rec in self.spool.read(room):
+                        records = self.spool.read(room)
+                        for rec in records:
                             mid = self.uplink.publish_nowait(rec.topic, rec.payload, qos=1)
                             self._inflight[mid] = (REPLAY, None, rec.after)
-                            self._replay_acks.append((rec.after, False))
+                            self._replay_order.append(rec.after)
+                        tokens -= len(records)
+                    if rate and self.spool.depth > len(self._replay_order) and tokens < 1:
+                        wait = min(wait, (1 - tokens) / rate)
                 except NotConnected:
                     pass
             if time.monotonic() - last_flush >= 1.0:
                 self.spool.flush()
                 last_flush = time.monotonic()
             try:
-                await asyncio.wait_for(self._wake.wait(), 0.5)
+                await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
 

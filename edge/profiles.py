@@ -17,7 +17,7 @@ from contract.classes import CATALOG, DeviceClass
 from contract.ids import Ident
 from firmware_adapters import cjt188, dlt645
 from firmware_adapters.line_sensor import LineFormat
-from firmware_adapters.modbus import RegisterPoint
+from firmware_adapters.register_map import RegisterPoint
 
 Protocol = Literal["dlt645", "cjt188", "modbus", "pms5003", "line"]
 

@@ -232,7 +232,8 @@ class Spool:
                 self._head = Position(nxt.number, 0)
                 continue
             fd = self._reader(seg)
-            chunk = os.pread(fd, min(seg.size - self._head.offset, 1 << 20), self._head.offset)
+            want = max(64 * 1024, (limit - len(out)) * 512)  # enough for typical records, not the whole segment
+            chunk = os.pread(fd, min(seg.size - self._head.offset, want), self._head.offset)
             offset = 0
             while len(out) < limit and offset + _HEAD.size <= len(chunk):
                 length, crc, ts = _HEAD.unpack_from(chunk, offset)

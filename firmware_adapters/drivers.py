@@ -11,10 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from pymodbus.client import ModbusSerialClient
-from pymodbus.exceptions import ModbusException
-
-from firmware_adapters import AdapterError, cjt188, dlt645, modbus, pms5003
+from firmware_adapters import AdapterError, cjt188, dlt645, pms5003
 from firmware_adapters.line_sensor import LineError, LineFormat, split_lines
 from firmware_adapters.serial_transport import ByteTransport, TransportError
 
@@ -226,80 +223,5 @@ class LineDriver:
         raise NoAnswer(f"no parsable line within {self.timeout_s:.1f}s")
 
 
-class ModbusDriver:
-    """One Modbus RTU device (``unit``) on a pymodbus serial client shared by its bus."""
-
-    def __init__(self, client: ModbusSerialClient, unit: int, points: tuple[modbus.RegisterPoint, ...]) -> None:
-        if not 1 <= unit <= 247:
-            raise ValueError(f"Modbus unit id {unit} outside 1-247")
-        self.client = client
-        self.unit = unit
-        self.points = {p.name: p for p in points}
-        self.blocks = modbus.plan_reads(points)
-        self.counters = FrameCounters()
-
-    def _read_block(self, block: modbus.Block) -> list[int] | list[bool]:
-        read = {"holding": self.client.read_holding_registers, "input": self.client.read_input_registers,
-                "coil": self.client.read_coils, "discrete": self.client.read_discrete_inputs}[block.table]
-        try:
-            reply = read(block.address, count=block.count, device_id=self.unit)
-        except ModbusException as exc:  # no reply after pymodbus's retries, or a garbled one
-            self.counters.error("no-answer")
-            raise NoAnswer(f"unit {self.unit}: {exc}") from exc
-        except OSError as exc:
-            raise TransportError(f"unit {self.unit}: {exc}") from exc
-        if reply.isError():
-            self.counters.error("exception-reply")
-            raise modbus_error(reply)
-        self.counters.frames += 1
-        return reply.bits if block.table in ("coil", "discrete") else reply.registers
-
-    def poll(self) -> PointRead:
-        read = PointRead()
-        answered = False
-        for block in self.blocks:
-            try:
-                data = self._read_block(block)
-            except NoAnswer as exc:
-                read.errors.update({p.name: str(exc) for p in block.points})
-                continue
-            except ModbusReplyError as exc:
-                answered = True
-                read.errors.update({p.name: str(exc) for p in block.points})
-                continue
-            answered = True
-            for p in block.points:
-                i = p.address - block.address
-                read.values[p.name] = modbus.decode_point(p, data[i:i + p.width])
-        if not answered:
-            raise NoAnswer(f"unit {self.unit} did not answer")
-        return read
-
-    def write(self, point_name: str, value: float) -> None:
-        point = self.points[point_name]
-        try:
-            if point.table == "coil":
-                reply = self.client.write_coil(point.address, bool(value), device_id=self.unit)
-            elif point.table == "holding":
-                regs = modbus.encode_point(point, value)
-                reply = (self.client.write_register(point.address, regs[0], device_id=self.unit) if len(regs) == 1
-                         else self.client.write_registers(point.address, regs, device_id=self.unit))
-            else:
-                raise ValueError(f"{point.table} points are read-only in Modbus")
-        except ModbusException as exc:
-            raise NoAnswer(f"unit {self.unit}: {exc}") from exc
-        if reply.isError():
-            raise modbus_error(reply)
-
-
 class ModbusReplyError(AdapterError):
     """The device answered with a Modbus exception."""
-
-
-_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-               4: "device failure", 6: "device busy"}
-
-
-def modbus_error(reply: object) -> ModbusReplyError:
-    code = getattr(reply, "exception_code", 0)
-    return ModbusReplyError(f"exception {code}: {_EXCEPTIONS.get(code, 'unknown')}")

@@ -1,90 +1,23 @@
-"""Modbus RTU register maps: declarative points, decoded with pymodbus's own converters.
+"""Modbus RTU through pymodbus: register values decoded with pymodbus's converters, and
+the driver for one device on a bus.
 
-The protocol itself (RTU framing, CRC, retries, exception replies) is pymodbus's; this
-module only says where a point lives and how its registers become a number::
-
-    table      holding | input | coil | discrete
-    address    0-based register (or coil) number
-    type       int16 uint16 int32 uint32 float32 (coils and discrete inputs: bool)
-    byte_order big ("AB") or little ("BA") within each 16-bit register
-    word_order big (high word first, "ABCD") or little ("CDAB")
-    value      raw * scale + offset
-
-Reads are planned as few requests as possible: points of one table whose registers
-are contiguous (or nearly, see ``max_gap``) share one request of at most 125 registers.
+The protocol itself (RTU framing, CRC, retries, exception replies) is pymodbus's. This
+module is imported only where a Modbus bus exists, so that gateways without one do not
+carry pymodbus in memory.
 """
 
 import struct
-from dataclasses import dataclass
-from typing import Literal
 
 from pymodbus.client import ModbusSerialClient
+from pymodbus.exceptions import ModbusException
 
-Table = Literal["holding", "input", "coil", "discrete"]
-DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "bool"]
+from firmware_adapters.drivers import FrameCounters, ModbusReplyError, NoAnswer, PointRead
+from firmware_adapters.register_map import Block, RegisterPoint, plan_reads
+from firmware_adapters.serial_transport import TransportError
 
-_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "bool": 1}
 _PYMODBUS = {"int16": ModbusSerialClient.DATATYPE.INT16, "uint16": ModbusSerialClient.DATATYPE.UINT16,
              "int32": ModbusSerialClient.DATATYPE.INT32, "uint32": ModbusSerialClient.DATATYPE.UINT32,
              "float32": ModbusSerialClient.DATATYPE.FLOAT32}
-MAX_REGISTERS = 125
-MAX_BITS = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterPoint:
-    name: str
-    table: Table
-    address: int
-    type: DataType = "uint16"
-    byte_order: Literal["big", "little"] = "big"
-    word_order: Literal["big", "little"] = "big"
-    scale: float = 1.0
-    offset: float = 0.0
-
-    def __post_init__(self) -> None:
-        bits = self.table in ("coil", "discrete")
-        if bits != (self.type == "bool"):
-            raise ValueError(f"point {self.name}: {self.table} needs type "
-                             f"{'bool' if bits else 'a register type'}, not {self.type}")
-        if not 0 <= self.address <= 0xFFFF:
-            raise ValueError(f"point {self.name}: address {self.address} outside 0-65535")
-        if self.scale == 0:
-            raise ValueError(f"point {self.name}: scale must not be 0")
-
-    @property
-    def width(self) -> int:
-        return _WIDTH[self.type]
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    """One read request: ``count`` registers (or bits) of ``table`` from ``address``."""
-
-    table: Table
-    address: int
-    count: int
-    points: tuple[RegisterPoint, ...]
-
-
-def plan_reads(points: tuple[RegisterPoint, ...], max_gap: int = 4) -> list[Block]:
-    blocks: list[Block] = []
-    for table in ("holding", "input", "coil", "discrete"):
-        limit = MAX_BITS if table in ("coil", "discrete") else MAX_REGISTERS
-        current: list[RegisterPoint] = []
-        start = end = 0
-        for p in sorted((p for p in points if p.table == table), key=lambda p: p.address):
-            p_end = p.address + p.width
-            if current and p.address - end <= max_gap and p_end - start <= limit:
-                current.append(p)
-                end = max(end, p_end)
-                continue
-            if current:
-                blocks.append(Block(table, start, end - start, tuple(current)))
-            current, start, end = [p], p.address, p_end
-        if current:
-            blocks.append(Block(table, start, end - start, tuple(current)))
-    return blocks
 
 
 def _swap_bytes(registers: list[int]) -> list[int]:
@@ -115,3 +48,78 @@ def encode_point(point: RegisterPoint, value: float) -> list[int]:
     except (struct.error, OverflowError) as exc:  # pymodbus packs with struct: out of range
         raise ValueError(f"{value} does not fit {point.name} ({point.type}): {exc}") from exc
     return _swap_bytes(regs) if point.byte_order == "little" else regs
+
+
+class ModbusDriver:
+    """One Modbus RTU device (``unit``) on a pymodbus serial client shared by its bus."""
+
+    def __init__(self, client: ModbusSerialClient, unit: int, points: tuple[RegisterPoint, ...]) -> None:
+        if not 1 <= unit <= 247:
+            raise ValueError(f"Modbus unit id {unit} outside 1-247")
+        self.client = client
+        self.unit = unit
+        self.points = {p.name: p for p in points}
+        self.blocks = plan_reads(points)
+        self.counters = FrameCounters()
+
+    def _read_block(self, block: Block) -> list[int] | list[bool]:
+        read = {"holding": self.client.read_holding_registers, "input": self.client.read_input_registers,
+                "coil": self.client.read_coils, "discrete": self.client.read_discrete_inputs}[block.table]
+        try:
+            reply = read(block.address, count=block.count, device_id=self.unit)
+        except ModbusException as exc:  # no reply after pymodbus's retries, or a garbled one
+            self.counters.error("no-answer")
+            raise NoAnswer(f"unit {self.unit}: {exc}") from exc
+        except OSError as exc:
+            raise TransportError(f"unit {self.unit}: {exc}") from exc
+        if reply.isError():
+            self.counters.error("exception-reply")
+            raise modbus_error(reply)
+        self.counters.frames += 1
+        return reply.bits if block.table in ("coil", "discrete") else reply.registers
+
+    def poll(self) -> PointRead:
+        read = PointRead()
+        answered = False
+        for block in self.blocks:
+            try:
+                data = self._read_block(block)
+            except NoAnswer as exc:
+                read.errors.update({p.name: str(exc) for p in block.points})
+                continue
+            except ModbusReplyError as exc:
+                answered = True
+                read.errors.update({p.name: str(exc) for p in block.points})
+                continue
+            answered = True
+            for p in block.points:
+                i = p.address - block.address
+                read.values[p.name] = decode_point(p, data[i:i + p.width])
+        if not answered:
+            raise NoAnswer(f"unit {self.unit} did not answer")
+        return read
+
+    def write(self, point_name: str, value: float) -> None:
+        point = self.points[point_name]
+        try:
+            if point.table == "coil":
+                reply = self.client.write_coil(point.address, bool(value), device_id=self.unit)
+            elif point.table == "holding":
+                regs = encode_point(point, value)
+                reply = (self.client.write_register(point.address, regs[0], device_id=self.unit) if len(regs) == 1
+                         else self.client.write_registers(point.address, regs, device_id=self.unit))
+            else:
+                raise ValueError(f"{point.table} points are read-only in Modbus")
+        except ModbusException as exc:
+            raise NoAnswer(f"unit {self.unit}: {exc}") from exc
+        if reply.isError():
+            raise modbus_error(reply)
+
+
+_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+               4: "device failure", 6: "device busy"}
+
+
+def modbus_error(reply: object) -> ModbusReplyError:
+    code = getattr(reply, "exception_code", 0)
+    return ModbusReplyError(f"exception {code}: {_EXCEPTIONS.get(code, 'unknown')}")

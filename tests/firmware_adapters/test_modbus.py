@@ -12,9 +12,10 @@ from pymodbus.client import ModbusSerialClient
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_adapters import modbus
-from firmware_adapters.drivers import ModbusDriver, ModbusReplyError, NoAnswer
-from firmware_adapters.modbus import RegisterPoint
+from firmware_adapters import modbus, register_map
+from firmware_adapters.drivers import ModbusReplyError, NoAnswer
+from firmware_adapters.modbus import ModbusDriver
+from firmware_adapters.register_map import RegisterPoint
 from simulators.null_modem import NullModem
 from simulators.pty_bus import Faults, ModbusSlave, PtyBus, decode_modbus_request, modbus_bus
 
@@ -25,7 +26,7 @@ P = RegisterPoint
 def test_plan_groups_contiguous_points_per_table() -> None:
     points = (P("a", "holding", 0, "int16"), P("b", "holding", 1), P("c", "holding", 2, "float32"),
               P("d", "holding", 40), P("e", "input", 0, "uint32"), P("f", "coil", 3, "bool"))
-    blocks = modbus.plan_reads(points)
+    blocks = register_map.plan_reads(points)
     assert [(b.table, b.address, b.count, [p.name for p in b.points]) for b in blocks] == [
         ("holding", 0, 4, ["a", "b", "c"]), ("holding", 40, 1, ["d"]), ("input", 0, 2, ["e"]), ("coil", 3, 1, ["f"])]
 
