@@ -11,7 +11,7 @@ import pytest
 from contract import topics
 from contract.codec import decode_as, encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import Ack, Command, Event, Telemetry
+from contract.messages import Ack, Command, Event, GatewayHealth, Telemetry
 from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.profiles import ProfileError, load_bus_file, load_bus_files
@@ -89,12 +89,14 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
         paths = _profiles(tmp_path, meters.port, plant.port)
         buses = [b for _, b in load_bus_files(tuple(str(p) for p in paths))]
         agent = EdgeAgent(community, "gw-b1", mosquitto, EdgeSettings(state_dir=tmp_path / "state",
-                                                                      birth_wait_s=0.2), buses=buses)
+                                                                      birth_wait_s=0.2, health_interval_s=0.5),
+                          buses=buses)
         agent.devices.clear()  # this test is about the serial buses only
         stop = asyncio.Event()
         readings: list[Telemetry] = []
         events: list[Event] = []
         acks: dict[str, Ack] = {}
+        health: list[GatewayHealth] = []
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub:
             await hub.subscribe(f"mb/v1/{C}/gw-b1/#", qos=1)
             run = asyncio.create_task(agent.run(stop))
@@ -109,6 +111,8 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
                                 readings.append(decode_as(Telemetry, m.payload))  # type: ignore[arg-type]
                             elif t.endswith("/event"):
                                 events.append(decode_as(Event, m.payload))  # type: ignore[arg-type]
+                            elif t.endswith("/health"):
+                                health.append(decode_as(GatewayHealth, m.payload))  # type: ignore[arg-type]
                             elif t.endswith("/ack"):
                                 ack = decode_as(Ack, m.payload)  # type: ignore[arg-type]
                                 acks[ack.id] = ack
@@ -148,6 +152,8 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
     offline = [e for e in events if e.event == "device_offline"]
     assert [e.device for e in offline] == ["b1-em-01"] and offline[0].severity == "warning"
     assert agent.stats()["buses"][meters.port]["errors"]["b1-em-01"] >= 2
+    assert health and health[0].devices_online == 3 and health[-1].devices_offline == 1
+    assert health[-1].device_errors["b1-em-01"] >= 2 and health[-1].agent_rss_mb > 0
 
 
 @pytest.mark.unit

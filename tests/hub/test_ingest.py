@@ -103,3 +103,27 @@ def test_sequence_windows_are_bounded_per_gateway(community: Community) -> None:
     assert len(ing._seqs["gw-b1"]) == RUNS_REMEMBERED
     ing.handle(TOPIC, _telemetry(boot=f"run-{RUNS_REMEMBERED + 2}", seq=1))  # newest run: still deduplicated
     assert ing.metrics.totals["duplicates"] == 1
+
+
+def test_devices_announced_at_birth_are_adopted_and_gateway_health_is_kept(community: Community) -> None:
+    """A gateway's serial devices come from its device profiles, not the community file: its
+    birth announces them, and then their readings are accepted."""
+    from contract.messages import DeviceInfo, GatewayHealth
+
+    ing = _ingestor(community)
+    meter = topics.device_telemetry(C, "gw-b1", "b1-em-07")
+    reading = json.dumps({"v": 1, "seq": 2, "boot": "b", "ts": 1.0, "device": "b1-em-07",
+                          "metrics": {"energy_kwh": 1234.5}, "quality": {"voltage_v": "comm_error"}}).encode()
+    ing.handle(meter, reading, received_at=1.0)
+    assert [d.reason for d in ing.take().dead] == ["unknown-device"]  # not announced yet
+    birth = Birth(ts=1.0, boot="b", seq=1, software="t",
+                  devices=(DeviceInfo.model_validate({"id": "b1-em-07", "class": "electricity_meter"}),))
+    ing.handle(topics.gateway_state(C, "gw-b1"), encode(birth), received_at=2.0)
+    ing.handle(meter, reading.replace(b'"seq": 2', b'"seq": 3'), received_at=3.0)
+    batch = ing.take()
+    assert not batch.dead and [r.device for r in batch.telemetry] == ["b1-em-07"]
+    assert ing.registry.devices["b1-em-07"].building == "b1"
+    health = GatewayHealth(ts=4.0, boot="b", cpu_pct=5, memory_pct=40, disk_pct=30, agent_rss_mb=44, spool_depth=0,
+                           spool_oldest_s=0, devices_online=1, devices_offline=0, device_errors={"b1-em-07": 0})
+    ing.handle(topics.gateway_health(C, "gw-b1"), encode(health), received_at=4.0)
+    assert ing.registry.gateways["gw-b1"].health["devices_online"] == 1
