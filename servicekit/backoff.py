@@ -13,7 +13,8 @@ class Backoff:
     def next_delay(self) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2**attempt)], at least initial/2."""
         ceiling = min(self.max_s, self.initial_s * (2 ** self._attempt))
-        self._attempt += 1
+        if ceiling < self.max_s:  # stop counting once capped: 2**attempt would overflow a float
+            self._attempt += 1
         return max(self.initial_s / 2, self._rng.uniform(0, ceiling))
 
     def reset(self) -> None:
