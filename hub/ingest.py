@@ -188,7 +188,8 @@ class Ingestor:
                 scored.add(name)
         self.metrics.count(f"stored_{origin}")
         self.pending.telemetry.append(
-            TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items())))
+            TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items()),
+                         msg.boot, origin))
         self.registry.seen(msg.device, msg.ts, dict(msg.metrics))
         self.interval_readings[msg.device] = self.interval_readings.get(msg.device, 0) + 1
         for name, value in msg.metrics.items():
@@ -210,7 +211,7 @@ class Ingestor:
             self.metrics.duplicates.inc()
             return
         self.pending.events.append((msg.ts, msg.device, str(parsed.gateway), msg.event, msg.severity,
-                                    json.dumps(msg.data, ensure_ascii=False)))
+                                    json.dumps(msg.data, ensure_ascii=False), msg.boot, msg.seq))
         self.registry.seen(msg.device, msg.ts, {})
         self.interval_events[msg.event] = self.interval_events.get(msg.event, 0) + 1
 

@@ -37,6 +37,11 @@ class HubMetrics:
         self._persisted.update(deltas)
         return deltas
 
+    def committed(self, changes: dict[str, int]) -> None:
+        """Counter changes the store already committed (corrections for repeated messages)."""
+        self.totals.update(changes)
+        self._persisted.update(changes)
+
     def dead_letter(self, reason: str) -> None:
         self.dead.labels(reason).inc()
         self.totals["dead_lettered"] += 1

@@ -60,8 +60,14 @@ class HubService:
         # The summary task and the shutdown path both publish kept summaries: one at a time,
         # or the same summary could be published twice.
         self._publishing = asyncio.Lock()
-        self.ingest = MqttLink(mqtt, client_id=settings.client_id, clean_session=False,
+        # Manual acknowledgement: a message's PUBACK goes out only after the transaction that
+        # stores it (or its dead letter) has committed, so a hub killed at any moment loses
+        # nothing the broker accepted; the broker redelivers, and the store's unique index
+        # drops what was committed but not acknowledged.
+        self.ingest = MqttLink(mqtt, client_id=settings.client_id, clean_session=False, manual_ack=True,
                                on_connect=self._subscribe, on_message=self._on_message)
+        self._unacked: list[tuple[int, int, int]] = []  # (session, mid, qos) handled since the last flush
+        self._flush_soon = asyncio.Event()
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")
 
     # -- lifecycle -----------------------------------------------------------------
@@ -109,6 +115,9 @@ class HubService:
         raw = payload if isinstance(payload, bytes) else bytes(payload) if isinstance(payload, bytearray) \
             else str(payload).encode() if payload is not None else b""
         self.ingestor.handle(str(message.topic), raw)
+        self._unacked.append((self.ingest.session, message.mid, message.qos))
+        if len(self._unacked) >= self.settings.ack_batch:
+            self._flush_soon.set()
         pending = len(self.ingestor.pending)
         self.metrics.pending.set(pending)
         if pending >= self.settings.queue_size:
@@ -117,11 +126,24 @@ class HubService:
                 await self._flushed.wait_for(lambda: len(self.ingestor.pending) < self.settings.queue_size)
 
     async def _writer(self) -> None:
-        while not await wait_or_stop(self._stop, self.settings.write_interval_s):
-            await self._flush()
+        """Flush every write_interval_s, or sooner when ack_batch messages await their PUBACK
+        (the broker sends no more than its max_inflight_messages unacknowledged)."""
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                soon = asyncio.create_task(self._flush_soon.wait())
+                await asyncio.wait([stop, soon], timeout=self.settings.write_interval_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                soon.cancel()
+                self._flush_soon.clear()
+                if not self._stop.is_set():
+                    await self._flush()
+        finally:
+            stop.cancel()
 
     async def _flush(self) -> None:
         batch = self.ingestor.take()
+        to_ack, self._unacked = self._unacked, []  # exactly the messages in this batch (no await between)
         assert self.store is not None
         self.metrics.count("stored", len(batch.telemetry))
         self.metrics.count("events_stored", len(batch.events))
@@ -129,12 +151,17 @@ class HubService:
         if batch.telemetry or batch.events or batch.dead or deltas or batch.births:
             # Counters are committed with the rows they count: the totals survive restarts
             # and always agree with what is stored.
-            await asyncio.to_thread(self.store.write, batch.telemetry, batch.events, batch.dead, deltas,
-                                    batch.births)
-            self.metrics.stored.inc(len(batch.telemetry))
+            written = await asyncio.to_thread(self.store.write, batch.telemetry, batch.events, batch.dead, deltas,
+                                              batch.births)
+            if written.corrections:
+                self.metrics.committed(written.corrections)
+                self.metrics.duplicates.inc(written.telemetry_repeats + written.event_repeats)
+            self.metrics.stored.inc(written.telemetry)
             self._interval_dead += len(batch.dead)
         for ack in batch.acks:
             await asyncio.to_thread(self.store.add_ack, *ack)
+        for session, mid, qos in to_ack:  # now safe: the broker may forget them
+            self.ingest.ack(session, mid, qos)
         self.metrics.pending.set(len(self.ingestor.pending))
         async with self._flushed:
             self._flushed.notify_all()

@@ -16,6 +16,10 @@ class HubSettings(BaseModel):
     queue_size: int = Field(default=50_000, ge=10)
     write_batch: int = Field(default=2_000, ge=1)
     write_interval_s: float = Field(default=0.2, gt=0)
+    # Flush (and acknowledge) as soon as this many messages wait; keep it at or below the
+    # broker's max_inflight_messages (1000 in config/mosquitto/mosquitto.conf), or the
+    # broker stops sending until the next timed flush.
+    ack_batch: int = Field(default=500, ge=1)
     window_s: float = Field(default=60.0, gt=0)
     stride_s: float = Field(default=10.0, gt=0)
     summary_interval_s: float = Field(default=60.0, gt=0)

@@ -16,12 +16,12 @@ from servicekit.sqlite import open_database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (
     ts REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
-    gateway TEXT NOT NULL, seq INTEGER NOT NULL, hist INTEGER NOT NULL DEFAULT 0
+    gateway TEXT NOT NULL, seq INTEGER NOT NULL, hist INTEGER NOT NULL DEFAULT 0, boot TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS telemetry_by_device ON telemetry (device, ts);
 CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL, device TEXT NOT NULL, gateway TEXT NOT NULL, event TEXT NOT NULL,
-    severity TEXT NOT NULL, data TEXT NOT NULL
+    severity TEXT NOT NULL, data TEXT NOT NULL, boot TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received_at REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
@@ -51,6 +51,16 @@ CREATE TABLE IF NOT EXISTS command_acks (
 """
 
 
+# A message is stored once: (gateway, boot, seq) is unique among telemetry (per metric row)
+# and among events. The ingest's in-memory windows drop most repeats; these indexes are the
+# backstop that holds across hub restarts (a message committed whose PUBACK was lost is
+# delivered again after the restart). Rows written before the boot column existed are exempt.
+_UNIQUE = """
+CREATE UNIQUE INDEX IF NOT EXISTS telemetry_once ON telemetry (gateway, boot, seq, metric) WHERE boot != '';
+CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events (gateway, boot, seq) WHERE boot != '';
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class TelemetryRow:
     ts: float
@@ -59,6 +69,19 @@ class TelemetryRow:
     seq: int
     hist: bool
     metrics: tuple[tuple[str, float], ...]
+    boot: str = ""
+    origin: str = "announced"  # counted as stored_<origin>: from an agent run announced by a birth, or not
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write stored: new messages, and repeats the unique indexes refused."""
+
+    telemetry: int
+    telemetry_repeats: int
+    events: int
+    event_repeats: int
+    corrections: dict[str, int]  # counter changes the write made to account for the repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +97,8 @@ class DeadLetter:
 class HubStore:
     def __init__(self, path: Path) -> None:
         self._writer = open_database(path, _SCHEMA)
+        _migrate(self._writer)
+        self._writer.executescript(_UNIQUE)
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._reader.row_factory = sqlite3.Row
         self._write_lock = threading.Lock()
@@ -87,19 +112,50 @@ class HubStore:
 
     def write(self, telemetry: Sequence[TelemetryRow], events: Sequence[tuple[Any, ...]],
               dead: Sequence[DeadLetter], counters: dict[str, int] | None = None,
-              births: Sequence[tuple[str, str, str, float]] = ()) -> None:
-        """One transaction: the rows, and the counter changes that describe them."""
+              births: Sequence[tuple[str, str, str, float]] = ()) -> Written:
+        """One transaction: the rows, and the counter changes that describe them.
+
+        ``events`` rows are (ts, device, gateway, event, severity, data, boot, seq). Repeats
+        of stored messages are skipped, and the counters ``stored``/``events_stored`` are
+        corrected by what was skipped (counted as ``duplicates``) in the same transaction.
+        """
+        counters = dict(counters or {})
         with self._write_lock:
             db = self._writer
             db.execute("BEGIN")
             try:
+                new_t = new_e = 0
+                repeats_by_origin: dict[str, int] = {}
+                for origin in {t.origin for t in telemetry}:
+                    # A message's rows are all new or all repeats: its first row decides.
+                    group = [t for t in telemetry if t.origin == origin]
+                    before = db.total_changes
+                    db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   ((t.ts, t.device, *t.metrics[0], t.gateway, t.seq, int(t.hist), t.boot)
+                                    for t in group))
+                    added = db.total_changes - before
+                    new_t += added
+                    if added < len(group):
+                        repeats_by_origin[origin] = len(group) - added
                 if telemetry:
-                    db.executemany(
-                        "INSERT INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist)) for t in telemetry for m, v in t.metrics),
-                    )
+                    rest = [t for t in telemetry if len(t.metrics) > 1]
+                    if rest:
+                        db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                       ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist), t.boot)
+                                        for t in rest for m, v in t.metrics[1:]))
                 if events:
-                    db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+                    before = db.total_changes
+                    db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
+                    new_e = db.total_changes - before
+                before_counters = dict(counters)
+                written = Written(new_t, len(telemetry) - new_t, new_e, len(events) - new_e, {})
+                repeats = written.telemetry_repeats + written.event_repeats
+                for origin, n in repeats_by_origin.items():
+                    counters[f"stored_{origin}"] = counters.get(f"stored_{origin}", 0) - n
+                if repeats:
+                    counters["stored"] = counters.get("stored", 0) - written.telemetry_repeats
+                    counters["events_stored"] = counters.get("events_stored", 0) - written.event_repeats
+                    counters["duplicates"] = counters.get("duplicates", 0) + repeats
                 if dead:
                     db.executemany(
                         "INSERT INTO dead_letters (received_at, topic, reason, detail, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
@@ -109,11 +165,14 @@ class HubStore:
                     db.executemany("INSERT OR IGNORE INTO gateway_runs VALUES (?, ?, ?, ?)", births)
                 if counters:
                     db.executemany("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
-                                   ((k, v, v) for k, v in counters.items()))
+                                   ((k, v, v) for k, v in counters.items() if v))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        written.corrections.update({k: v - before_counters.get(k, 0) for k, v in counters.items()
+                                    if v != before_counters.get(k, 0)})
+        return written
 
     def add_windows(self, rows: Sequence[tuple[float, str, str, int, float, float, float, float, str]]) -> None:
         """The 1-minute window aggregates (numpy) and their anomaly scores, one row per series."""
@@ -203,3 +262,13 @@ class HubStore:
 def _filters(**equal: str | None) -> tuple[list[str], list[Any]]:
     where = [f"{k} = ?" for k, v in equal.items() if v is not None]
     return where, [v for v in equal.values() if v is not None]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Databases from before messages carried their agent run into storage gain the columns."""
+    for table, column, decl in (("telemetry", "boot", "TEXT NOT NULL DEFAULT ''"),
+                                ("events", "boot", "TEXT NOT NULL DEFAULT ''"),
+                                ("events", "seq", "INTEGER NOT NULL DEFAULT 0")):
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")

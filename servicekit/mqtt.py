@@ -30,7 +30,7 @@ class MqttLink:
     def __init__(self, endpoint: MqttEndpoint, *, client_id: str, clean_session: bool = True,
                  will: aiomqtt.Will | None = None, on_connect: OnConnect | None = None,
                  on_message: OnMessage | None = None, max_inflight: int = 100,
-                 on_ack: OnAck | None = None, on_down: OnDown | None = None) -> None:
+                 on_ack: OnAck | None = None, on_down: OnDown | None = None, manual_ack: bool = False) -> None:
         self.endpoint = endpoint
         self.client_id = client_id
         self._clean_session = clean_session
@@ -42,6 +42,8 @@ class MqttLink:
         self._on_ack = on_ack
         self._on_down = on_down
         self._pipelined: set[int] = set()
+        self._manual_ack = manual_ack
+        self.session = 0  # increases with every (re)connect; a message can only be acked in its own session
         self._connected = asyncio.Event()
         self.connects = 0
 
@@ -70,13 +72,19 @@ class MqttLink:
 
     async def _session(self, stop: asyncio.Event) -> None:
         ep = self.endpoint
-        async with aiomqtt.Client(
+        client = aiomqtt.Client(
             ep.host, ep.port, username=ep.username, password=ep.password, identifier=self.client_id,
             clean_session=self._clean_session, will=self._will, keepalive=ep.keepalive_s, timeout=10,
             max_inflight_messages=self._max_inflight,
-        ) as client:
+        )
+        if self._manual_ack:
+            # PUBACK only when the application says the message is safe (see ack()); aiomqtt
+            # has no such option, its paho client does.
+            client._client.manual_ack_set(True)
+        async with client:
             self._client = client
             self.connects += 1
+            self.session += 1
             self._hook_acks(client)
             try:
                 if self._on_connect is not None:
@@ -161,3 +169,12 @@ class MqttLink:
         if qos > 0:
             self._pipelined.add(info.mid)
         return info.mid
+
+    def ack(self, session: int, mid: int, qos: int) -> bool:
+        """Acknowledge a message received with ``manual_ack``; False if its session is gone
+        (the broker will deliver it again, and the receiver's dedup drops the repeat)."""
+        client = self._client
+        if client is None or session != self.session or qos == 0:
+            return False
+        client._client.ack(mid, qos)
+        return True
