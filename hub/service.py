@@ -65,7 +65,7 @@ class HubService:
         # nothing the broker accepted; the broker redelivers, and the store's unique index
         # drops what was committed but not acknowledged.
         self.ingest = MqttLink(mqtt, client_id=settings.client_id, clean_session=False, manual_ack=True,
-                               on_connect=self._subscribe, on_message=self._on_message)
+                               on_connect=self._subscribe, on_raw=self._on_raw)
         self._unacked: list[tuple[int, int, int]] = []  # (session, mid, qos) handled since the last flush
         self._flush_soon = asyncio.Event()
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")
@@ -110,20 +110,14 @@ class HubService:
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         await client.subscribe(topics.filter_everything(), qos=1)
 
-    async def _on_message(self, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        raw = payload if isinstance(payload, bytes) else bytes(payload) if isinstance(payload, bytearray) \
-            else str(payload).encode() if payload is not None else b""
-        self.ingestor.handle(str(message.topic), raw)
-        self._unacked.append((self.ingest.session, message.mid, message.qos))
-        if len(self._unacked) >= self.settings.ack_batch:
+    def _on_raw(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """Every message, straight from the MQTT read loop. No backpressure wait is needed:
+        nothing is acknowledged before it is committed, so the broker never has more than
+        its max_inflight_messages in our hands."""
+        self.ingestor.handle(topic, payload)
+        self._unacked.append((self.ingest.session, mid, qos))
+        if len(self._unacked) >= self.settings.ack_batch or len(self.ingestor.pending) >= self.settings.queue_size:
             self._flush_soon.set()
-        pending = len(self.ingestor.pending)
-        self.metrics.pending.set(pending)
-        if pending >= self.settings.queue_size:
-            # Backpressure: stop reading until the writer has caught up (the broker buffers).
-            async with self._flushed:
-                await self._flushed.wait_for(lambda: len(self.ingestor.pending) < self.settings.queue_size)
 
     async def _writer(self) -> None:
         """Flush every write_interval_s, or sooner when ack_batch messages await their PUBACK

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 OnConnect = Callable[[aiomqtt.Client], Awaitable[None]]
 OnMessage = Callable[[aiomqtt.Message], Awaitable[None]]
 OnAck = Callable[[int], None]
+OnRaw = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
 OnDown = Callable[[], None]
 
 
@@ -30,7 +31,8 @@ class MqttLink:
     def __init__(self, endpoint: MqttEndpoint, *, client_id: str, clean_session: bool = True,
                  will: aiomqtt.Will | None = None, on_connect: OnConnect | None = None,
                  on_message: OnMessage | None = None, max_inflight: int = 100,
-                 on_ack: OnAck | None = None, on_down: OnDown | None = None, manual_ack: bool = False) -> None:
+                 on_ack: OnAck | None = None, on_down: OnDown | None = None, manual_ack: bool = False,
+                 on_raw: OnRaw | None = None) -> None:
         self.endpoint = endpoint
         self.client_id = client_id
         self._clean_session = clean_session
@@ -43,6 +45,7 @@ class MqttLink:
         self._on_down = on_down
         self._pipelined: set[int] = set()
         self._manual_ack = manual_ack
+        self._on_raw = on_raw
         self.session = 0  # increases with every (re)connect; a message can only be acked in its own session
         self._connected = asyncio.Event()
         self.connects = 0
@@ -81,11 +84,13 @@ class MqttLink:
             # PUBACK only when the application says the message is safe (see ack()); aiomqtt
             # has no such option, its paho client does.
             client._client.manual_ack_set(True)
+        # Hooks go in before the connection: a persistent session's queued messages start
+        # arriving with the CONNACK, before aiomqtt's connect returns.
+        self.session += 1
+        self._hook_acks(client)
         async with client:
             self._client = client
             self.connects += 1
-            self.session += 1
-            self._hook_acks(client)
             try:
                 if self._on_connect is not None:
                     await self._on_connect(client)
@@ -154,6 +159,18 @@ class MqttLink:
                     self._on_ack(mid)
 
         paho.on_publish = on_publish
+        if self._on_raw is not None:
+            # High-rate receivers take messages straight from paho's read loop: no asyncio
+            # queue, task or aiomqtt Message per message. The handler must not block.
+            on_raw = self._on_raw
+
+            def on_message(c: object, userdata: object, m: object) -> None:
+                try:
+                    on_raw(m._topic.decode("utf-8", "replace"), m.payload, m.mid, m.qos)  # type: ignore[attr-defined]
+                except Exception:  # never let a handler bug tear down the connection
+                    log.exception("mqtt %s: message handler failed", self.client_id)
+
+            paho.on_message = on_message
 
     def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Hand a message to the connection without waiting; returns the id ``on_ack`` will name.
