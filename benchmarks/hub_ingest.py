@@ -89,7 +89,7 @@ def drain_hub(port: int, n: int, work: Path) -> tuple[float, dict]:
         stored = 0
         marks: dict[str, float] = {}
         while stored < n:
-            time.sleep(0.05)
+            time.sleep(0.01)
             try:
                 con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
                 row = con.execute("SELECT value FROM counters WHERE name = 'stored'").fetchone()

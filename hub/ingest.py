@@ -15,6 +15,7 @@ from typing import Any
 from contract import topics
 from contract.classes import CATALOG
 from contract.codec import DecodeError, decode
+from contract.fastcodec import FastTelemetry, decode_telemetry
 from contract.messages import GatewayHealth, Ack, Birth, Death, Event, Telemetry
 from contract.topics import Topic, TopicError, TopicKind
 from hub.metrics import HubMetrics
@@ -26,7 +27,8 @@ from servicekit.throttle import LogThrottle
 log = logging.getLogger(__name__)
 
 DEDUP_WINDOW = 100_000  # recent (gateway, boot, seq) remembered per gateway run
-RUNS_REMEMBERED = 4  # agent runs per gateway whose sequence numbers are remembered
+RUNS_REMEMBERED = 4
+TOPICS_CACHED = 50_000  # agent runs per gateway whose sequence numbers are remembered
 
 
 class Rejected(Exception):
@@ -79,6 +81,8 @@ class Ingestor:
         self.pending = Pending()
         self._log_throttle = LogThrottle()
         self._seqs: dict[str, OrderedDict[str, _SeqWindow]] = {}  # gateway -> boot -> window
+        self._topics: dict[str, Topic] = {}  # parsed topics, by topic string
+        self._received: dict[str, Any] = {}  # prometheus children, by message kind
         # Per-interval accumulators for the community summary: (device, metric) -> [n, sum, min, max]
         self.interval_stats: dict[tuple[str, str], list[float]] = {}
         self.interval_readings: dict[str, int] = {}
@@ -110,23 +114,34 @@ class Ingestor:
     def _route(self, topic: str, payload: bytes, at: float) -> None:
         if len(payload) > self.max_payload_bytes:
             raise Rejected("oversize", f"{len(payload)} bytes > {self.max_payload_bytes}")
-        try:
-            parsed = topics.parse(topic)
-        except TopicError as exc:
-            raise Rejected("bad-topic", exc.reason) from None
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            try:
+                parsed = topics.parse(topic)
+            except TopicError as exc:
+                raise Rejected("bad-topic", exc.reason) from None
+            if len(self._topics) >= TOPICS_CACHED:  # devices publish on a few topics each: cache them
+                self._topics.clear()
+            self._topics[topic] = parsed
         if parsed.community != self.community:
             raise Rejected("foreign-community", parsed.community)
         if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY):
             return  # published by the hub itself
-        self.metrics.received.labels(parsed.kind).inc()
+        counter = self._received.get(parsed.kind)
+        if counter is None:
+            counter = self._received[parsed.kind] = self.metrics.received.labels(parsed.kind)
+        counter.inc()
         self.metrics.count(f"received_{parsed.kind}")
         if parsed.gateway not in self.registry.gateways:
             raise Rejected("unknown-gateway", str(parsed.gateway))
         try:
-            message = decode(parsed.kind, payload, max_bytes=self.max_payload_bytes)
+            if parsed.kind is TopicKind.TELEMETRY:
+                message: Any = decode_telemetry(payload, max_bytes=self.max_payload_bytes)
+            else:
+                message = decode(parsed.kind, payload, max_bytes=self.max_payload_bytes)
         except DecodeError as exc:
             raise Rejected(exc.reason, exc.detail) from None
-        if isinstance(message, Telemetry):
+        if parsed.kind is TopicKind.TELEMETRY:
             # Readings of an agent run a gateway announced, told apart from any other
             # publisher's (a reading typed by hand, a device misconfigured elsewhere).
             origin = "announced" if (parsed.gateway, message.boot) in self.registry.announced else "unannounced"
@@ -168,7 +183,7 @@ class Ingestor:
                 runs.popitem(last=False)
         return window
 
-    def _telemetry(self, parsed: Topic, msg: Telemetry, origin: str) -> None:
+    def _telemetry(self, parsed: Topic, msg: Telemetry | FastTelemetry, origin: str) -> None:
         try:
             self._check_device(parsed, msg.device, msg.seq, msg.boot)
         except _Duplicate:

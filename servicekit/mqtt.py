@@ -7,6 +7,7 @@ is where subscriptions and birth messages go.
 
 import asyncio
 import logging
+import select
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
@@ -91,6 +92,8 @@ class MqttLink:
         async with client:
             self._client = client
             self.connects += 1
+            if self._on_raw is not None:
+                self._read_in_bursts(client)
             try:
                 if self._on_connect is not None:
                     await self._on_connect(client)
@@ -160,6 +163,7 @@ class MqttLink:
 
         paho.on_publish = on_publish
         if self._on_raw is not None:
+            paho.disable_logger()  # two debug log calls per packet otherwise (aiomqtt enables paho's logger)
             # High-rate receivers take messages straight from paho's read loop: no asyncio
             # queue, task or aiomqtt Message per message. The handler must not block.
             on_raw = self._on_raw
@@ -195,3 +199,32 @@ class MqttLink:
             return False
         client._client.ack(mid, qos)
         return True
+
+    def _read_in_bursts(self, client: aiomqtt.Client) -> None:
+        """Read up to ``burst`` packets per readable event instead of paho's one.
+
+        paho's loop_read() reads one packet when nothing of its own is in flight, so a
+        receiver pays an event-loop turn and an epoll call per message. This keeps reading
+        while the socket still has bytes (a zero-timeout select), up to a bound, so that
+        other tasks still run. Errors end the session as aiomqtt's own reader does.
+        """
+        paho = client._client
+        sock = paho.socket()
+        if sock is None:
+            return
+        fd = sock.fileno()
+        loop = asyncio.get_running_loop()
+        aiomqtt_reader_failed = client._disconnected  # aiomqtt's signal that the connection broke
+
+        def reader() -> None:
+            try:
+                for _ in range(256):
+                    paho.loop_read()
+                    if paho.socket() is None or not select.select([fd], [], [], 0)[0]:
+                        break
+            except Exception as exc:
+                if not aiomqtt_reader_failed.done():
+                    aiomqtt_reader_failed.set_exception(exc)
+
+        loop.remove_reader(fd)
+        loop.add_reader(fd, reader)

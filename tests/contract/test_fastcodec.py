@@ -1,0 +1,63 @@
+"""The msgspec fast path never accepts what the pydantic contract refuses, and reads the same values."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contract.codec import DecodeError, decode_as
+from contract.fastcodec import FastTelemetry, decode_telemetry
+from contract.messages import Telemetry
+
+pytestmark = pytest.mark.unit
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                    st.text(max_size=70), st.just(1e308), st.lists(st.integers(), max_size=2))
+_names = st.one_of(st.sampled_from(["temperature", "humidity"]), st.text(max_size=70))
+_fields = {
+    "v": st.one_of(st.just(1), _values),
+    "seq": st.one_of(st.integers(-5, 2**66), _values),
+    "boot": st.one_of(st.text(min_size=1, max_size=66), _values),
+    "ts": st.one_of(st.floats(allow_nan=False), _values),
+    "device": st.one_of(st.sampled_from(["b1-th-01", "B1", "-x", "a" * 65, "ok-1"]), _values),
+    "metrics": st.one_of(st.dictionaries(_names, st.one_of(st.floats(allow_nan=False), _values), max_size=66), _values),
+    "hist": st.one_of(st.booleans(), _values),
+    "quality": st.one_of(st.dictionaries(_names, st.sampled_from(["good", "stale", "comm_error", "bad"]), max_size=3),
+                         _values),
+    "extra": _values,
+}
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.fixed_dictionaries({}, optional=_fields))
+def test_fast_path_agrees_with_the_contract(doc: dict) -> None:
+    payload = json.dumps(doc).encode()
+    try:
+        reference = decode_as(Telemetry, payload)
+    except DecodeError:
+        reference = None
+    try:
+        fast = decode_telemetry(payload)
+    except DecodeError:
+        fast = None
+    assert (reference is None) == (fast is None)
+    if isinstance(fast, FastTelemetry):
+        assert reference is not None
+        assert (fast.seq, fast.boot, fast.ts, fast.device, fast.metrics, fast.hist, dict(fast.quality)) == \
+            (reference.seq, reference.boot, reference.ts, reference.device, reference.metrics, reference.hist,
+             dict(reference.quality))
+
+
+def test_typical_payload_takes_the_fast_path_and_bad_ones_keep_their_reason() -> None:
+    good = b'{"v":1,"seq":1,"boot":"b","ts":1.5,"device":"b1-th-01","metrics":{"temperature":21.5}}'
+    assert isinstance(decode_telemetry(good), FastTelemetry)
+    with pytest.raises(DecodeError) as err:
+        decode_telemetry(b'{"v":1,"seq":"one","boot":"b","ts":1.5,"device":"b1-th-01","metrics":{"t":1}}')
+    assert err.value.reason == "schema" and "seq" in err.value.detail
+    with pytest.raises(DecodeError) as err:
+        decode_telemetry(b'\xff\xfe')
+    assert err.value.reason == "invalid-utf8"
+    big = b'{"v":1,"seq":1,"boot":"b","ts":1e999,"device":"b1-th-01","metrics":{"t":1}}'
+    with pytest.raises(DecodeError):
+        decode_telemetry(big)
