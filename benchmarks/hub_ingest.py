@@ -85,7 +85,15 @@ def drain_hub(port: int, n: int, work: Path) -> tuple[float, dict]:
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
     hub = subprocess.Popen([sys.executable, *profile, "-m", "midbrain.cli", "hub", "--config", str(REPO / "config/demo.toml"),
                             "--log-level", "WARNING"], env=env)
+    http = int(env["MIDBRAIN_HUB__HTTP_PORT"])
     try:
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.01)
+        up = time.perf_counter()
         stored = 0
         marks: dict[str, float] = {}
         while stored < n:
@@ -99,6 +107,8 @@ def drain_hub(port: int, n: int, work: Path) -> tuple[float, dict]:
                 pass
             if hub.poll() is not None:
                 sys.exit("hub exited")
+            if os.environ.get("BENCH_TRACE") and int(time.perf_counter() * 2) != int((time.perf_counter() - 0.011) * 2):
+                print(f"  t={time.perf_counter() - start:6.2f}s stored={stored}", flush=True)
             if stored >= n // 10:
                 marks.setdefault("p10", (time.perf_counter(), stored))  # type: ignore[arg-type]
             if stored >= n * 9 // 10:
@@ -112,6 +122,7 @@ def drain_hub(port: int, n: int, work: Path) -> tuple[float, dict]:
     con.close()
     (t10, s10), (t90, s90) = marks["p10"], marks["p90"]  # type: ignore[misc]
     stats["_steady_rate"] = int((s90 - s10) / (t90 - t10))
+    stats["_from_up"] = int(n / (time.perf_counter() - up - (time.perf_counter() - start - elapsed)))
     return n / elapsed, stats
 
 
@@ -128,10 +139,11 @@ def main() -> None:
         publish(ep.host, ep.port, args.messages)
         ref = drain_mosquitto_sub(ep.port, args.messages)
         hub, stats = drain_hub(ep.port, args.messages, work)
-        steady = stats.pop("_steady_rate")
+        steady, from_up = stats.pop("_steady_rate"), stats.pop("_from_up")
         print(f"{args.messages} QoS 1 messages queued for each: mosquitto_sub drained {ref:.0f} msg/s; "
-              f"the hub stored {steady} msg/s between 10% and 90% of them ({hub:.0f} msg/s counting its "
-              f"process start): hub/mosquitto_sub = {steady / ref:.2f}")
+              f"the hub stored {from_up} msg/s from answering /healthz to the last commit "
+              f"({steady} msg/s between 10% and 90%; {hub:.0f} msg/s counting its process start): "
+              f"hub/mosquitto_sub = {from_up / ref:.2f}")
         print(f"hub counters: stored {stats.get('stored')}, duplicates {stats.get('duplicates', 0)}, "
               f"dead-lettered {stats.get('dead_lettered', 0)}")
     finally:
