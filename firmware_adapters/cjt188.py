@@ -27,6 +27,8 @@ There is no 33h offset in this standard (unlike DL/T 645).
 from dataclasses import dataclass
 from datetime import datetime
 
+from firmware_adapters.frames import Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
+
 WAKE_UP = b"\xfe\xfe"
 START = 0x68
 END = 0x16
@@ -46,14 +48,6 @@ UNIT_M3 = 0x2C
 VALVE = {0b00: "open", 0b01: "closed", 0b11: "abnormal", 0b10: "abnormal"}
 
 _HEADER = 11  # 68 T A0..A6 C L
-
-
-class FrameError(ValueError):
-    """A frame that is not valid CJ/T 188; ``reason`` is a short stable word for counters."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 def meter_family(meter_type: int) -> str:
@@ -84,16 +78,6 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
-class Decoded:
-    """``used`` bytes consumed (0 = need more). ``frame`` or ``error`` says what they were;
-    neither is set when only wake-up bytes were skipped."""
-
-    used: int
-    frame: Frame | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Metering:
     total_m3: float
     settlement_m3: float
@@ -112,21 +96,16 @@ def encode_address(address: str) -> bytes:
     return bytes.fromhex(address)[::-1]
 
 
-def checksum(data: bytes) -> int:
-    return sum(data) & 0xFF
-
-
 def encode(meter_type: int, address: str, control: int, data: bytes, *, wake_up: bool = True) -> bytes:
     body = bytes((START, meter_type)) + encode_address(address) + bytes((control, len(data))) + data
     return (WAKE_UP if wake_up else b"") + body + bytes((checksum(body), END))
 
 
-def decode(buf: bytes) -> Decoded:
+def decode(buf: bytes) -> Decoded[Frame]:
     """Decode one frame from the start of ``buf``; same streaming contract as DL/T 645's."""
-    start = buf.find(START)
-    if start != 0:
-        skipped = buf if start < 0 else buf[:start]
-        return Decoded(len(skipped), error="garbage" if skipped.strip(b"\xfe") else None)
+    skip = skip_to(buf, START)
+    if skip is not None:
+        return skip  # type: ignore[return-value]
     if len(buf) < _HEADER:
         return Decoded(0)
     length = buf[10]
@@ -138,17 +117,6 @@ def decode(buf: bytes) -> Decoded:
     if checksum(buf[:total - 2]) != buf[total - 2]:
         return Decoded(1, error="checksum")
     return Decoded(total, frame=Frame(buf[1], buf[2:9][::-1].hex(), buf[9], bytes(buf[_HEADER:_HEADER + length])))
-
-
-def _bcd(value: int, size: int) -> bytes:
-    return bytes.fromhex(f"{value:0{size * 2}d}")[::-1]
-
-
-def _from_bcd(raw: bytes, what: str) -> int:
-    text = raw[::-1].hex()
-    if not text.isdigit():
-        raise FrameError("bad-bcd", f"{what} bytes {raw.hex()} are not BCD")
-    return int(text)
 
 
 def read_request(meter_type: int, address: str, ser: int = 0) -> bytes:
@@ -167,11 +135,11 @@ def status_bytes(valve: str, battery_low: bool) -> bytes:
 def metering_reply(meter_type: int, address: str, ser: int, total_m3: float, settlement_m3: float,
                    meter_time: datetime, valve: str = "open", battery_low: bool = False) -> bytes:
     t = meter_time
-    clock = _bcd(t.second, 1) + _bcd(t.minute, 1) + _bcd(t.hour, 1) + _bcd(t.day, 1) + _bcd(t.month, 1) \
-        + _bcd(t.year, 2)
+    clock = to_bcd(t.second, 1) + to_bcd(t.minute, 1) + to_bcd(t.hour, 1) + to_bcd(t.day, 1) + to_bcd(t.month, 1) \
+        + to_bcd(t.year, 2)
     payload = (DI_METERING + bytes((ser & 0xFF,))
-               + _bcd(round(total_m3 * 100), 4) + bytes((UNIT_M3,))
-               + _bcd(round(settlement_m3 * 100), 4) + bytes((UNIT_M3,))
+               + to_bcd(round(total_m3 * 100), 4) + bytes((UNIT_M3,))
+               + to_bcd(round(settlement_m3 * 100), 4) + bytes((UNIT_M3,))
                + clock + status_bytes(valve, battery_low))
     return encode(meter_type, address, REPLY | READ_DATA, payload)
 
@@ -183,7 +151,7 @@ def error_reply(meter_type: int, address: str, ser: int, valve: str = "abnormal"
 def _volume(raw: bytes, unit: int, what: str) -> float:
     if unit not in UNITS:
         raise FrameError("bad-unit", f"{what} unit code 0x{unit:02x}")
-    return _from_bcd(raw, what) / 100 * UNITS[unit][1]
+    return from_bcd(raw, what) / 100 * UNITS[unit][1]
 
 
 def parse_metering(frame: Frame, address: str) -> Metering:
@@ -203,9 +171,9 @@ def parse_metering(frame: Frame, address: str) -> Metering:
     settlement = _volume(d[8:12], d[12], "settlement total")
     c = d[13:20]
     try:
-        when: datetime | None = datetime(_from_bcd(c[5:7], "year"), _from_bcd(c[4:5], "month"),
-                                         _from_bcd(c[3:4], "day"), _from_bcd(c[2:3], "hour"),
-                                         _from_bcd(c[1:2], "minute"), _from_bcd(c[0:1], "second"))
+        when: datetime | None = datetime(from_bcd(c[5:7], "year"), from_bcd(c[4:5], "month"),
+                                         from_bcd(c[3:4], "day"), from_bcd(c[2:3], "hour"),
+                                         from_bcd(c[1:2], "minute"), from_bcd(c[0:1], "second"))
     except (ValueError, FrameError):
         when = None  # a meter with an unset clock still reports its volume
     st = d[20]

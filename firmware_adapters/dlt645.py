@@ -18,6 +18,8 @@ Read data: the master sends the 4-byte data identifier DI0..DI3; a normal reply
 
 from dataclasses import dataclass
 
+from firmware_adapters.frames import Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
+
 WAKE_UP = b"\xfe\xfe\xfe\xfe"
 START = 0x68
 END = 0x16
@@ -67,14 +69,6 @@ ERROR_BITS = (
 )
 
 
-class FrameError(ValueError):
-    """A frame that is not valid DL/T 645; ``reason`` is a short stable word for counters."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True, slots=True)
 class Frame:
     address: str  # 12 BCD digits as printed on the meter's nameplate
@@ -92,16 +86,6 @@ class Frame:
     @property
     def function(self) -> int:
         return self.control & 0x1F
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """``used`` bytes consumed (0 = need more). ``frame`` or ``error`` says what they were;
-    neither is set when only wake-up bytes were skipped."""
-
-    used: int
-    frame: Frame | None = None
-    error: str | None = None
 
 
 def describe_error(code: int) -> str:
@@ -124,10 +108,6 @@ def decode_address(raw: bytes) -> str:
     return raw[::-1].hex()
 
 
-def checksum(data: bytes) -> int:
-    return sum(data) & 0xFF
-
-
 def encode(address: str, control: int, data: bytes = b"", *, wake_up: bool = True) -> bytes:
     if len(data) > 255:
         raise ValueError("DL/T 645 data field is at most 255 bytes")
@@ -136,17 +116,15 @@ def encode(address: str, control: int, data: bytes = b"", *, wake_up: bool = Tru
     return (WAKE_UP if wake_up else b"") + body + bytes((checksum(body), END))
 
 
-def decode(buf: bytes) -> Decoded:
+def decode(buf: bytes) -> Decoded[Frame]:
     """Decode one frame from the start of ``buf`` (wake-up bytes and garbage are skipped).
 
     A candidate with a wrong second start byte, end byte or checksum consumes only its
     first byte, so that a real frame starting inside it is still found.
     """
-    start = buf.find(START)
-    if start != 0:
-        skipped = buf if start < 0 else buf[:start]
-        # Wake-up bytes are skipped silently; anything else before a start byte is garbage.
-        return Decoded(len(skipped), error="garbage" if skipped.strip(b"\xfe") else None)
+    skip = skip_to(buf, START)
+    if skip is not None:
+        return skip  # type: ignore[return-value]
     if len(buf) < _HEADER:
         return Decoded(0)
     if buf[7] != START:
@@ -181,7 +159,7 @@ def encode_value(quantity: Quantity, value: float) -> bytes:
     digits = quantity.size * 2
     if scaled >= 10 ** digits or (quantity.signed and scaled >= 8 * 10 ** (digits - 1)):
         raise ValueError(f"{value} does not fit {quantity.name} ({digits} BCD digits)")
-    raw = bytearray(bytes.fromhex(f"{scaled:0{digits}d}")[::-1])
+    raw = bytearray(to_bcd(scaled, quantity.size))
     if quantity.signed and value < 0:
         raw[-1] |= 0x80
     return bytes(raw)
@@ -195,10 +173,7 @@ def decode_value(quantity: Quantity, raw: bytes) -> float:
     if quantity.signed and data[-1] & 0x80:
         negative = True
         data[-1] &= 0x7F
-    text = bytes(data[::-1]).hex()
-    if not text.isdigit():
-        raise FrameError("bad-bcd", f"{quantity.name} bytes {raw.hex()} are not BCD")
-    value = int(text) / 10 ** quantity.decimals
+    value = from_bcd(bytes(data), quantity.name) / 10 ** quantity.decimals
     return -value if negative else value
 
 

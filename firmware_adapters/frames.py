@@ -1,0 +1,54 @@
+"""What the meter framers (DL/T 645-2007, CJ/T 188-2004) share: the streaming result, the
+error type, the additive checksum, wake-up skipping and little-endian BCD."""
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+F = TypeVar("F")
+
+WAKE_UP_BYTE = 0xFE
+
+
+class FrameError(ValueError):
+    """A frame that is not valid; ``reason`` is a short stable word for counters."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded(Generic[F]):
+    """``used`` bytes consumed (0 = need more). ``frame`` or ``error`` says what they were;
+    neither is set when only wake-up bytes were skipped."""
+
+    used: int
+    frame: F | None = None
+    error: str | None = None
+
+
+def checksum(data: bytes) -> int:
+    """The sum of the bytes, modulo 256."""
+    return sum(data) & 0xFF
+
+
+def skip_to(buf: bytes, start: int) -> "Decoded[object] | None":
+    """None if ``buf`` begins with ``start``; else what to skip (wake-up bytes silently)."""
+    at = buf.find(start)
+    if at == 0:
+        return None
+    skipped = buf if at < 0 else buf[:at]
+    return Decoded(len(skipped), error="garbage" if skipped.strip(bytes((WAKE_UP_BYTE,))) else None)
+
+
+def to_bcd(value: int, size: int) -> bytes:
+    """``value`` as ``size`` BCD bytes, low byte first."""
+    return bytes.fromhex(f"{value:0{size * 2}d}")[::-1]
+
+
+def from_bcd(raw: bytes, what: str) -> int:
+    """The number in little-endian BCD ``raw``; FrameError if a nibble is not a digit."""
+    text = raw[::-1].hex()
+    if not text.isdigit():
+        raise FrameError("bad-bcd", f"{what} bytes {raw.hex()} are not BCD")
+    return int(text)
