@@ -48,6 +48,7 @@ class MqttLink:
         self._manual_ack = manual_ack
         self._on_raw = on_raw
         self.session = 0  # increases with every (re)connect; a message can only be acked in its own session
+        self._session_client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self.connects = 0
 
@@ -88,6 +89,7 @@ class MqttLink:
         # Hooks go in before the connection: a persistent session's queued messages start
         # arriving with the CONNACK, before aiomqtt's connect returns.
         self.session += 1
+        self._session_client = client  # acks of this session's messages go here, even mid-connect
         self._hook_acks(client)
         async with client:
             self._client = client
@@ -194,11 +196,10 @@ class MqttLink:
     def ack(self, session: int, mid: int, qos: int) -> bool:
         """Acknowledge a message received with ``manual_ack``; False if its session is gone
         (the broker will deliver it again, and the receiver's dedup drops the repeat)."""
-        client = self._client
+        client = self._session_client
         if client is None or session != self.session or qos == 0:
             return False
-        client._client.ack(mid, qos)
-        return True
+        return client._client.ack(mid, qos) == 0
 
     def _read_in_bursts(self, client: aiomqtt.Client) -> None:
         """Read up to ``burst`` packets per readable event instead of paho's one.
