@@ -83,6 +83,7 @@ class HubService:
         self._tg.create_task(self._writer(), name="hub-writer")
         self._tg.create_task(self._scorer(), name="hub-scorer")
         self._tg.create_task(self._summaries(), name="hub-summary")
+        self._tg.create_task(self._retention(), name="hub-retention")
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -162,6 +163,25 @@ class HubService:
         self.metrics.pending.set(len(self.ingestor.pending))
         async with self._flushed:
             self._flushed.notify_all()
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def _retention(self) -> None:
+        while not await wait_or_stop(self._stop, self.settings.retention_interval_s):
+            await self.apply_retention(time.time())
+
+    async def apply_retention(self, now: float) -> dict[str, int]:
+        """Roll raw readings up to 1-minute and 1-hour aggregates, then delete what is past
+        its retention. Runs on the event loop, like the writer, in bounded steps."""
+        assert self.store is not None
+        s, day = self.settings, 86400.0
+        done = {"rolled_up_60s": self.store.roll_up(60), "rolled_up_3600s": self.store.roll_up(3600)}
+        done.update(self.store.expire(now - s.retention_raw_days * day,
+                                      {60: now - s.retention_minute_days * day, 3600: now - s.retention_hour_days * day},
+                                      now - s.retention_dead_letter_days * day))
+        if any(done.values()):
+            log.info("retention: %s", ", ".join(f"{k} {v}" for k, v in done.items() if v))
+        return done
 
     # -- scoring and alerts -------------------------------------------------------------
 

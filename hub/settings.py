@@ -25,6 +25,13 @@ class HubSettings(BaseModel):
     summary_interval_s: float = Field(default=60.0, gt=0)
     offline_after_s: float = Field(default=120.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0)  # wait for the broker before keeping a summary for later
+    # Retention per category (days), and the roll-up resolutions kept after raw data goes:
+    # raw readings and events, 1-minute and 1-hour aggregates, dead letters.
+    retention_raw_days: float = Field(default=7, gt=0)
+    retention_minute_days: float = Field(default=90, gt=0)
+    retention_hour_days: float = Field(default=730, gt=0)
+    retention_dead_letter_days: float = Field(default=30, gt=0)
+    retention_interval_s: float = Field(default=300, gt=0)  # how often roll-up and expiry run
     alert_threshold: float = Field(default=0.8, gt=0, lt=1)
     alert_cooldown_s: float = Field(default=300.0, ge=0)
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly

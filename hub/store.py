@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS summaries_unpublished (
     window_start REAL PRIMARY KEY, body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS telemetry_rollup (
+    resolution INTEGER NOT NULL, bucket REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+    count INTEGER NOT NULL, mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    PRIMARY KEY (resolution, device, metric, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_done (resolution INTEGER PRIMARY KEY, rowid_done INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS command_acks (
     id TEXT NOT NULL, gateway TEXT NOT NULL, received_at REAL NOT NULL, result TEXT NOT NULL, reason TEXT NOT NULL
 );
@@ -173,6 +179,73 @@ class HubStore:
         written.corrections.update({k: v - before_counters.get(k, 0) for k, v in counters.items()
                                     if v != before_counters.get(k, 0)})
         return written
+
+    # -- retention ---------------------------------------------------------------------
+
+    def roll_up(self, resolution_s: int, batch: int = 200_000) -> int:
+        """Bring the ``resolution_s`` aggregates up to date with the raw rows stored since the
+        last call (by insertion, so rows replayed late are included), in steps of at most
+        ``batch`` rows. Every bucket those rows touch is recomputed from the raw rows, so the
+        result is exact however late a row arrives. Returns the buckets written."""
+        with self._write_lock:
+            db = self._writer
+            row = db.execute("SELECT rowid_done FROM rollup_done WHERE resolution = ?", (resolution_s,)).fetchone()
+            done = row[0] if row else 0
+            upto = db.execute("SELECT MAX(rowid) FROM (SELECT rowid FROM telemetry WHERE rowid > ? ORDER BY rowid "
+                              "LIMIT ?)", (done, batch)).fetchone()[0]
+            if upto is None:
+                return 0
+            db.execute("BEGIN")
+            try:
+                before = db.total_changes
+                db.execute(
+                    "INSERT OR REPLACE INTO telemetry_rollup "
+                    "SELECT ?, t.bucket, t.device, t.metric, COUNT(*), AVG(r.value), MIN(r.value), MAX(r.value) "
+                    "FROM (SELECT DISTINCT CAST(ts / ? AS INTEGER) * ? AS bucket, device, metric FROM telemetry "
+                    "      WHERE rowid > ? AND rowid <= ?) AS t "
+                    "JOIN telemetry AS r ON r.device = t.device AND r.metric = t.metric "
+                    "     AND r.ts >= t.bucket AND r.ts < t.bucket + ? "
+                    "GROUP BY t.bucket, t.device, t.metric",
+                    (resolution_s, resolution_s, resolution_s, done, upto, resolution_s))
+                written = db.total_changes - before
+                db.execute("INSERT INTO rollup_done VALUES (?, ?) ON CONFLICT(resolution) DO UPDATE SET rowid_done = ?",
+                           (resolution_s, upto, upto))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return written
+
+    def expire(self, raw_before: float, rollup_before: dict[int, float], dead_before: float) -> dict[str, int]:
+        """Delete what is past its retention: raw telemetry and events, roll-ups per
+        resolution, dead letters. Raw rows are deleted only once every resolution has them."""
+        deleted: dict[str, int] = {}
+        with self._write_lock:
+            db = self._writer
+            marks = dict(db.execute("SELECT resolution, rowid_done FROM rollup_done"))
+            rolled = min((marks.get(r, 0) for r in rollup_before), default=2**62)
+            for name, sql, args in (
+                ("telemetry", "DELETE FROM telemetry WHERE ts < ? AND rowid <= ?", (raw_before, rolled)),
+                ("events", "DELETE FROM events WHERE ts < ?", (raw_before,)),
+                ("dead_letters", "DELETE FROM dead_letters WHERE received_at < ?", (dead_before,)),
+                ("windows", "DELETE FROM windows WHERE window_end < ?", (raw_before,)),
+            ):
+                deleted[name] = db.execute(sql, args).rowcount
+            for resolution, before in rollup_before.items():
+                deleted[f"expired_rollup_{resolution}s"] = db.execute(
+                    "DELETE FROM telemetry_rollup WHERE resolution = ? AND bucket < ?", (resolution, before)).rowcount
+        return deleted
+
+    def rollup(self, resolution_s: int, device: str, metric: str | None, since: float | None,
+               limit: int) -> list[dict[str, Any]]:
+        where, args = _filters(device=device, metric=metric)
+        where.append("resolution = ?")
+        args.append(resolution_s)
+        if since is not None:
+            where.append("bucket >= ?")
+            args.append(since)
+        return self._query(f"SELECT bucket, device, metric, count, mean, min, max FROM telemetry_rollup "
+                           f"WHERE {' AND '.join(where)} ORDER BY bucket DESC LIMIT ?", [*args, limit])
 
     def add_windows(self, rows: Sequence[tuple[float, str, str, int, float, float, float, float, str]]) -> None:
         """The 1-minute window aggregates (numpy) and their anomaly scores, one row per series."""
