@@ -229,6 +229,10 @@ class HubStore:
                 ("events", "DELETE FROM events WHERE ts < ?", (raw_before,)),
                 ("dead_letters", "DELETE FROM dead_letters WHERE received_at < ?", (dead_before,)),
                 ("windows", "DELETE FROM windows WHERE window_end < ?", (raw_before,)),
+                # Agent runs announced before raw retention, beyond the newest 10,000 the hub
+                # restores at start (their readings are gone; nothing can be attributed to them).
+                ("gateway_runs", "DELETE FROM gateway_runs WHERE born_at < ? AND rowid NOT IN "
+                                 "(SELECT rowid FROM gateway_runs ORDER BY born_at DESC LIMIT 10000)", (raw_before,)),
             ):
                 deleted[name] = db.execute(sql, args).rowcount
             for resolution, before in rollup_before.items():

@@ -21,7 +21,8 @@ def _rows(start: float, n: int, step: float, boot: str = "r") -> list[TelemetryR
 def test_roll_up_then_expire(tmp_path: Path) -> None:
     store = HubStore(tmp_path / "hub.sqlite3")
     old = NOW - 10 * DAY  # past the 7-day raw retention
-    store.write(_rows(old, 120, 1.0), [], [DeadLetter(NOW - 40 * DAY, "t", "schema", "", b"x", 1)])
+    store.write(_rows(old, 120, 1.0), [], [DeadLetter(NOW - 40 * DAY, "t", "schema", "", b"x", 1)],
+                births=[("gw-b1", "r", "edge/1", old)])
     store.write(_rows(NOW - 600, 60, 1.0, boot="recent"), [], [])
     assert store.roll_up(60) == 3  # two old minutes, one recent minute
     assert store.roll_up(60) == 0  # nothing new since
@@ -31,6 +32,7 @@ def test_roll_up_then_expire(tmp_path: Path) -> None:
     assert minutes[-1]["min"] == 20.0 and minutes[-1]["max"] == 22.0 and minutes[-1]["mean"] == pytest.approx(21.0)
     deleted = store.expire(NOW - 7 * DAY, {60: NOW - 90 * DAY, 3600: NOW - 730 * DAY}, NOW - 30 * DAY)
     assert deleted["telemetry"] == 120 and deleted["dead_letters"] == 1
+    assert deleted["gateway_runs"] == 0  # among the newest 10,000 the hub restores: kept
     assert store.counts()["telemetry_rows"] == 60  # the recent minute stays raw
     assert len(store.rollup(60, "b1-th-01", None, None, 10)) == 3  # aggregates outlive raw rows
     assert store.roll_up(60) == 0 and len(store.rollup(60, "b1-th-01", None, None, 10)) == 3
