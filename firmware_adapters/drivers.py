@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar
 
 from firmware_adapters import AdapterError, cjt188, dlt645, pms5003
 from firmware_adapters.line_sensor import LineError, LineFormat, split_lines
-from firmware_adapters.serial_transport import ByteTransport, TransportError
+from firmware_adapters.serial_transport import ByteTransport
 
 
 class NoAnswer(AdapterError):

@@ -23,20 +23,6 @@ class ByteTransport(Protocol):
     def write(self, data: bytes) -> None: ...
     def read(self, size: int) -> bytes: ...
     def read_some(self, limit: int) -> bytes: ...
-    def read_some(self, limit: int) -> bytes:
-        """At least one byte (or none at the timeout), then whatever else has already arrived."""
-        try:
-            first = self._serial.read(1)
-            if not first:
-                return first
-            waiting = min(self._serial.in_waiting, limit - 1)
-            return first + (self._serial.read(waiting) if waiting > 0 else b"")
-        except _PORT_ERRORS as exc:
-            raise TransportError(f"read from {self.port} failed: {exc}") from exc
-
-    def set_timeout(self, timeout_s: float) -> None:
-        self._serial.timeout = timeout_s
-
     def reset_input(self) -> None: ...
     def close(self) -> None: ...
 
@@ -76,9 +62,6 @@ class SerialTransport:
             return first + (self._serial.read(waiting) if waiting > 0 else b"")
         except _PORT_ERRORS as exc:
             raise TransportError(f"read from {self.port} failed: {exc}") from exc
-
-    def set_timeout(self, timeout_s: float) -> None:
-        self._serial.timeout = timeout_s
 
     def reset_input(self) -> None:
         try:

@@ -16,7 +16,7 @@ from contract.messages import Ack
 from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
-from tests.conftest import REPO, mosquitto_client, wait_until
+from tests.conftest import REPO, mosquitto_client
 from tests.hub.conftest import serving_hub
 
 pytestmark = pytest.mark.real
