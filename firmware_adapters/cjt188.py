@@ -27,7 +27,7 @@ There is no 33h offset in this standard (unlike DL/T 645).
 from dataclasses import dataclass
 from datetime import datetime
 
-from firmware_adapters.frames import Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
+from firmware_adapters.frames import ControlByte, Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
 
 WAKE_UP = b"\xfe\xfe"
 START = 0x68
@@ -58,23 +58,13 @@ def meter_family(meter_type: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(ControlByte):
     meter_type: int
     address: str  # 14 BCD digits
     control: int
     data: bytes
 
-    @property
-    def is_reply(self) -> bool:
-        return bool(self.control & REPLY)
-
-    @property
-    def is_abnormal(self) -> bool:
-        return bool(self.control & ABNORMAL)
-
-    @property
-    def function(self) -> int:
-        return self.control & 0x3F
+    FUNCTION_MASK = 0x3F
 
 
 @dataclass(frozen=True, slots=True)

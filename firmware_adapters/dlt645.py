@@ -18,7 +18,7 @@ Read data: the master sends the 4-byte data identifier DI0..DI3; a normal reply
 
 from dataclasses import dataclass
 
-from firmware_adapters.frames import Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
+from firmware_adapters.frames import ControlByte, Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
 
 WAKE_UP = b"\xfe\xfe\xfe\xfe"
 START = 0x68
@@ -70,22 +70,10 @@ ERROR_BITS = (
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(ControlByte):
     address: str  # 12 BCD digits as printed on the meter's nameplate
     control: int
     data: bytes  # with the 33h offset already removed
-
-    @property
-    def is_reply(self) -> bool:
-        return bool(self.control & REPLY)
-
-    @property
-    def is_abnormal(self) -> bool:
-        return bool(self.control & ABNORMAL)
-
-    @property
-    def function(self) -> int:
-        return self.control & 0x1F
 
 
 def describe_error(code: int) -> str:

@@ -27,6 +27,29 @@ class Decoded(Generic[F]):
     error: str | None = None
 
 
+class ControlByte:
+    """The control byte both standards share: bit 7 reply, bit 6 abnormal, low bits the
+    function (``FUNCTION_MASK`` wide). Mixed into each standard's frame dataclass."""
+
+    __slots__ = ()
+    control: int
+    REPLY = 0x80
+    ABNORMAL = 0x40
+    FUNCTION_MASK = 0x1F
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.control & self.REPLY)
+
+    @property
+    def is_abnormal(self) -> bool:
+        return bool(self.control & self.ABNORMAL)
+
+    @property
+    def function(self) -> int:
+        return self.control & self.FUNCTION_MASK
+
+
 def checksum(data: bytes) -> int:
     """The sum of the bytes, modulo 256."""
     return sum(data) & 0xFF
