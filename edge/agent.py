@@ -203,10 +203,11 @@ class EdgeAgent:
 
     def enqueue(self, topic: str, message: BaseModel, *, retain: bool = False) -> None:
         """Queue a message for the hub: live if the link is up and the live queue has room, else to disk."""
-        out = _Out(topic, encode(message), retain, message, isinstance(message, Telemetry), time.monotonic())
-        if not self.uplink.connected and not retain:
-            self._spill(out)
+        reading = isinstance(message, Telemetry)
+        if not self.uplink.connected and not retain:  # encoded once, by _spill, as historical
+            self._spill(_Out(topic, b"", retain, message, reading, time.monotonic()))
             return
+        out = _Out(topic, encode(message), retain, message, reading, time.monotonic())
         if len(self._live) >= self.settings.live_queue:
             self._spill(self._live.popleft())
         self._live.append(out)
@@ -216,9 +217,10 @@ class EdgeAgent:
         """Put a message in the disk spool, marked historical; retained state is never spooled."""
         if out.retain:
             return
-        payload = out.payload
         if isinstance(out.message, Telemetry) and not out.message.hist:
             payload = encode(out.message.model_copy(update={"hist": True}))
+        else:
+            payload = out.payload or encode(out.message)  # type: ignore[arg-type]
         if self.spool.append(out.topic, payload):
             self.counters["spooled"] += 1
         else:

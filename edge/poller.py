@@ -172,7 +172,8 @@ class BusPoller:
         state.failures = 0
         values = self._scaled(state, read.values)
         due = state.report.due(values, ts)
-        quality = {p: "comm_error" for p in read.errors}
+        # Drivers name a failed point by its source (Modbus: by its name, which is its key too).
+        quality = {p.name: "comm_error" for p in state.model.points if p.key in read.errors or p.name in read.errors}
         if read.errors:
             state.errors += len(read.errors)
         if due or quality:
@@ -187,9 +188,8 @@ class BusPoller:
         if self.spec.protocol == "modbus":  # scale and offset were applied with the register map
             return values
         out = {}
-        by_name = self.spec.protocol == "dlt645"  # that driver was given point names; others report sources
         for p in state.model.points:
-            raw = values.get(p.name if by_name else p.key)
+            raw = values.get(p.key)
             if raw is not None:
                 out[p.name] = raw * p.scale + p.offset
         return out
@@ -249,7 +249,8 @@ class BusPoller:
         for state in self.devices.values():
             e, model = state.entry, state.model
             if s.protocol == "dlt645":
-                state.driver = Dlt645Driver(transport, e.address, {p.name: p.key for p in model.points}, **kw)
+                # Keyed by source, like every other driver's values; _scaled maps sources to points.
+                state.driver = Dlt645Driver(transport, e.address, {p.key: p.key for p in model.points}, **kw)
             elif s.protocol == "cjt188":
                 state.driver = Cjt188Driver(transport, s.meter_type, e.address, **kw)
             elif s.protocol == "pms5003":

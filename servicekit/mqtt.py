@@ -90,7 +90,7 @@ class MqttLink:
         # arriving with the CONNACK, before aiomqtt's connect returns.
         self.session += 1
         self._session_client = client  # acks of this session's messages go here, even mid-connect
-        self._hook_acks(client)
+        self._hook_paho(client)
         async with client:
             self._client = client
             self.connects += 1
@@ -152,7 +152,7 @@ class MqttLink:
     # fires and every pipelined message without an ack must be treated as not delivered
     # (the next session is a new paho client that will not resend it).
 
-    def _hook_acks(self, client: aiomqtt.Client) -> None:
+    def _hook_paho(self, client: aiomqtt.Client) -> None:
         paho = client._client  # aiomqtt's paho client; aiomqtt has no public pipelined publish
         aiomqtt_on_publish = paho.on_publish
 
@@ -202,7 +202,7 @@ class MqttLink:
         return client._client.ack(mid, qos) == 0
 
     def _read_in_bursts(self, client: aiomqtt.Client) -> None:
-        """Read up to ``burst`` packets per readable event instead of paho's one.
+        """Read up to 256 packets per readable event instead of paho's one.
 
         paho's loop_read() reads one packet when nothing of its own is in flight, so a
         receiver pays an event-loop turn and an epoll call per message. This keeps reading

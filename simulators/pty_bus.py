@@ -16,14 +16,14 @@ import os
 import random
 import select
 import struct
-import threading
 import time
-import tty
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from firmware_adapters import cjt188, dlt645
 from pymodbus.framer import FramerRTU
+
+from firmware_adapters import cjt188, dlt645
+from simulators.pty import PtyDevice
 
 
 @dataclass
@@ -262,7 +262,7 @@ class BusCounters:
     faults: dict[str, int] = field(default_factory=dict)
 
 
-class PtyBus:
+class PtyBus(PtyDevice):
     PROTOCOLS = ("dlt645", "cjt188", "modbus", "line")
 
     def __init__(self, protocol: str, devices: list[BusDevice], *, baudrate: int = 9600, bits_per_char: int = 10,
@@ -275,28 +275,7 @@ class PtyBus:
         self.turnaround_s = turnaround_s
         self.counters = BusCounters()
         self._rng = random.Random(seed)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        tty.setraw(self._master)
-        self.port = os.ttyname(self._slave)
-        self._stop_r, self._stop_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name=f"bus-{protocol}-{self.port}", daemon=True)
-
-    def start(self) -> "PtyBus":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join(timeout=5)
-        for fd in (self._master, self._slave, self._stop_r, self._stop_w):
-            os.close(fd)
-
-    def __enter__(self) -> "PtyBus":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(f"bus-{protocol}")
 
     def wire_time(self, n_bytes: int) -> float:
         return n_bytes * self.byte_time

@@ -7,23 +7,18 @@ read command with one 32-byte frame; active mode streams a frame every ``interva
 
 import os
 import select
-import threading
 import time
-import tty
 
 from contract.classes import DeviceClass
 from firmware_adapters import pms5003
+from simulators.pty import PtyDevice
 from simulators.signals import Device, Fault
 
 
-class PtyPms5003:
+class PtyPms5003(PtyDevice):
     def __init__(self, seed: int, *, faults: tuple[Fault, ...] = (), interval_s: float = 1.0,
                  active: bool = False) -> None:
         self._device = Device(DeviceClass.AIR_QUALITY, seed, faults)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        tty.setraw(self._master)
-        self.port = os.ttyname(self._slave)
         self.active = active
         self.interval_s = interval_s
         self.frames_sent = 0
@@ -31,24 +26,7 @@ class PtyPms5003:
         self.bad_commands = 0
         self.stop_answering = False  # fault injection: the sensor goes silent
         self._start = time.monotonic()
-        self._stop_r, self._stop_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name=f"pms5003-{self.port}", daemon=True)
-
-    def start(self) -> "PtyPms5003":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join(timeout=5)
-        for fd in (self._master, self._slave, self._stop_r, self._stop_w):
-            os.close(fd)
-
-    def __enter__(self) -> "PtyPms5003":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__("pms5003")
 
     def frame(self) -> bytes:
         values = self._device.sample(time.monotonic() - self._start)
