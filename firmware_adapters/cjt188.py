@@ -27,7 +27,8 @@ There is no 33h offset in this standard (unlike DL/T 645).
 from dataclasses import dataclass
 from datetime import datetime
 
-from firmware_adapters.frames import ControlByte, Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
+from firmware_adapters.frames import (ControlByte, Decoded, FrameError, checksum, encode_bcd_address, from_bcd,
+                                      skip_to, to_bcd)
 
 WAKE_UP = b"\xfe\xfe"
 START = 0x68
@@ -77,13 +78,7 @@ class Metering:
 
 
 def encode_address(address: str) -> bytes:
-    if len(address) != 14:
-        raise ValueError(f"a CJ/T 188 address has 14 digits, got {address!r}")
-    if address.lower() == WILDCARD:
-        return b"\xaa" * 7
-    if not address.isdigit():
-        raise ValueError(f"a CJ/T 188 address is decimal digits, got {address!r}")
-    return bytes.fromhex(address)[::-1]
+    return encode_bcd_address(address, 7, "CJ/T 188")
 
 
 def encode(meter_type: int, address: str, control: int, data: bytes, *, wake_up: bool = True) -> bytes:
@@ -135,7 +130,8 @@ def metering_reply(meter_type: int, address: str, ser: int, total_m3: float, set
 
 
 def error_reply(meter_type: int, address: str, ser: int, valve: str = "abnormal", battery_low: bool = False) -> bytes:
-    return encode(meter_type, address, REPLY | ABNORMAL | READ_DATA, bytes((ser & 0xFF,)) + status_bytes(valve, battery_low))
+    return encode(meter_type, address, REPLY | ABNORMAL | READ_DATA,
+                  bytes((ser & 0xFF,)) + status_bytes(valve, battery_low))
 
 
 def _volume(raw: bytes, unit: int, what: str) -> float:

@@ -18,7 +18,8 @@ Read data: the master sends the 4-byte data identifier DI0..DI3; a normal reply
 
 from dataclasses import dataclass
 
-from firmware_adapters.frames import ControlByte, Decoded, FrameError, checksum, from_bcd, skip_to, to_bcd
+from firmware_adapters.frames import (ControlByte, Decoded, FrameError, checksum, encode_bcd_address, from_bcd,
+                                      skip_to, to_bcd)
 
 WAKE_UP = b"\xfe\xfe\xfe\xfe"
 START = 0x68
@@ -83,13 +84,7 @@ def describe_error(code: int) -> str:
 
 def encode_address(address: str) -> bytes:
     """``"123456789012"`` -> ``12 90 78 56 34 12`` (A0 first); ``"aaaaaaaaaaaa"`` is the wildcard."""
-    if len(address) != 12:
-        raise ValueError(f"a DL/T 645 address has 12 digits, got {address!r}")
-    if address.lower() == WILDCARD:
-        return b"\xaa" * 6
-    if not address.isdigit():
-        raise ValueError(f"a DL/T 645 address is decimal digits, got {address!r}")
-    return bytes.fromhex(address)[::-1]
+    return encode_bcd_address(address, 6, "DL/T 645")
 
 
 def decode_address(raw: bytes) -> str:

@@ -64,6 +64,18 @@ def skip_to(buf: bytes, start: int) -> "Decoded[object] | None":
     return Decoded(len(skipped), error="garbage" if skipped.strip(bytes((WAKE_UP_BYTE,))) else None)
 
 
+def encode_bcd_address(address: str, size: int, standard: str) -> bytes:
+    """A meter address of ``2 * size`` decimal digits, lowest byte first; all ``a`` is the
+    wildcard (AA on every byte). ValueError names the standard and what is wrong."""
+    if len(address) != 2 * size:
+        raise ValueError(f"a {standard} address has {2 * size} digits, got {address!r}")
+    if address.lower() == "a" * 2 * size:
+        return b"\xaa" * size
+    if not address.isdigit():
+        raise ValueError(f"a {standard} address is decimal digits, got {address!r}")
+    return bytes.fromhex(address)[::-1]
+
+
 def to_bcd(value: int, size: int) -> bytes:
     """``value`` as ``size`` BCD bytes, low byte first."""
     return bytes.fromhex(f"{value:0{size * 2}d}")[::-1]
