@@ -105,7 +105,12 @@ class EdgeAgent:
         self._wake = asyncio.Event()
         self._log_throttle = LogThrottle()
         self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "replayed": 0, "spooled": 0,
-                                         "spool_refused": 0, "rejected": 0, "commands": 0, "resent_after_drop": 0}
+                                         "spool_refused": 0, "rejected": 0, "commands": 0, "resent_after_drop": 0,
+                                         "local_redelivered": 0}
+        # QoS 1 from devices is at-least-once: around a broker restart the local broker may hand over a
+        # message twice, and each copy would get its own seq (which the hub's dedup cannot catch). A
+        # device never sends two identical payloads stamped with the same time, so those are dropped here.
+        self._recent_local: dict[str, deque[bytes]] = {}
         self.live_latency: deque[float] = deque(maxlen=10_000)  # seconds from enqueue to PUBACK, live only
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.dead_letters = DeadLetterFile(settings.state_dir / f"{gateway_id}-dead-letters.jsonl")
@@ -347,6 +352,10 @@ class EdgeAgent:
         except RawRejected as exc:
             self._reject(topic, exc.reason, exc.detail, raw)
             return
+        if ts is not None and self._seen_recently(device.id, raw):
+            self.counters["local_redelivered"] += 1
+            log.debug("gateway %s: dropped a redelivered copy from %s (ts %s)", self.gateway.id, device.id, ts)
+            return
         ts = ts if ts is not None else time.time()
         try:
             if values is not None:
@@ -357,6 +366,16 @@ class EdgeAgent:
                 self.enqueue(topics.device_event(self.community.id, self.gateway.id, device.id), msg)
         except ValidationError as exc:
             self._reject(topic, "schema", str(exc.errors()[0]["msg"]), raw)
+
+    def _seen_recently(self, device_id: str, raw: bytes, window: int = 16) -> bool:
+        """True if ``raw`` is among the device's last ``window`` timestamped payloads; else remember it."""
+        recent = self._recent_local.get(device_id)
+        if recent is None:
+            recent = self._recent_local[device_id] = deque(maxlen=window)
+        if raw in recent:
+            return True
+        recent.append(raw)
+        return False
 
     def _reject(self, source: str, reason: str, detail: str, raw: bytes) -> None:
         self.counters["rejected"] += 1

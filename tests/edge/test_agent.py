@@ -76,6 +76,32 @@ async def test_readings_from_mqtt_and_serial_devices_reach_the_contract_topics(
     assert letter["reason"] == "unknown-metric" and letter["source"] == "field/gw-b1/b1-th-01"
 
 
+async def test_a_device_reading_handed_over_twice_by_the_local_broker_is_forwarded_once(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    """QoS 1 from a device is at-least-once; a copy must not get a second seq (the hub could not dedup it)."""
+    agent = EdgeAgent(community, "gw-b1", mosquitto, EdgeSettings(state_dir=tmp_path))
+    stop = asyncio.Event()
+    reading = b'{"ts": 1764230000.0, "values": {"temperature": 22.5}}'
+    untimed = b'{"values": {"temperature": 23.0}}'  # no device time: two of these are two readings
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub_side, \
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as device:
+        await hub_side.subscribe(topics.gateway_state(C, "gw-b1"), qos=1)
+        await hub_side.subscribe(topics.device_telemetry(C, "gw-b1", "b1-th-01"), qos=1)
+        run = asyncio.create_task(agent.run(stop))
+        await _collect(hub_side, 1)  # the birth: the agent is subscribed to its devices
+        for payload in (reading, reading, b'{"ts": 1764230001.0, "values": {"temperature": 22.5}}',
+                        untimed, untimed):
+            await device.publish("field/gw-b1/b1-th-01", payload, qos=1)
+        got = [decode_as(Telemetry, m.payload) for m in await _collect(hub_side, 4)]  # type: ignore[arg-type]
+        with pytest.raises(TimeoutError):  # and nothing more
+            await _collect(hub_side, 1, timeout=1.0)
+        stop.set()
+        await asyncio.wait_for(run, 20)
+    assert [t.ts for t in got[:2]] == [1764230000.0, 1764230001.0]
+    assert [t.metrics["temperature"] for t in got[2:]] == [23.0, 23.0]
+    assert agent.counters["local_redelivered"] == 1
+
+
 async def test_commands_are_acknowledged_with_a_result_or_a_reason(
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     agent = EdgeAgent(community, "gw-b2", mosquitto, EdgeSettings(state_dir=tmp_path))
