@@ -1,13 +1,27 @@
 """Encode and decode wire payloads (UTF-8 JSON), with reasons a person can act on."""
 
+import json
+from collections.abc import Iterable
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from contract.messages import Ack, GatewayHealth, Birth, Command, Death, Event, HubSummary, Telemetry
+from contract.messages import (
+    Ack,
+    Backlog,
+    Birth,
+    Command,
+    Death,
+    Event,
+    GatewayHealth,
+    HubSummary,
+    Telemetry,
+)
 from contract.topics import TopicKind
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_BACKLOG_BYTES = 1024 * 1024  # what a hub accepts as one backlog
+BACKLOG_MAX_BUNDLE_BYTES = 256 * 1024  # what an agent packs into one (plus at most one message more)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,6 +38,13 @@ class DecodeError(ValueError):
 def encode(message: BaseModel) -> bytes:
     """Compact UTF-8 JSON, without ``None`` fields."""
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def pack_backlog(items: Iterable[tuple[str, bytes]]) -> bytes:
+    """A :class:`~contract.messages.Backlog` payload of already-encoded ``(topic, payload)`` pairs,
+    spliced rather than re-encoded (each payload is a JSON object from :func:`encode`)."""
+    body = b",".join(b'{"topic":%s,"message":%s}' % (json.dumps(topic).encode(), payload) for topic, payload in items)
+    return b'{"v":1,"items":[' + body + b"]}"
 
 
 def decode_as(model: type[M], payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> M:
@@ -65,4 +86,5 @@ _MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.ACK: Ack,
     TopicKind.HEALTH: GatewayHealth,
     TopicKind.SUMMARY: HubSummary,
+    TopicKind.BACKLOG: Backlog,
 }

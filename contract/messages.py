@@ -1,7 +1,7 @@
 """Typed, frozen message models. Every payload carries ``v``, the schema version."""
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -113,6 +113,28 @@ class Ack(Message):
     ts: FiniteFloat
     result: Literal["ok", "refused", "error"]
     reason: str = Field(default="", max_length=256)
+
+
+BACKLOG_MAX_ITEMS = 1000
+# Kinds a backlog may carry: what an agent spools while its broker is away.
+BACKLOG_KINDS = frozenset({"telemetry", "event", "health", "ack"})
+
+
+class BacklogItem(BaseModel):
+    """One spooled message: the topic it would have been published on, and its payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(min_length=1, max_length=256)
+    message: dict[str, Any]  # checked against the model of ``topic``'s kind, as if it had arrived alone
+
+
+class Backlog(Message):
+    """Spooled messages an agent replays after an outage, many to one MQTT message, in spool
+    order. Each item is handled as if it had arrived on its own topic; its topic must belong
+    to the gateway that publishes the backlog. Telemetry in a backlog carries ``hist``."""
+
+    items: tuple[BacklogItem, ...] = Field(min_length=1, max_length=BACKLOG_MAX_ITEMS)
 
 
 class MetricStats(BaseModel):

@@ -6,6 +6,7 @@ Namespace (``mb/v1`` is the contract version)::
     mb/v1/{community}/{gateway}/cmd                   command to a gateway (hub -> edge)
     mb/v1/{community}/{gateway}/ack                   command acknowledgement (edge -> hub)
     mb/v1/{community}/{gateway}/health                gateway health: CPU, memory, disk, spool (edge -> hub)
+    mb/v1/{community}/{gateway}/backlog               spooled messages replayed in bundles (edge -> hub)
     mb/v1/{community}/{gateway}/{device}/telemetry    readings (edge -> hub)
     mb/v1/{community}/{gateway}/{device}/event        discrete events (edge -> hub)
     mb/v1/{community}/_hub/summary                    per-window community summary (hub -> bridge)
@@ -29,12 +30,13 @@ class TopicKind(StrEnum):
     COMMAND = "cmd"
     ACK = "ack"
     HEALTH = "health"
+    BACKLOG = "backlog"
     TELEMETRY = "telemetry"
     EVENT = "event"
     SUMMARY = "summary"
 
 
-_GATEWAY_KINDS = {TopicKind.STATE, TopicKind.COMMAND, TopicKind.ACK, TopicKind.HEALTH}
+_GATEWAY_KINDS = {TopicKind.STATE, TopicKind.COMMAND, TopicKind.ACK, TopicKind.HEALTH, TopicKind.BACKLOG}
 _DEVICE_KINDS = {TopicKind.TELEMETRY, TopicKind.EVENT}
 
 
@@ -75,6 +77,10 @@ def gateway_ack(community: str, gateway: str) -> str:
 
 def gateway_health(community: str, gateway: str) -> str:
     return f"{_base(community)}/{gateway}/{TopicKind.HEALTH}"
+
+
+def gateway_backlog(community: str, gateway: str) -> str:
+    return f"{_base(community)}/{gateway}/{TopicKind.BACKLOG}"
 
 
 def device_telemetry(community: str, gateway: str, device: str) -> str:

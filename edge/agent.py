@@ -21,22 +21,36 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 import aiomqtt
+import psutil
 from pydantic import BaseModel, ValidationError
 
 from contract import topics
-from contract.codec import DecodeError, decode_as, encode
+from contract.codec import (
+    BACKLOG_MAX_BUNDLE_BYTES,
+    DecodeError,
+    decode_as,
+    encode,
+    pack_backlog,
+)
 from contract.endpoints import MqttEndpoint
-from contract.messages import Ack, Birth, Command, Death, DeviceInfo, Event, GatewayHealth, Telemetry
+from contract.messages import (
+    Ack,
+    Birth,
+    Command,
+    Death,
+    DeviceInfo,
+    Event,
+    GatewayHealth,
+    Telemetry,
+)
 from contract.topology import Community, DeviceSpec
 from edge.deadletter import DeadLetterFile
 from edge.normalize import RawRejected, parse_raw, spec_for
 from edge.poller import BusPoller, CommandRefused
 from edge.profiles import BusFile, BusSpec, DeviceEntry, ModelSpec, PointSpec
 from edge.settings import EdgeSettings
-from edge.spool import Position, Spool
+from edge.spool import Position, Record, Spool
 from servicekit.lifecycle import wait_or_stop
 from servicekit.mqtt import MqttLink, NotConnected
 from servicekit.throttle import LogThrottle
@@ -44,6 +58,22 @@ from servicekit.throttle import LogThrottle
 log = logging.getLogger(__name__)
 
 LIVE, REPLAY = 0, 1
+
+
+def _bundles(records: list[Record], size: int) -> list[list[Record]]:
+    """Consecutive runs of at most ``size`` records and BACKLOG_MAX_BUNDLE_BYTES of payload."""
+    out: list[list[Record]] = []
+    current: list[Record] = []
+    nbytes = 0
+    for rec in records:
+        if current and (len(current) >= size or nbytes + len(rec.payload) > BACKLOG_MAX_BUNDLE_BYTES):
+            out.append(current)
+            current, nbytes = [], 0
+        current.append(rec)
+        nbytes += len(rec.payload) + len(rec.topic) + 32
+    if current:
+        out.append(current)
+    return out
 
 
 def _software_version() -> str:
@@ -99,9 +129,11 @@ class EdgeAgent:
         self._classes = {d.id: d.device_class for d in self.devices.values()}
         self._classes.update({e.id: b.model_of(e).device_class for b in all_buses for e in b.devices})
         self._live: deque[_Out] = deque()
-        self._inflight: dict[int, tuple[int, _Out | None, Position | None]] = {}  # mid -> kind, live msg, spool pos
-        self._replay_order: deque[Position] = deque()  # replayed records in send order
+        # mid -> kind, live message, or (spool position after the last record, records) of a backlog bundle
+        self._inflight: dict[int, tuple[int, _Out | None, tuple[Position, int] | None]] = {}
+        self._replay_order: deque[tuple[Position, int]] = deque()  # backlog bundles in send order
         self._replay_acked: set[Position] = set()  # of those, the ones acknowledged out of order so far
+        self._replaying = 0  # records in the bundles of _replay_order
         self._wake = asyncio.Event()
         self._log_throttle = LogThrottle()
         self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "replayed": 0, "spooled": 0,
@@ -120,6 +152,7 @@ class EdgeAgent:
                                                                          settings.spool_max_mb * 1024 * 1024 // 4))
         c, g = community.id, gateway_id
         self._state_topic = topics.gateway_state(c, g)
+        self._backlog_topic = topics.gateway_backlog(c, g)
         will = aiomqtt.Will(self._state_topic, encode(Death(boot=self.boot)), qos=1, retain=True)
         self.uplink = MqttLink(mqtt, client_id=f"edge-{c}-{g}", will=will, on_connect=self._on_uplink_connect,
                                on_message=self._on_command, on_ack=self._acked, on_down=self._uplink_down,
@@ -240,7 +273,7 @@ class EdgeAgent:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return
-        kind, out, pos = entry
+        kind, out, bundle = entry
         self.counters["published"] += 1
         if kind == LIVE:
             assert out is not None
@@ -248,21 +281,21 @@ class EdgeAgent:
                 self.counters["readings_published"] += 1
                 self.live_latency.append(time.monotonic() - out.enqueued)
         else:
-            self.counters["replayed"] += 1
-            self._mark_replay_acked(pos)
+            assert bundle is not None
+            self.counters["replayed"] += bundle[1]
+            self._mark_replay_acked(bundle[0])
         self._wake.set()
 
-    def _mark_replay_acked(self, pos: Position | None) -> None:
+    def _mark_replay_acked(self, pos: Position) -> None:
         """Commit the spool up to the longest acknowledged prefix of what was replayed."""
-        if pos is None:
-            return
         self._replay_acked.add(pos)
         done, last = 0, None
-        while self._replay_order and self._replay_order[0] in self._replay_acked:
-            last = self._replay_order.popleft()
+        while self._replay_order and self._replay_order[0][0] in self._replay_acked:
+            last, n = self._replay_order.popleft()
             self._replay_acked.discard(last)
-            done += 1
+            done += n
         if last is not None:
+            self._replaying -= done
             self.spool.commit(last, done)
 
     def _uplink_down(self) -> None:
@@ -273,6 +306,7 @@ class EdgeAgent:
         self._inflight.clear()
         self._replay_order.clear()
         self._replay_acked.clear()
+        self._replaying = 0
         self.spool.rewind()
         for out in reversed(live):
             self._live.appendleft(out)
@@ -282,8 +316,9 @@ class EdgeAgent:
 
     async def _sender(self, stop: asyncio.Event) -> None:
         window, reserve = self.settings.inflight_window, max(1, self.settings.inflight_window // 5)
-        rate = self.settings.replay_max_rate
-        tokens, refilled = float(min(rate, window)) if rate else 0.0, time.monotonic()
+        rate, bundle = self.settings.replay_max_rate, self.settings.replay_bundle
+        burst = float(max(bundle, rate // 20))  # the bucket holds 50 ms of replay, and at least one bundle
+        tokens, refilled = (min(float(rate), burst) if rate else 0.0), time.monotonic()
         last_flush = time.monotonic()
         while True:
             if stop.is_set() and not self._live:
@@ -298,21 +333,24 @@ class EdgeAgent:
                         self._live.popleft()
                         self._inflight[mid] = (LIVE, out, None)
                     # Replay uses what live traffic leaves of the window, less a reserve for live,
-                    # and no more than replay_max_rate a second (a token bucket).
-                    room = window - reserve - len(self._inflight)
+                    # and no more than replay_max_rate records a second (a token bucket). Records
+                    # go in backlog bundles of up to replay_bundle.
+                    room = (window - reserve - len(self._inflight)) * bundle
                     if rate:
                         now = time.monotonic()
-                        tokens = min(float(window), tokens + (now - refilled) * rate)
+                        tokens = min(burst, tokens + (now - refilled) * rate)
                         refilled = now
                         room = min(room, int(tokens))
                     if room > 0 and not self._live and not stop.is_set():
                         records = self.spool.read(room)
-                        for rec in records:
-                            mid = self.uplink.publish_nowait(rec.topic, rec.payload, qos=1)
-                            self._inflight[mid] = (REPLAY, None, rec.after)
-                            self._replay_order.append(rec.after)
+                        for chunk in _bundles(records, bundle):
+                            payload = pack_backlog((r.topic, r.payload) for r in chunk)
+                            mid = self.uplink.publish_nowait(self._backlog_topic, payload, qos=1)
+                            self._inflight[mid] = (REPLAY, None, (chunk[-1].after, len(chunk)))
+                            self._replay_order.append((chunk[-1].after, len(chunk)))
+                            self._replaying += len(chunk)
                         tokens -= len(records)
-                    if rate and self.spool.depth > len(self._replay_order) and tokens < 1:
+                    if rate and self.spool.depth > self._replaying and tokens < 1:
                         wait = min(wait, (1 - tokens) / rate)
                 except NotConnected:
                     pass

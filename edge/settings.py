@@ -20,7 +20,8 @@ class EdgeSettings(BaseModel):
     birth_wait_s: float = Field(default=5.0, ge=0)  # how long birth waits for the local device link
     flush_timeout_s: float = Field(default=10.0, ge=0)  # how long SIGTERM waits for live messages to be acked
     inflight_window: int = Field(default=200, ge=1, le=65_000)  # QoS 1 messages awaiting PUBACK
-    replay_max_rate: int = Field(default=20_000, ge=0)  # spool replay, messages/s (0: as fast as the window allows)
+    replay_max_rate: int = Field(default=50_000, ge=0)  # spool replay, records/s (0: as fast as the window allows)
+    replay_bundle: int = Field(default=200, ge=1, le=1000)  # spooled records per backlog message
     live_queue: int = Field(default=5_000, ge=10)  # live messages waiting; beyond that they go to the spool
     spool_max_mb: int = Field(default=256, ge=1)
     spool_max_age_h: float = Field(default=168.0, gt=0)

@@ -14,9 +14,17 @@ from typing import Any
 
 from contract import topics
 from contract.classes import CATALOG
-from contract.codec import DecodeError, decode
-from contract.fastcodec import FastTelemetry, decode_telemetry
-from contract.messages import GatewayHealth, Ack, Birth, Death, Event, Telemetry
+from contract.codec import MAX_BACKLOG_BYTES, DecodeError, decode
+from contract.fastcodec import FastTelemetry, decode_telemetry, unpack_backlog
+from contract.messages import (
+    BACKLOG_KINDS,
+    Ack,
+    Birth,
+    Death,
+    Event,
+    GatewayHealth,
+    Telemetry,
+)
 from contract.topics import Topic, TopicError, TopicKind
 from hub.metrics import HubMetrics
 from hub.registry import Registry
@@ -109,20 +117,29 @@ class Ingestor:
             log.warning("dead letter: %d more with reason=%s were not logged (all are stored)", suppressed, reason)
         if allowed:
             log.warning("dead letter: topic=%s reason=%s detail=%s size=%d", topic, reason, detail[:200], len(payload))
-        self.pending.dead.append(DeadLetter(at, topic, reason, detail[:1000], payload[: self.max_payload_bytes], len(payload)))
+        self.pending.dead.append(DeadLetter(at, topic, reason, detail[:1000], payload[: self._limit(topic)], len(payload)))
 
-    def _route(self, topic: str, payload: bytes, at: float) -> None:
-        if len(payload) > self.max_payload_bytes:
-            raise Rejected("oversize", f"{len(payload)} bytes > {self.max_payload_bytes}")
+    def _limit(self, topic: str) -> int:
+        """Largest payload accepted (and kept in a dead letter) on ``topic``."""
+        return MAX_BACKLOG_BYTES if topic.endswith("/" + TopicKind.BACKLOG) else self.max_payload_bytes
+
+    def _parse(self, topic: str) -> Topic:
         parsed = self._topics.get(topic)
         if parsed is None:
-            try:
-                parsed = topics.parse(topic)
-            except TopicError as exc:
-                raise Rejected("bad-topic", exc.reason) from None
+            parsed = topics.parse(topic)
             if len(self._topics) >= TOPICS_CACHED:  # devices publish on a few topics each: cache them
                 self._topics.clear()
             self._topics[topic] = parsed
+        return parsed
+
+    def _route(self, topic: str, payload: bytes, at: float) -> None:
+        limit = self._limit(topic)
+        if len(payload) > limit:
+            raise Rejected("oversize", f"{len(payload)} bytes > {limit}")
+        try:
+            parsed = self._parse(topic)
+        except TopicError as exc:
+            raise Rejected("bad-topic", exc.reason) from None
         if parsed.community != self.community:
             raise Rejected("foreign-community", parsed.community)
         if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY):
@@ -134,6 +151,9 @@ class Ingestor:
         self.metrics.count(f"received_{parsed.kind}")
         if parsed.gateway not in self.registry.gateways:
             raise Rejected("unknown-gateway", str(parsed.gateway))
+        if parsed.kind is TopicKind.BACKLOG:
+            self._backlog(parsed, payload, at)
+            return
         try:
             if parsed.kind is TopicKind.TELEMETRY:
                 message: Any = decode_telemetry(payload, max_bytes=self.max_payload_bytes)
@@ -161,6 +181,26 @@ class Ingestor:
             self.pending.acks.append((message.id, str(parsed.gateway), at, message.result, message.reason))
         elif isinstance(message, GatewayHealth):
             self.registry.gateways[str(parsed.gateway)].health = message.model_dump(exclude={"v"})
+
+    def _backlog(self, parsed: Topic, payload: bytes, at: float) -> None:
+        """Handle each spooled message of a backlog as if it had arrived alone; a bad item is a
+        dead letter of its own (its topic, its bytes), and does not cost the others."""
+        try:
+            items = unpack_backlog(payload)
+        except DecodeError as exc:
+            raise Rejected(exc.reason, exc.detail) from None
+        self.metrics.count("backlog_items", len(items))
+        for topic, raw in items:
+            try:
+                item = self._parse(topic)
+            except TopicError as exc:
+                self._dead(topic, raw, at, "backlog-item-topic", exc.reason)
+                continue
+            if item.community != parsed.community or item.gateway != parsed.gateway or item.kind not in BACKLOG_KINDS:
+                self._dead(topic, raw, at, "backlog-item-topic",
+                           f"a backlog of {parsed.gateway} carries only its own {', '.join(sorted(BACKLOG_KINDS))}")
+                continue
+            self.handle(topic, raw, at)
 
     def _check_device(self, parsed: Topic, device: str, seq: int, boot: str) -> None:
         if device != parsed.device:

@@ -88,8 +88,9 @@ class Registry:
 
     def seen(self, device_id: str, at: float, values: dict[str, float]) -> None:
         d = self.devices[device_id]
+        if d.last_seen is None or at >= d.last_seen:  # a replayed older reading is history, not the present
+            d.last_values.update(values)
         d.last_seen = max(at, d.last_seen or at)
-        d.last_values.update(values)
         d.messages += 1
 
     def online_count(self) -> int:

@@ -33,9 +33,9 @@ def _doc_commands() -> list[str]:
 
 def test_the_doc_has_the_commands_this_test_relies_on() -> None:
     commands = _doc_commands()
-    assert sum(c.startswith("mosquitto_pub") for c in commands) == 3
+    assert sum(c.startswith("mosquitto_pub") for c in commands) == 4
     assert any(c.startswith("mosquitto_sub") for c in commands)
-    assert sum(c.startswith("curl") for c in commands) == 3
+    assert sum(c.startswith("curl") for c in commands) == 4
 
 
 async def test_the_documented_commands_do_what_the_doc_says(tmp_path: Path, community: Community,
@@ -67,4 +67,6 @@ async def test_the_documented_commands_do_what_the_doc_says(tmp_path: Path, comm
     assert '"reason":"invalid-json"' in dead
     assert 'midbrain_hub_dead_letters_total{reason="invalid-json"} 1.0' in metrics
     assert (ack.id, ack.result) == ("c-1", "ok")
-    assert hub.stats()["stored_unannounced"] == 1
+    backlog = outputs[7]
+    assert '"seq":900002' in backlog and '"seq":900003' in backlog and '"value":21.3' in backlog
+    assert hub.stats()["stored_unannounced"] == 3

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.codec import DecodeError, decode_as
-from contract.fastcodec import FastTelemetry, decode_telemetry
-from contract.messages import Telemetry
+from contract.codec import DecodeError, decode_as, pack_backlog
+from contract.fastcodec import FastTelemetry, decode_telemetry, unpack_backlog
+from contract.messages import Backlog, Telemetry
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +61,34 @@ def test_typical_payload_takes_the_fast_path_and_bad_ones_keep_their_reason() ->
     big = b'{"v":1,"seq":1,"boot":"b","ts":1e999,"device":"b1-th-01","metrics":{"t":1}}'
     with pytest.raises(DecodeError):
         decode_telemetry(big)
+
+
+_item = st.fixed_dictionaries({}, optional={"topic": st.one_of(st.text(min_size=0, max_size=260), _values),
+                                            "message": st.one_of(st.dictionaries(st.text(max_size=5), _values,
+                                                                                 max_size=3), _values),
+                                            "extra": _values})
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.fixed_dictionaries({}, optional={"v": st.one_of(st.just(1), _values),
+                                           "items": st.one_of(st.lists(_item, max_size=4), _values),
+                                           "extra": _values}))
+def test_backlog_unpacking_agrees_with_the_contract(doc: dict) -> None:
+    payload = json.dumps(doc).encode()
+    try:
+        reference = [(i.topic, i.message) for i in decode_as(Backlog, payload).items]
+    except DecodeError:
+        reference = None
+    try:
+        fast = [(topic, json.loads(raw)) for topic, raw in unpack_backlog(payload)]
+    except DecodeError:
+        fast = None
+    assert fast == reference
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=40), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)),
+                min_size=1, max_size=5))
+def test_a_packed_backlog_is_a_valid_backlog_of_the_same_items(items: list[tuple[str, dict]]) -> None:
+    payload = pack_backlog((topic, json.dumps(message).encode()) for topic, message in items)
+    assert [(i.topic, i.message) for i in decode_as(Backlog, payload).items] == items
+    assert [(t, json.loads(raw)) for t, raw in unpack_backlog(payload)] == items

@@ -1,15 +1,18 @@
 """Store and forward through a real Mosquitto that is stopped and started again."""
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from contract import topics
 from contract.codec import decode_as
 from contract.endpoints import MqttEndpoint
-from contract.messages import Telemetry
+from contract.messages import Backlog, Telemetry
+from contract.topics import TopicKind
 from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
@@ -19,16 +22,27 @@ C = "xihu-demo"
 RATE = 500  # readings per second while the broker is down
 
 
-async def _subscriber(endpoint: MqttEndpoint, seen: dict[int, Telemetry], stop: asyncio.Event) -> None:
-    """A persistent-session subscriber that rides out the broker's restart."""
+async def _subscriber(endpoint: MqttEndpoint, seen: dict[int, Telemetry], stop: asyncio.Event,
+                      bundles: list[int] | None = None) -> None:
+    """A persistent-session subscriber that rides out the broker's restart. Live readings come
+    one to a message; replayed ones in backlog bundles (sizes appended to ``bundles``)."""
     while not stop.is_set():
         try:
             async with aiomqtt.Client(endpoint.host, endpoint.port, identifier="replay-check",
                                       clean_session=False) as client:
                 await client.subscribe(f"mb/v1/{C}/gw-b2/+/telemetry", qos=1)
+                await client.subscribe(topics.gateway_backlog(C, "gw-b2"), qos=1)
                 async for m in client.messages:
-                    t = decode_as(Telemetry, m.payload)  # type: ignore[arg-type]
-                    seen.setdefault(t.seq, t)
+                    if m.topic.matches(topics.gateway_backlog(C, "gw-b2")):
+                        backlog = decode_as(Backlog, m.payload)  # type: ignore[arg-type]
+                        if bundles is not None:
+                            bundles.append(len(backlog.items))
+                        found = [decode_as(Telemetry, json.dumps(i.message).encode()) for i in backlog.items
+                                 if topics.parse(i.topic).kind is TopicKind.TELEMETRY]
+                    else:
+                        found = [decode_as(Telemetry, m.payload)]  # type: ignore[arg-type]
+                    for t in found:
+                        seen.setdefault(t.seq, t)
         except aiomqtt.MqttError:
             await asyncio.sleep(0.1)
 
@@ -44,7 +58,8 @@ async def test_readings_made_during_a_broker_outage_all_arrive_after_it_returns(
     agent.devices.clear()  # readings come from the loop below
     seen: dict[int, Telemetry] = {}
     stop_sub, stop_agent = asyncio.Event(), asyncio.Event()
-    sub = asyncio.create_task(_subscriber(endpoint, seen, stop_sub))
+    bundles: list[int] = []
+    sub = asyncio.create_task(_subscriber(endpoint, seen, stop_sub, bundles))
     run = asyncio.create_task(agent.run(stop_agent))
     produced: list[tuple[int, bool]] = []  # (seq, made while the broker was down)
 
@@ -79,6 +94,7 @@ async def test_readings_made_during_a_broker_outage_all_arrive_after_it_returns(
     during = [s for s, down in produced if down]
     assert len(during) >= RATE * 2
     assert all(seen[s].hist for s in during)  # replayed from the spool, marked historical
+    assert sum(bundles) >= len(during) and max(bundles) > 1  # in backlog bundles, many to a message
     assert agent.counters["replayed"] >= len(during) and agent.spool.depth == 0
     assert agent.spool.counters["dropped_full"] == agent.spool.counters["dropped_age"] == 0
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from contract import topics
-from contract.codec import encode
+from contract.codec import encode, pack_backlog
 from contract.messages import Birth, Telemetry
 from contract.topology import Community
 from hub.inference import WindowModel
@@ -127,3 +127,43 @@ def test_devices_announced_at_birth_are_adopted_and_gateway_health_is_kept(commu
                            spool_oldest_s=0, devices_online=1, devices_offline=0, device_errors={"b1-em-07": 0})
     ing.handle(topics.gateway_health(C, "gw-b1"), encode(health), received_at=4.0)
     assert ing.registry.gateways["gw-b1"].health["devices_online"] == 1
+
+
+def test_a_backlog_is_handled_item_by_item(community: Community) -> None:
+    """Each spooled message in a backlog gets the verdict it would get alone; a bad one costs the others nothing."""
+    ing = _ingestor(community)
+    ing.handle(TOPIC, _telemetry(seq=1, boot="live", ts=50.0, metrics={"temperature": 25.0}))
+    backlog = topics.gateway_backlog(C, "gw-b1")
+    reading = Telemetry(seq=1, boot="r", ts=10.0, device="b1-th-01", metrics={"temperature": 21.0}, hist=True)
+    other_gateway = topics.device_telemetry(C, "gw-b2", "b2-th-01")
+    ing.handle(backlog, pack_backlog([
+        (TOPIC, encode(reading)),
+        (TOPIC, _telemetry(seq=2, metrics={"temperature": 900})),  # out of range: this item only
+        (other_gateway, _telemetry(seq=3, device="b2-th-01")),  # not this gateway's to replay
+        (topics.gateway_state(C, "gw-b1"), encode(Birth(ts=1.0, boot="r", seq=4, software="t"))),  # never spooled
+        (TOPIC, encode(reading.model_copy(update={"seq": 5, "ts": 11.0}))),
+        (TOPIC, encode(reading)),  # a duplicate, as from a replay that was cut short and repeated
+    ]), received_at=7.0)
+    pending = ing.take()
+    assert [(t.seq, t.ts, t.hist) for t in pending.telemetry][1:] == [(1, 10.0, True), (5, 11.0, True)]
+    assert ing.registry.devices["b1-th-01"].last_values == {"temperature": 25.0}  # the live value stands
+    assert [(d.topic, d.reason) for d in pending.dead] == [
+        (TOPIC, "out-of-range"), (other_gateway, "backlog-item-topic"),
+        (topics.gateway_state(C, "gw-b1"), "backlog-item-topic")]
+    assert pending.dead[0].raw == _telemetry(seq=2, metrics={"temperature": 900})  # the item's own bytes
+    assert ing.metrics.totals["duplicates"] == 1 and ing.metrics.totals["backlog_items"] == 6
+    assert not ing.registry.gateways["gw-b1"].online  # a birth smuggled in a backlog did nothing
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b'{"v":1,"items":[]}', "schema"),
+    (b'{"v":1,"items":[{"topic":"x","message":[1]}]}', "schema"),
+    (b'{"v":1,"items":', "invalid-json"),
+    (b'{"items":[' + b",".join([b'{"topic":"t","message":{}}'] * 1001) + b"]}", "schema"),
+    (b"{" + b" " * (1024 * 1024) + b"}", "oversize"),
+])
+def test_a_malformed_backlog_is_dead_lettered_whole(community: Community, payload: bytes, reason: str) -> None:
+    ing = _ingestor(community)
+    ing.handle(topics.gateway_backlog(C, "gw-b1"), payload)
+    dead = ing.take().dead
+    assert [d.reason for d in dead] == [reason] and dead[0].raw == payload[:1024 * 1024]
