@@ -1,4 +1,4 @@
-"""Edge agent memory: RSS of `midbrain edge` with 50 serial devices, over a soak.
+"""Edge agent memory: RSS of `midbrain edge --config gateway.toml` with 50 serial devices, over a soak.
 
     python benchmarks/edge_rss.py [--devices 50] [--soak-s 1800]
 
@@ -41,10 +41,14 @@ def main() -> None:
         (work / "bus.toml").write_text(f'gateway = "gw-b1"\n[bus]\nprotocol = "dlt645"\nport = "{bus.port}"\n'
                                        f'gap_ms = 2\n[models.m]\nclass = "electricity_meter"\ninterval_s = 1\n'
                                        f'{points}{devices}')
-        env = {**os.environ, "MIDBRAIN_MQTT__PORT": str(endpoint.port), "MIDBRAIN_EDGE__STATE_DIR": str(work),
-               "MIDBRAIN_EDGE__DEVICE_FILES": f'["{work / "bus.toml"}"]', "MIDBRAIN_EDGE__HEALTH_INTERVAL_S": "5"}
-        proc = subprocess.Popen([sys.executable, "-m", "midbrain.cli", "edge", "--gateway", "gw-b1", "--config",
-                                 str(REPO / "config" / "demo.toml"), "--log-level", "WARNING"], env=env)
+        # A gateway's own config file, as an installer writes it: the community, its broker, its agent.
+        community = (REPO / "config" / "demo.toml").read_text().split("\n[mqtt]")[0]
+        (work / "gateway.toml").write_text(
+            f'{community}\n[mqtt]\nhost = "127.0.0.1"\nport = {endpoint.port}\n\n[edge]\nstate_dir = "{work}"\n'
+            f'device_files = ["bus.toml"]\nhealth_interval_s = 5\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
+        proc = subprocess.Popen([sys.executable, "-m", "midbrain", "edge", "--gateway", "gw-b1", "--config",
+                                 str(work / "gateway.toml"), "--log-level", "WARNING"], env=env)
         try:
             time.sleep(10)
             p = psutil.Process(proc.pid)

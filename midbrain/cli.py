@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from midbrain.config import ConfigError, MidbrainConfig, load_config
-from servicekit.lifecycle import run_until_signalled, write_json_atomically
+from servicekit.lifecycle import configure_logging, run_until_signalled, write_json_atomically
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="midbrain: edge small brains, the community mid-brain and the bridge to the city brain.")
@@ -23,11 +23,6 @@ DEFAULT_CONFIG = Path("config/demo.toml")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
 StatsFile = Annotated[Optional[Path], typer.Option("--stats-file", help="Write counters here as JSON on exit.")]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
 def _load(path: Path) -> MidbrainConfig:
@@ -69,7 +64,7 @@ def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_
     from hub.runner import run_hub
 
     cfg = _load(config)
-    _logging(log_level)
+    configure_logging(log_level)
     try:
         run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop, stats_file=stats_file))
     except ModelError as exc:
@@ -80,39 +75,12 @@ def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_
         raise typer.Exit(2) from None
 
 
-@app.command()
-def edge(gateway: Annotated[str, typer.Option("--gateway", "-g", help="Gateway id from the config.")],
-         config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO",
-         serial_port: Annotated[Optional[list[str]], typer.Option(
-             "--serial-port", help="DEVICE=PATH: where a serial device is attached (repeatable).")] = None,
-         stats_file: StatsFile = None) -> None:
-    """Run the edge agent of one gateway."""
-    from edge.runner import run_edge
+@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def edge(ctx: typer.Context) -> None:
+    """Run the edge agent of one gateway (`midbrain edge --help` for its options)."""
+    from midbrain.edge_main import main
 
-    cfg = _load(config)
-    try:
-        cfg.community.gateway(gateway)
-    except KeyError:
-        typer.echo(f"config error: {config}: community.gateways: no gateway {gateway!r} "
-                   f"(known: {', '.join(g.id for g in cfg.community.gateways)})", err=True)
-        raise typer.Exit(2) from None
-    ports = {}
-    for item in serial_port or []:
-        device, sep, path = item.partition("=")
-        if not sep:
-            typer.echo(f"--serial-port {item!r}: expected DEVICE=PATH", err=True)
-            raise typer.Exit(2)
-        ports[device] = path
-    from edge.profiles import ProfileError, load_bus_files
-
-    try:
-        buses = [b for _, b in load_bus_files(cfg.edge.device_files, base=config.parent)]
-    except ProfileError as exc:
-        typer.echo(f"config error: {exc.file}: {exc.key}: {exc.reason}", err=True)
-        raise typer.Exit(2) from None
-    _logging(log_level)
-    run_until_signalled(lambda stop: run_edge(cfg.community, gateway, cfg.mqtt, cfg.edge, stop,
-                                              serial_ports=ports, stats_file=stats_file, buses=buses))
+    raise typer.Exit(main(list(ctx.args)))
 
 
 @app.command()
@@ -122,7 +90,7 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", sta
     from cloud_bridge.service import run_bridge
 
     cfg = _load(config)
-    _logging(log_level)
+    configure_logging(log_level)
     run_until_signalled(lambda stop: run_bridge(cfg.community.id, cfg.mqtt, cfg.bridge, stop,
                                                 stats_file=stats_file, drain_s=drain_s))
 
@@ -133,7 +101,7 @@ def city(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats
     from simulators.city.service import run_city
 
     cfg = _load(config)
-    _logging(log_level)
+    configure_logging(log_level)
     run_until_signalled(lambda stop: run_city(cfg.city, stop, stats_file=stats_file))
 
 
@@ -144,7 +112,7 @@ def broker(port: Annotated[int, typer.Option(help="TCP port.")] = 1883,
     """Run the embedded amqtt MQTT broker (zero-install default; use Mosquitto in production)."""
     from midbrain.embedded_broker import run_embedded_broker
 
-    _logging(log_level)
+    configure_logging(log_level)
     run_until_signalled(lambda stop: run_embedded_broker(host, port, stop))
 
 
@@ -157,7 +125,7 @@ def simulate_community(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel =
     from simulators.community import CommunitySimulator
 
     cfg = _load(config)
-    _logging(log_level)
+    configure_logging(log_level)
 
     async def main(stop: asyncio.Event) -> None:
         sim = CommunitySimulator(cfg.community, cfg.mqtt, cfg.simulate)
@@ -229,7 +197,7 @@ def demo(config: ConfigOpt = DEFAULT_CONFIG,
     if broker not in ("auto", "mosquitto", "amqtt"):
         typer.echo(f"--broker {broker!r}: expected auto, mosquitto or amqtt", err=True)
         raise typer.Exit(2)
-    _logging(log_level)
+    configure_logging(log_level)
     try:
         result = Demo(config, broker=broker, workdir=workdir, log_level=log_level).run(duration)
     except RuntimeError as exc:  # a broker or service that could not start; the demo cleaned up
@@ -242,4 +210,6 @@ def demo(config: ConfigOpt = DEFAULT_CONFIG,
 
 
 if __name__ == "__main__":
-    app()
+    from midbrain.entry import main
+
+    main()

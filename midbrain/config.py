@@ -5,11 +5,10 @@ A config file is TOML; every key can be overridden from the environment as
 Errors name the file, the key and the reason.
 """
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,21 +21,15 @@ from contract.endpoints import MqttEndpoint
 from contract.topology import Community
 from edge.settings import EdgeSettings
 from hub.settings import HubSettings
+from midbrain.configfile import ENV_PREFIX, ConfigError, explain, read_toml
 from simulators.settings import CitySettings, SimulateSettings
 
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; ``problems`` lists one line per error."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.path = path
-        self.problems = problems
+__all__ = ["ConfigError", "MidbrainConfig", "load_config"]
 
 
 class MidbrainConfig(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MIDBRAIN_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
     community: Community
@@ -51,13 +44,7 @@ class MidbrainConfig(BaseSettings):
 def load_config(path: str | Path, **overrides: Any) -> MidbrainConfig:
     """Read ``path``, apply environment overrides, validate; raise :class:`ConfigError`."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(path, [f"{path}: no such file"])
-    try:
-        with path.open("rb") as fh:
-            tomllib.load(fh)  # syntax first, for a message with the line number
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [f"{path}: TOML syntax error: {exc}"]) from exc
+    read_toml(path)  # syntax first, for a message with the line number
 
     class _FromFile(MidbrainConfig):
         @classmethod
@@ -71,48 +58,5 @@ def load_config(path: str | Path, **overrides: Any) -> MidbrainConfig:
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as exc:
-        raise ConfigError(path, [f"{path}: {line}" for line in _explain(exc, MidbrainConfig)]) from exc
+        raise ConfigError(path, [f"{path}: {line}" for line in explain(exc, MidbrainConfig)]) from exc
     return MidbrainConfig.model_construct(**{name: getattr(loaded, name) for name in MidbrainConfig.model_fields})
-
-
-def _explain(exc: ValidationError, root: type[BaseModel]) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(root, err["loc"][:-1])
-            hint = f" (known keys here: {', '.join(allowed)})" if allowed else ""
-            lines.append(f"{key}: unknown key{hint}")
-        elif err["type"] == "missing":
-            lines.append(f"{key}: required key is missing")
-        else:
-            given = err.get("input")
-            shown = "" if isinstance(given, (dict, list)) else f" (got {given!r})"
-            lines.append(f"{key}: {err['msg']}{shown}")
-    return lines
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Walk the model along ``loc`` to list the keys allowed at that place."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", {})
-    return sorted(f.alias or name for name, f in fields.items())
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None

@@ -43,7 +43,7 @@ class Service:
     def start(self) -> None:
         # One stats file per run, so that a restarted service does not overwrite its predecessor's.
         stats = ["--stats-file", str(self.stats_dir / f"{self.name}.{self.restarts}.json")]
-        self.proc = spawn([sys.executable, "-m", "midbrain.cli", *self.args, *stats], self.log_path, self.env)
+        self.proc = spawn([sys.executable, "-m", "midbrain", *self.args, *stats], self.log_path, self.env)
         self.down_since = None
 
     def alive(self) -> bool:

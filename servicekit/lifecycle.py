@@ -6,11 +6,18 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def configure_logging(level: str) -> None:
+    """Log lines with time, level and logger to stderr (where systemd's journal picks them up)."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -140,10 +140,14 @@ async def test_commands_are_acknowledged_with_a_result_or_a_reason(
 
 
 def _edge_process(mqtt: MqttEndpoint, tmp_path: Path, gateway: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MIDBRAIN_MQTT__PORT": str(mqtt.port), "MIDBRAIN_MQTT__HOST": mqtt.host,
-           "MIDBRAIN_EDGE__STATE_DIR": str(tmp_path), "MIDBRAIN_EDGE__BIRTH_WAIT_S": "1"}
-    return subprocess.Popen([sys.executable, "-m", "midbrain.cli", "edge", "--gateway", gateway,
-                             "--config", str(DEMO_CONFIG), "--stats-file", str(tmp_path / "stats.json")],
+    """``midbrain edge`` as a gateway runs it: its own config file, no environment overrides."""
+    community = DEMO_CONFIG.read_text().split("\n[mqtt]")[0]
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'{community}\n[mqtt]\nhost = "{mqtt.host}"\nport = {mqtt.port}\n\n'
+                      f'[edge]\nstate_dir = "{tmp_path}"\nbirth_wait_s = 1\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
+    return subprocess.Popen([sys.executable, "-m", "midbrain", "edge", "--gateway", gateway,
+                             "--config", str(config), "--stats-file", str(tmp_path / "stats.json")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -1,10 +1,12 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from midbrain.config import ConfigError, load_config
+from midbrain.config import ConfigError, MidbrainConfig, load_config
+from midbrain.configfile import SECTIONS, load_edge_config
 from tests.conftest import DEMO_CONFIG
 
 
@@ -78,3 +80,69 @@ def test_config_check_accepts_the_demo() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout and "20 devices" in result.stdout
+
+
+@pytest.fixture
+def no_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MIDBRAIN_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.unit
+def test_the_light_loader_knows_every_section() -> None:
+    assert set(SECTIONS) == set(MidbrainConfig.model_fields)
+
+
+@pytest.mark.unit
+@pytest.mark.usefixtures("no_overrides")
+def test_the_edge_reads_its_sections_as_the_whole_loader_does() -> None:
+    light, full = load_edge_config(DEMO_CONFIG), load_config(DEMO_CONFIG)
+    assert (light.community, light.mqtt, light.edge) == (full.community, full.mqtt, full.edge)
+
+
+@pytest.mark.unit
+@pytest.mark.usefixtures("no_overrides")
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ('device_topic_prefix = "field"', "device_topic_prefx = 1", "edge.device_topic_prefx: unknown key (known keys"),
+    ("port = 1883", 'port = "x"', "mqtt.port: Input should be a valid integer"),
+    ('building = "b2"', 'building = "b9"', "gateway 'gw-b2' names unknown building 'b9'"),
+    ("[city]", "[cty]", "cty: unknown key (known keys here: bridge, city, community"),
+    ("[mqtt]", "[mqtt\n", "TOML syntax error"),
+])
+def test_the_edge_loader_reports_errors_in_its_sections_as_the_whole_loader_does(
+        tmp_path: Path, old: str, new: str, expected: str) -> None:
+    path = _variant(tmp_path, old, new)
+    with pytest.raises(ConfigError) as light:
+        load_edge_config(path)
+    with pytest.raises(ConfigError) as full:
+        load_config(path)
+    assert str(light.value).startswith(f"{path}: ") and expected in str(light.value)
+    if "cty" not in new:  # the whole loader words an unknown section its own way
+        assert str(light.value) == str(full.value)
+
+
+@pytest.mark.unit
+def test_the_edge_loader_applies_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIDBRAIN_MQTT__PORT", "2883")
+    monkeypatch.setenv("MIDBRAIN_EDGE__SPOOL_MAX_MB", "64")
+    cfg = load_edge_config(DEMO_CONFIG)
+    assert (cfg.mqtt.port, cfg.edge.spool_max_mb) == (2883, 64)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("module", ["midbrain", "midbrain.cli"])
+def test_midbrain_edge_reports_a_bad_config_and_stays_light(tmp_path: Path, module: str) -> None:
+    path = _variant(tmp_path, 'device_topic_prefix = "field"', "device_topic_prefix = 7")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
+    result = subprocess.run([sys.executable, "-m", module, "edge", "--gateway", "gw-b1", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert f"config error: {path}: edge.device_topic_prefix: Input should be a valid string" in result.stderr
+    probe = ("import sys; from midbrain.entry import main\n"
+             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'pydantic_settings', "
+             "'hub', 'cloud_bridge', 'simulators')))")
+    loaded = subprocess.run([sys.executable, "-c", probe, "edge", "--gateway", "nope", "--config", str(DEMO_CONFIG)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert "no gateway 'nope'" in loaded.stderr and loaded.stdout.strip() == "[]"
