@@ -18,6 +18,8 @@ class HubMetrics:
         self.alerts = PromCounter("midbrain_hub_alerts_raised", "Alerts raised, by kind", ["kind"], registry=r)
         self.windows = PromCounter("midbrain_hub_windows_scored", "Windows scored by the anomaly model", registry=r)
         self.summaries = PromCounter("midbrain_hub_summaries_published", "Community summaries published", registry=r)
+        self.influx_points = PromCounter("midbrain_hub_influx_points", "Readings for the InfluxDB sink, by result "
+                                         "(queued, written, retried, dropped)", ["result"], registry=r)
         self.pending = Gauge("midbrain_hub_write_queue_depth", "Rows waiting for the SQLite writer", registry=r)
         self.online = Gauge("midbrain_hub_devices_online", "Devices online", registry=r)
         self.totals: Counter[str] = Counter()  # cumulative over every run of this hub (base + this run)

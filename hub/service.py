@@ -12,6 +12,7 @@ import math
 import time
 from collections import Counter
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import aiomqtt
 
@@ -31,6 +32,9 @@ from hub.windows import Windows
 from servicekit.lifecycle import wait_or_stop
 from servicekit.mqtt import MqttLink, NotConnected
 
+if TYPE_CHECKING:
+    from hub.influx import InfluxSink
+
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +50,7 @@ class HubService:
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
         self.store: HubStore | None = None
+        self.influx: InfluxSink | None = None
         self._mqtt = mqtt
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -74,6 +79,10 @@ class HubService:
 
     async def __aenter__(self) -> "HubService":
         self.store = await asyncio.to_thread(HubStore, self.settings.database)
+        if self.settings.influx is not None:
+            from hub.influx import InfluxSink  # influxdb-client only where a sink is configured
+
+            self.influx = InfluxSink(self.settings.influx, self.registry, self.metrics.influx_points)
         self.metrics.restore(await asyncio.to_thread(self.store.counters))
         self.registry.restore_runs(await asyncio.to_thread(self.store.gateway_runs, Registry.MAX_ANNOUNCED_RUNS))
         self._tg = asyncio.TaskGroup()
@@ -101,6 +110,8 @@ class HubService:
             await self._tg.__aexit__(et, e, tb)
             if self.store is not None:
                 await asyncio.to_thread(self.store.close)
+            if self.influx is not None:
+                await asyncio.to_thread(self.influx.close)
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         await self.ingest.wait_connected(timeout)
@@ -155,6 +166,8 @@ class HubService:
                 self.metrics.committed(written.corrections)
                 self.metrics.duplicates.inc(written.telemetry_repeats + written.event_repeats)
             self.metrics.stored.inc(written.telemetry)
+            if self.influx is not None:  # committed first: the sink never has what SQLite lacks
+                self.influx.add(batch.telemetry)
             self._interval_dead += len(batch.dead)
         for ack in batch.acks:
             await asyncio.to_thread(self.store.add_ack, *ack)

@@ -2,7 +2,25 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class InfluxSettings(BaseModel):
+    """The ``[hub.influx]`` section; absent means no sink."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    org: str = "midbrain"
+    bucket: str = "midbrain"
+    token: SecretStr = SecretStr("")  # better: MIDBRAIN_HUB__INFLUX__TOKEN in the environment
+    batch_size: int = Field(default=5_000, ge=1)
+    flush_interval_ms: int = Field(default=1_000, ge=10)
+    retry_interval_ms: int = Field(default=1_000, ge=10)
+    max_retries: int = Field(default=5, ge=0)
+    max_retry_delay_ms: int = Field(default=30_000, ge=10)
+    gzip: bool = True
+    timeout_ms: int = Field(default=10_000, ge=100)
 
 
 class HubSettings(BaseModel):
@@ -35,3 +53,4 @@ class HubSettings(BaseModel):
     alert_threshold: float = Field(default=0.8, gt=0, lt=1)
     alert_cooldown_s: float = Field(default=300.0, ge=0)
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly
+    influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry
