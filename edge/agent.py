@@ -335,7 +335,8 @@ class EdgeAgent:
                     # Replay uses what live traffic leaves of the window, less a reserve for live,
                     # and no more than replay_max_rate records a second (a token bucket). Records
                     # go in backlog bundles of up to replay_bundle.
-                    room = (window - reserve - len(self._inflight)) * bundle
+                    room = min((window - reserve - len(self._inflight)) * bundle,
+                               self.settings.replay_inflight - self._replaying)
                     if rate:
                         now = time.monotonic()
                         tokens = min(burst, tokens + (now - refilled) * rate)

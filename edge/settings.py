@@ -22,6 +22,9 @@ class EdgeSettings(BaseModel):
     inflight_window: int = Field(default=200, ge=1, le=65_000)  # QoS 1 messages awaiting PUBACK
     replay_max_rate: int = Field(default=50_000, ge=0)  # spool replay, records/s (0: as fast as the window allows)
     replay_bundle: int = Field(default=200, ge=1, le=1000)  # spooled records per backlog message
+    # Replayed records awaiting PUBACK, at most: a live message queues behind no more than
+    # this much replay on the connection (about 25 ms at 40,000 records/s).
+    replay_inflight: int = Field(default=1_000, ge=1)
     live_queue: int = Field(default=5_000, ge=10)  # live messages waiting; beyond that they go to the spool
     spool_max_mb: int = Field(default=256, ge=1)
     spool_max_age_h: float = Field(default=168.0, gt=0)
