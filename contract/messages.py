@@ -82,11 +82,13 @@ class Event(Message):
 
 class Command(Message):
     """A request to a gateway. ``set_interval`` needs ``device`` and ``value`` (seconds);
-    ``write`` needs ``device``, ``point`` and ``value``; ``read_now`` needs ``device``."""
+    ``write`` needs ``device``, ``point`` and ``value``; ``read_now`` needs ``device``;
+    ``enable_point`` and ``disable_point`` need ``device`` and ``point`` (a disabled point is
+    still read but not reported)."""
 
     id: str = Field(min_length=1, max_length=64)
     ts: FiniteFloat
-    command: Literal["ping", "rebirth", "read_now", "set_interval", "write"]
+    command: Literal["ping", "rebirth", "read_now", "set_interval", "write", "enable_point", "disable_point"]
     device: Ident | None = None
     point: str | None = Field(default=None, max_length=64)
     value: FiniteFloat | None = None

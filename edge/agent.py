@@ -493,6 +493,10 @@ class EdgeAgent:
             if cmd.value is None:
                 raise CommandRefused("set_interval needs value (seconds)")
             bus.set_interval(cmd.device, cmd.value)
+        elif cmd.command in ("enable_point", "disable_point"):
+            if cmd.point is None:
+                raise CommandRefused(f"{cmd.command} needs point")
+            bus.set_point_enabled(cmd.device, cmd.point, cmd.command == "enable_point")
         elif cmd.command == "write":
             if cmd.point is None or cmd.value is None:
                 raise CommandRefused("write needs point and value")

@@ -43,6 +43,7 @@ class DeviceState:
     errors: int = 0
     driver: Driver | None = None
     read_now: bool = False
+    disabled: set[str] = field(default_factory=set)  # points not reported (the hub's desired state)
 
 
 @dataclass
@@ -85,6 +86,15 @@ class BusPoller:
         state.interval_s = seconds
         state.next_due = min(state.next_due, time.monotonic() + seconds)
         self._wake.set()
+
+    def set_point_enabled(self, device_id: str, point: str, enabled: bool) -> None:
+        state = self.devices[device_id]
+        if all(p.name != point for p in state.model.points):
+            raise CommandRefused(f"{device_id} has no point {point!r}")
+        if enabled:
+            state.disabled.discard(point)
+        else:
+            state.disabled.add(point)
 
     async def write(self, device_id: str, point: str, value: float, timeout_s: float = 5.0) -> None:
         state = self.devices[device_id]
@@ -170,10 +180,11 @@ class BusPoller:
             state.report.forget()
             self.on_event(state.entry.id, "device_online", "info", {"protocol": self.spec.protocol})
         state.failures = 0
-        values = self._scaled(state, read.values)
+        values = {k: v for k, v in self._scaled(state, read.values).items() if k not in state.disabled}
         due = state.report.due(values, ts)
         # Drivers name a failed point by its source (Modbus: by its name, which is its key too).
-        quality = {p.name: "comm_error" for p in state.model.points if p.key in read.errors or p.name in read.errors}
+        quality = {p.name: "comm_error" for p in state.model.points
+                   if (p.key in read.errors or p.name in read.errors) and p.name not in state.disabled}
         if read.errors:
             state.errors += len(read.errors)
         if due or quality:

@@ -96,6 +96,7 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
         readings: list[Telemetry] = []
         events: list[Event] = []
         acks: dict[str, Ack] = {}
+        acked_at: dict[str, int] = {}  # how many readings had arrived when each ack did
         health: list[GatewayHealth] = []
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub:
             await hub.subscribe(f"mb/v1/{C}/gw-b1/#", qos=1)
@@ -116,6 +117,7 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
                             elif t.endswith("/ack"):
                                 ack = decode_as(Ack, m.payload)  # type: ignore[arg-type]
                                 acks[ack.id] = ack
+                                acked_at[ack.id] = len(readings)
                 except TimeoutError:
                     pass
 
@@ -126,7 +128,10 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
                               value=0),
                       Command(id="w3", ts=time.time(), command="write", device="b1-plant-th", point="temperature",
                               value=20),
-                      Command(id="i1", ts=time.time(), command="set_interval", device="b1-em-02", value=0.1)):
+                      Command(id="i1", ts=time.time(), command="set_interval", device="b1-em-02", value=0.1),
+                      Command(id="d1", ts=time.time(), command="disable_point", device="b1-em-02", point="voltage_v"),
+                      Command(id="d2", ts=time.time(), command="disable_point", device="b1-em-02", point="colour"),
+                      Command(id="r1", ts=time.time(), command="rebirth")):  # every point reported afresh
                 await hub.publish(cmd_topic, encode(c), qos=1)
             await collect(1.5)
             meters.devices[0].faults.no_answer = True  # meter 1 stops answering
@@ -141,12 +146,17 @@ async def test_serial_buses_report_by_exception_take_commands_and_notice_a_dead_
     em2 = by_device["b1-em-02"]
     assert "energy_kwh" in em2[0].metrics and 200 < em2[0].metrics["voltage_v"] < 240
     # Deadband 1000 kWh: energy is sent once, voltage (deadband 0) every time it changes.
-    assert sum("energy_kwh" in r.metrics for r in em2) == 1 and len(em2) > 3
+    before_rebirth = [r for r in readings[:acked_at["r1"]] if r.device == "b1-em-02"]
+    assert sum("energy_kwh" in r.metrics for r in before_rebirth) == 1 and len(em2) > 3
     assert acks["w1"].result == "ok"
     assert any(r.metrics.get("humidity") == 45 for r in by_device["b1-plant-th"])  # written, then read back
     assert acks["w2"].result == "refused" and "not writable" in acks["w2"].reason
     assert acks["w3"].result == "refused" and "not writable" in acks["w3"].reason
     assert acks["i1"].result == "ok"
+    assert acks["d1"].result == "ok" and acks["d2"].result == "refused" and "no point 'colour'" in acks["d2"].reason
+    after = [r for r in readings[acked_at["r1"]:] if r.device == "b1-em-02"]
+    assert after and "energy_kwh" in after[0].metrics  # reported afresh after the rebirth ...
+    assert not any("voltage_v" in r.metrics for r in after)  # ... except the point that was disabled
     online = {e.device for e in events if e.event == "device_online"}
     assert online == {"b1-em-01", "b1-em-02", "b1-plant-th"}
     offline = [e for e in events if e.event == "device_offline"]
