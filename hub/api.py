@@ -7,18 +7,37 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from contract.classes import CATALOG
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
+from hub.accounts import SESSION_TTL_S, AccountError, Accounts, Principal, Role
 from hub.inference import WindowModel
 from hub.service import HubService
 from hub.settings import HubSettings
+from hub.twin import DesiredPatch, TwinError
 
 STATIC = Path(__file__).parent / "static"
+SESSION_COOKIE = "mb_session"
+
+
+class Login(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class NewUser(Login):
+    role: Role
+    display: str = Field(default="", max_length=64)
+
+
+class NewToken(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
 
 
 def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
@@ -35,6 +54,110 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
 
     def hub_of(request: Request) -> HubService:
         return request.app.state.hub  # type: ignore[no-any-return]
+
+    def accounts_of(request: Request) -> Accounts:
+        accounts = hub_of(request).accounts
+        assert accounts is not None
+        return accounts
+
+    def principal(request: Request) -> Principal | None:
+        """A machine client's bearer token, or a person's session cookie."""
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return accounts_of(request).token(auth[7:].strip())
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return accounts_of(request).session(cookie) if cookie else None
+
+    def require(role: Role) -> Any:
+        def check(request: Request) -> Principal:
+            who = principal(request)
+            if who is None:
+                raise HTTPException(401, "login required (需要登录)")
+            if not who.has(role):
+                raise HTTPException(403, f"this needs the {role} role; you are {who.role} (权限不足)")
+            return who
+        return Depends(check)
+
+    @app.exception_handler(AccountError)
+    async def account_error(request: Request, exc: AccountError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # -- accounts ----------------------------------------------------------------------
+
+    @app.post("/api/login")
+    def login(request: Request, body: Login) -> JSONResponse:
+        try:
+            token, who = accounts_of(request).login(body.name, body.password)
+        except AccountError as exc:
+            raise HTTPException(401, f"{exc} (用户名或密码错误)") from None
+        response = JSONResponse({"name": who.name, "role": who.role})
+        response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_S, httponly=True, samesite="strict")
+        return response
+
+    @app.post("/api/logout")
+    def logout(request: Request) -> JSONResponse:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            accounts_of(request).logout(cookie)
+        response = JSONResponse({"ok": True})
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    @app.get("/api/me")
+    def me(who: Principal = require("staff")) -> dict[str, str]:
+        return {"name": who.name, "role": who.role, "kind": who.kind}
+
+    @app.get("/api/users")
+    def users(request: Request, who: Principal = require("admin")) -> list[dict[str, Any]]:
+        return accounts_of(request).users()
+
+    @app.post("/api/users", status_code=201)
+    def add_user(request: Request, body: NewUser, who: Principal = require("admin")) -> dict[str, str]:
+        accounts_of(request).add_user(body.name, body.password, body.role, body.display, actor=who.actor)
+        return {"name": body.name, "role": body.role}
+
+    @app.post("/api/tokens", status_code=201)
+    def add_token(request: Request, body: NewToken, who: Principal = require("admin")) -> dict[str, str]:
+        """A token for a machine client, shown this once."""
+        return {"name": body.name, "role": body.role,
+                "token": accounts_of(request).create_token(body.name, body.role, actor=who.actor)}
+
+    @app.delete("/api/tokens/{name}")
+    def revoke_token(request: Request, name: str, who: Principal = require("admin")) -> dict[str, bool]:
+        accounts_of(request).revoke_token(name, actor=who.actor)
+        return {"ok": True}
+
+    @app.get("/api/audit")
+    def audit(request: Request, target: str | None = None, limit: int = Query(200, ge=1, le=10_000),
+              who: Principal = require("supervisor")) -> list[dict[str, Any]]:
+        return accounts_of(request).audit_trail(target, limit)
+
+    # -- device twin -------------------------------------------------------------------
+
+    def known_device(request: Request, device: str) -> None:
+        if device not in hub_of(request).registry.devices:
+            raise HTTPException(404, f"no device {device!r}")
+
+    @app.get("/api/devices/{device}/twin")
+    def twin(request: Request, device: str) -> dict[str, Any]:
+        known_device(request, device)
+        return hub_of(request).twin_view(device)
+
+    @app.put("/api/devices/{device}/desired")
+    async def set_desired(request: Request, device: str, patch: DesiredPatch,
+                          who: Principal = require("supervisor")) -> dict[str, Any]:
+        known_device(request, device)
+        try:
+            return await hub_of(request).set_desired(device, patch, who.actor)
+        except TwinError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.get("/api/devices/{device}/status-history")
+    def status_history(request: Request, device: str, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        known_device(request, device)
+        twin = hub_of(request).twin
+        assert twin is not None
+        return twin.status_history(device, limit)
 
     @app.get("/healthz")
     def healthz(request: Request) -> dict[str, Any]:

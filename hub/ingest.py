@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEDUP_WINDOW = 100_000  # recent (gateway, boot, seq) remembered per gateway run
 RUNS_REMEMBERED = 4
+HYSTERESIS = 0.02  # of the band (or of the limit): how far back inside a value must come to re-arm
 TOPICS_CACHED = 50_000  # agent runs per gateway whose sequence numbers are remembered
 
 
@@ -55,9 +56,12 @@ class Pending:
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[tuple[str, str, float, str, str]] = field(default_factory=list)
     births: list[tuple[str, str, str, float]] = field(default_factory=list)
+    # Threshold crossings: (ts, device, metric, value, bound "low"/"high", limit)
+    crossings: list[tuple[float, str, str, float, str, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks) + len(self.births)
+        return (len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks) + len(self.births)
+                + len(self.crossings))
 
 
 class _SeqWindow:
@@ -95,6 +99,10 @@ class Ingestor:
         self.interval_stats: dict[tuple[str, str], list[float]] = {}
         self.interval_readings: dict[str, int] = {}
         self.interval_events: dict[str, int] = {}
+        # Desired thresholds per device (the twin): metric -> (low, high); and which series
+        # are outside now, so that one excursion raises one alert (hysteresis HYSTERESIS).
+        self.thresholds: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+        self._outside: set[tuple[str, str]] = set()
 
     def take(self) -> Pending:
         taken, self.pending = self.pending, Pending()
@@ -258,6 +266,28 @@ class Ingestor:
                 acc[3] = max(acc[3], value)
             if not msg.hist and name in scored:
                 self.windows.add(msg.device, name, msg.ts, value)
+        limits = self.thresholds.get(msg.device)
+        if limits and not msg.hist:  # history is stored, never alerted on
+            self._check_thresholds(msg.device, msg.ts, msg.metrics, limits)
+
+    def _check_thresholds(self, device: str, ts: float, metrics: Any,
+                          limits: dict[str, tuple[float | None, float | None]]) -> None:
+        for name, (low, high) in limits.items():
+            value = metrics.get(name)
+            if value is None:
+                continue
+            key = (device, name)
+            if key in self._outside:  # back inside only with a margin: no alert storm at the limit
+                span = abs(high - low) if low is not None and high is not None else abs(low if high is None else high)
+                margin = HYSTERESIS * (span or 1.0)
+                if (low is None or value >= low + margin) and (high is None or value <= high - margin):
+                    self._outside.discard(key)
+            elif low is not None and value < low:
+                self._outside.add(key)
+                self.pending.crossings.append((ts, device, name, value, "low", low))
+            elif high is not None and value > high:
+                self._outside.add(key)
+                self.pending.crossings.append((ts, device, name, value, "high", high))
 
     def _event(self, parsed: Topic, msg: Event) -> None:
         try:

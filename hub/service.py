@@ -19,7 +19,9 @@ import aiomqtt
 from contract import topics
 from contract.codec import encode
 from contract.endpoints import MqttEndpoint
+from contract.messages import Command
 from contract.topology import Community
+from hub.accounts import Accounts
 from hub.alerts import AlertPolicy
 from hub.inference import WindowModel
 from hub.ingest import Ingestor
@@ -28,6 +30,7 @@ from hub.registry import Registry
 from hub.settings import HubSettings
 from hub.store import HubStore
 from hub.summary import build_summary
+from hub.twin import DesiredPatch, TwinStore, commands_for, merge, sync_state
 from hub.windows import Windows
 from servicekit.lifecycle import wait_or_stop
 from servicekit.mqtt import MqttLink, NotConnected
@@ -50,6 +53,9 @@ class HubService:
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
         self.store: HubStore | None = None
+        self.accounts: Accounts | None = None
+        self.twin: TwinStore | None = None
+        self._started = time.time()
         self.influx: InfluxSink | None = None
         self._mqtt = mqtt
         self._stop = asyncio.Event()
@@ -79,6 +85,10 @@ class HubService:
 
     async def __aenter__(self) -> "HubService":
         self.store = await asyncio.to_thread(HubStore, self.settings.database)
+        self.accounts = await asyncio.to_thread(Accounts, self.settings.database)
+        self.twin = await asyncio.to_thread(TwinStore, self.settings.database)
+        for device in self.twin.devices_with_desired():
+            self._apply_thresholds(device, self.twin.desired(device)[1])
         if self.settings.influx is not None:
             from hub.influx import InfluxSink  # influxdb-client only where a sink is configured
 
@@ -93,6 +103,7 @@ class HubService:
         self._tg.create_task(self._scorer(), name="hub-scorer")
         self._tg.create_task(self._summaries(), name="hub-summary")
         self._tg.create_task(self._retention(), name="hub-retention")
+        self._tg.create_task(self._status_watch(), name="hub-status")
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -110,6 +121,9 @@ class HubService:
             await self._tg.__aexit__(et, e, tb)
             if self.store is not None:
                 await asyncio.to_thread(self.store.close)
+            for db in (self.accounts, self.twin):
+                if db is not None:
+                    await asyncio.to_thread(db.close)
             if self.influx is not None:
                 await asyncio.to_thread(self.influx.close)
 
@@ -171,6 +185,16 @@ class HubService:
             self._interval_dead += len(batch.dead)
         for ack in batch.acks:
             await asyncio.to_thread(self.store.add_ack, *ack)
+            assert self.twin is not None
+            ack_id, _, at, result, reason = ack
+            if await asyncio.to_thread(self.twin.acked, ack_id, result, reason, at) and result != "ok":
+                log.warning("command %s refused by the edge: %s %s", ack_id, result, reason)
+        for ts, device, metric, value, bound, limit in batch.crossings:
+            await self._raise(ts, device, metric, "threshold", value, "warning")
+            log.warning("threshold: device=%s %s=%s beyond its %s limit %s", device, metric, value, bound, limit)
+        for gateway in {b[0] for b in batch.births}:
+            assert self._tg is not None
+            self._tg.create_task(self._reconcile(gateway), name=f"hub-reconcile-{gateway}")
         for session, mid, qos in to_ack:  # now safe: the broker may forget them
             self.ingest.ack(session, mid, qos)
         self.metrics.pending.set(len(self.ingestor.pending))
@@ -212,14 +236,108 @@ class HubService:
                 (s.window_end, s.device, s.metric, s.count, s.mean, s.min, s.max, s.score, s.kind) for s in scores])
         raised = self.alert_policy.decide(scores)
         for a in raised:
-            await asyncio.to_thread(self.store.add_alert, a.raised_at, a.device, a.metric, a.kind, a.score,
-                                    a.severity, self.model.name)
-            self.metrics.alerts.labels(a.kind).inc()
-            self.metrics.count("alerts")
-            self._interval_alerts[a.kind] += 1
+            await self._raise(a.raised_at, a.device, a.metric, a.kind, a.score, a.severity, self.model.name)
             log.warning("alert: device=%s metric=%s kind=%s score=%.3f", a.device, a.metric, a.kind, a.score)
         self.metrics.online.set(self.registry.online_count())
         return len(raised)
+
+    async def _raise(self, at: float, device: str, metric: str, kind: str, score: float, severity: str,
+                     source: str = "rule") -> None:
+        assert self.store is not None
+        await asyncio.to_thread(self.store.add_alert, at, device, metric, kind, score, severity, source)
+        self.metrics.alerts.labels(kind).inc()
+        self.metrics.count("alerts")
+        self._interval_alerts[kind] += 1
+
+    # -- device twin ------------------------------------------------------------------------
+
+    def _apply_thresholds(self, device: str, doc: dict[str, object]) -> None:
+        limits = doc.get("thresholds") or {}
+        assert isinstance(limits, dict)
+        self.ingestor.thresholds[device] = {m: (t.get("low"), t.get("high")) for m, t in limits.items()}
+
+    async def set_desired(self, device_id: str, patch: DesiredPatch, actor: str) -> dict[str, object]:
+        """Change a device's desired state and send what the edge must do; KeyError, TwinError."""
+        assert self.twin is not None and self.accounts is not None
+        device = self.registry.devices[device_id]
+        _, current, _, _ = self.twin.desired(device_id)
+        doc = merge(device, current, patch)
+        version = await asyncio.to_thread(self.twin.set_desired, device_id, doc, actor)
+        await asyncio.to_thread(self.accounts.audit, actor, "device.desired", f"device:{device_id}",
+                                {"patch": patch.model_dump(exclude_unset=True), "version": version})
+        self._apply_thresholds(device_id, doc)
+        commands = commands_for(device, doc, current)
+        if commands:
+            await self._send(device_id, version, commands, actor)
+        return self.twin_view(device_id)
+
+    async def _send(self, device_id: str, version: int, commands: list[dict[str, object]], actor: str) -> None:
+        """Record a round of commands and publish them; a gateway that is offline gets the
+        whole desired state when it is next born."""
+        assert self.twin is not None
+        device = self.registry.devices[device_id]
+        issued: list[Command] = await asyncio.to_thread(self.twin.issue, device, version, commands, actor)
+        if not self.registry.gateways[device.gateway].online:
+            log.info("gateway %s offline: %d commands for %s wait for its next birth", device.gateway,
+                     len(issued), device_id)
+            return
+        for cmd in issued:
+            try:
+                await self.publisher.publish(topics.gateway_command(self.community.id, device.gateway), encode(cmd),
+                                             qos=1, timeout=self.settings.publish_timeout_s)
+            except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+                log.error("command %s to %s not sent (resent at the gateway's next birth): %s", cmd.id,
+                          device.gateway, exc)
+                return
+            await asyncio.to_thread(self.twin.sent, cmd.id)
+
+    async def _reconcile(self, gateway: str) -> None:
+        """A gateway was born: send each of its devices' whole edge-side desired state."""
+        assert self.twin is not None
+        for device_id in await asyncio.to_thread(self.twin.devices_with_desired):
+            device = self.registry.devices.get(device_id)
+            if device is None or device.gateway != gateway:
+                continue
+            version, doc, _, _ = self.twin.desired(device_id)
+            commands = commands_for(device, doc, None)
+            if commands:
+                await self._send(device_id, version, commands, "hub:reconcile")
+
+    def twin_view(self, device_id: str) -> dict[str, object]:
+        assert self.twin is not None
+        device = self.registry.devices[device_id]
+        version, doc, set_by, set_at = self.twin.desired(device_id)
+        commands = self.twin.commands(device_id, 20)
+        gateway = self.registry.gateways[device.gateway]
+        return {
+            "device": device_id,
+            "desired": {"version": version, "set_by": set_by, "set_at": set_at, **doc},
+            "reported": {"online": self.registry.online(device), "gateway_online": gateway.online,
+                         "last_seen": device.last_seen, "last_values": device.last_values},
+            "sync": sync_state(commands),
+            "commands": commands,
+        }
+
+    async def _status_watch(self) -> None:
+        """Record each device's changes between online and offline, with the reason."""
+        assert self.twin is not None
+        last = await asyncio.to_thread(self.twin.last_status)
+        while not await wait_or_stop(self._stop, 1.0):
+            now = time.time()
+            for d in self.registry.devices.values():
+                online = self.registry.online(d, now)
+                if last.get(d.id) == online:
+                    continue
+                if not online and now - self._started < self.settings.offline_after_s:
+                    continue  # just started: its devices' readings may not have arrived yet
+                if online:
+                    reason = "reporting"
+                elif not self.registry.gateways[d.gateway].online:
+                    reason = "gateway-offline"
+                else:
+                    reason = "never-heard" if d.last_seen is None else "stale"
+                await asyncio.to_thread(self.twin.status_change, d.id, now, online, reason)
+                last[d.id] = online
 
     # -- summaries -------------------------------------------------------------------------
 

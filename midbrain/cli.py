@@ -18,6 +18,8 @@ config_app = typer.Typer(no_args_is_help=True, help="Configuration tools.")
 simulate_app = typer.Typer(no_args_is_help=True, help="Hardware and community simulators.")
 app.add_typer(config_app, name="config")
 app.add_typer(simulate_app, name="simulate")
+user_app = typer.Typer(no_args_is_help=True, help="Hub accounts: staff, supervisors and admins (stored in the hub's database).")
+app.add_typer(user_app, name="user")
 
 DEFAULT_CONFIG = Path("config/demo.toml")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.")]
@@ -55,6 +57,42 @@ def config_check(file: Annotated[Path, typer.Argument(help="Configuration file t
                f"{len(c.gateways)} gateways, {len(c.devices)} devices"
                + (f"; {len(buses)} serial buses with {sum(len(b.devices) for _, b in buses)} devices"
                   if buses else ""))
+
+
+@user_app.command("add")
+def user_add(name: Annotated[str, typer.Argument(help="Login name.")],
+             role: Annotated[str, typer.Option(help="staff, supervisor or admin.")] = "staff",
+             display: Annotated[str, typer.Option(help="Name shown on pages, e.g. 王师傅.")] = "",
+             password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+             config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Create an account (the first admin is made this way; later ones too, or through the API)."""
+    from hub.accounts import AccountError, Accounts
+
+    cfg = _load(config)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else \
+        typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    accounts = Accounts(cfg.hub.database)
+    try:
+        accounts.add_user(name, password, role, display, actor="cli")  # type: ignore[arg-type]
+    except AccountError as exc:
+        typer.echo(f"user add: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        accounts.close()
+    typer.echo(f"user {name} ({role}) added to {cfg.hub.database}")
+
+
+@user_app.command("list")
+def user_list(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """List accounts and their roles."""
+    from hub.accounts import Accounts
+
+    accounts = Accounts(_load(config).hub.database)
+    try:
+        for u in accounts.users():
+            typer.echo(f"{u['name']}\t{u['role']}\t{u['display']}" + ("\tdisabled" if u["disabled"] else ""))
+    finally:
+        accounts.close()
 
 
 @app.command()

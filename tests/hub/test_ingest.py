@@ -167,3 +167,14 @@ def test_a_malformed_backlog_is_dead_lettered_whole(community: Community, payloa
     ing.handle(topics.gateway_backlog(C, "gw-b1"), payload)
     dead = ing.take().dead
     assert [d.reason for d in dead] == [reason] and dead[0].raw == payload[:1024 * 1024]
+
+
+def test_a_threshold_excursion_raises_once_and_rearms_only_back_inside_with_a_margin(community: Community) -> None:
+    ing = _ingestor(community)
+    ing.thresholds["b1-th-01"] = {"temperature": (None, 30.0)}
+    temps = [25.0, 31.0, 32.0, 29.9, 30.5, 29.0, 31.5]  # 29.9 is inside but within the 2% margin
+    for seq, t in enumerate(temps, start=1):
+        ing.handle(TOPIC, _telemetry(seq=seq, ts=float(seq), metrics={"temperature": t}))
+    ing.handle(TOPIC, _telemetry(seq=99, ts=1.0, metrics={"temperature": 40.0}, hist=True))  # history: never alerts
+    crossings = ing.take().crossings
+    assert [(ts, value, bound) for ts, _, _, value, bound, _ in crossings] == [(2.0, 31.0, "high"), (7.0, 31.5, "high")]
