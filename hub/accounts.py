@@ -1,7 +1,9 @@
 """Who may change what on the hub: staff accounts with roles, login sessions, API tokens
 for machine clients, and the audit trail of every state-changing request.
 
-Roles, each including the ones before it: ``staff`` (claim and work on work orders),
+Roles, each including the ones before it: ``volunteer`` (a registered resident who may
+claim the work orders of categories open to volunteers), ``staff`` (claim and work on
+work orders),
 ``supervisor`` (assign, verify, change devices' desired state, send commands),
 ``admin`` (accounts and API tokens). Passwords are stored as scrypt hashes with a
 per-account salt; session and API tokens only as SHA-256 digests, so a copy of the
@@ -21,8 +23,8 @@ from typing import Any, Literal
 
 from servicekit.sqlite import open_database
 
-Role = Literal["staff", "supervisor", "admin"]
-ROLES: tuple[Role, ...] = ("staff", "supervisor", "admin")
+Role = Literal["volunteer", "staff", "supervisor", "admin"]
+ROLES: tuple[Role, ...] = ("volunteer", "staff", "supervisor", "admin")
 SESSION_TTL_S = 12 * 3600  # one working shift and then some
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
@@ -30,7 +32,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     display TEXT NOT NULL DEFAULT '',
-    role TEXT NOT NULL CHECK (role IN ('staff', 'supervisor', 'admin')),
+    role TEXT NOT NULL CHECK (role IN ('volunteer', 'staff', 'supervisor', 'admin')),
     salt BLOB NOT NULL,
     pw_hash BLOB NOT NULL,
     created_at REAL NOT NULL,
@@ -45,7 +47,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS api_tokens (
     token_hash BLOB PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL CHECK (role IN ('staff', 'supervisor', 'admin')),
+    role TEXT NOT NULL CHECK (role IN ('volunteer', 'staff', 'supervisor', 'admin')),
     created_by TEXT NOT NULL,
     created_at REAL NOT NULL,
     revoked_at REAL

@@ -20,6 +20,7 @@ from hub.inference import WindowModel
 from hub.service import HubService
 from hub.settings import HubSettings
 from hub.twin import DesiredPatch, TwinError
+from hub.workorders import CATEGORIES, WorkOrderError, WorkOrders
 
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "mb_session"
@@ -33,6 +34,22 @@ class Login(BaseModel):
 class NewUser(Login):
     role: Role
     display: str = Field(default="", max_length=64)
+
+
+class NewWorkOrder(BaseModel):
+    """A request for work, e.g. a resident's report from a kiosk (through its API token)."""
+
+    category: str
+    title: str = Field(min_length=1, max_length=120)
+    description: str = Field(default="", max_length=2000)
+    building: str | None = Field(default=None, max_length=64)
+    device: str | None = Field(default=None, max_length=64)
+    severity: str = Field(default="info", pattern="^(info|warning|critical)$")
+
+
+class Action(BaseModel):
+    note: str = Field(default="", max_length=2000)
+    assignee: str | None = Field(default=None, max_length=64)
 
 
 class NewToken(BaseModel):
@@ -77,6 +94,15 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 raise HTTPException(403, f"this needs the {role} role; you are {who.role} (权限不足)")
             return who
         return Depends(check)
+
+    def orders_of(request: Request) -> WorkOrders:
+        orders = hub_of(request).workorders
+        assert orders is not None
+        return orders
+
+    @app.exception_handler(WorkOrderError)
+    async def work_order_error(request: Request, exc: WorkOrderError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(AccountError)
     async def account_error(request: Request, exc: AccountError) -> JSONResponse:
@@ -131,6 +157,42 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     def audit(request: Request, target: str | None = None, limit: int = Query(200, ge=1, le=10_000),
               who: Principal = require("supervisor")) -> list[dict[str, Any]]:
         return accounts_of(request).audit_trail(target, limit)
+
+    # -- work orders ---------------------------------------------------------------------
+
+    @app.get("/api/work-order-categories")
+    def categories() -> dict[str, dict[str, Any]]:
+        return {k: {"zh": c.label_zh, "en": c.label_en, "sla_minutes": c.sla_minutes, "volunteers": c.volunteers}
+                for k, c in CATEGORIES.items()}
+
+    @app.get("/api/work-orders")
+    def work_orders(request: Request, status: str | None = None, assignee: str | None = None,
+                    building: str | None = None, limit: int = Query(200, ge=1, le=2000),
+                    who: Principal = require("volunteer")) -> list[dict[str, Any]]:
+        """Most urgent first (escalated, then by due time). Volunteers see what they may claim."""
+        return orders_of(request).list(status, assignee, building, volunteer_only=who.role == "volunteer",
+                                       limit=limit)
+
+    @app.get("/api/work-orders/{order_id}")
+    def work_order(request: Request, order_id: int, who: Principal = require("volunteer")) -> dict[str, Any]:
+        return orders_of(request).get(order_id)
+
+    @app.post("/api/work-orders", status_code=201)
+    def new_work_order(request: Request, body: NewWorkOrder, who: Principal = require("staff")) -> dict[str, Any]:
+        orders = orders_of(request)
+        order_id = orders.create(source="request", actor=who.actor, **body.model_dump())
+        return orders.get(order_id)
+
+    @app.post("/api/work-orders/{order_id}/{action}")
+    def act(request: Request, order_id: int, action: str, body: Action,
+            who: Principal = require("volunteer")) -> dict[str, Any]:
+        if action == "assign" and body.assignee not in {u["name"] for u in accounts_of(request).users()
+                                                        if not u["disabled"]}:
+            raise HTTPException(422, f"no active user {body.assignee!r} to assign to")
+        order = orders_of(request).act(order_id, action, who, note=body.note, assignee=body.assignee)
+        accounts_of(request).audit(who.actor, f"work_order.{action}", f"work_order:{order_id}",
+                                   {"status": order["status"], "assignee": order["assignee"]})
+        return order
 
     # -- device twin -------------------------------------------------------------------
 

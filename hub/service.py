@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import aiomqtt
 
 from contract import topics
+from contract.classes import CATALOG
 from contract.codec import encode
 from contract.endpoints import MqttEndpoint
 from contract.messages import Command
@@ -31,6 +32,7 @@ from hub.settings import HubSettings
 from hub.store import HubStore
 from hub.summary import build_summary
 from hub.twin import DesiredPatch, TwinStore, commands_for, merge, sync_state
+from hub.workorders import WorkOrders, category_of_alert
 from hub.windows import Windows
 from servicekit.lifecycle import wait_or_stop
 from servicekit.mqtt import MqttLink, NotConnected
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from hub.influx import InfluxSink
 
 log = logging.getLogger(__name__)
+
+_KIND_ZH = {"threshold": "超出阈值", "fire": "疑似火情", "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
 
 
 class HubService:
@@ -55,6 +59,7 @@ class HubService:
         self.store: HubStore | None = None
         self.accounts: Accounts | None = None
         self.twin: TwinStore | None = None
+        self.workorders: WorkOrders | None = None
         self._started = time.time()
         self.influx: InfluxSink | None = None
         self._mqtt = mqtt
@@ -87,6 +92,7 @@ class HubService:
         self.store = await asyncio.to_thread(HubStore, self.settings.database)
         self.accounts = await asyncio.to_thread(Accounts, self.settings.database)
         self.twin = await asyncio.to_thread(TwinStore, self.settings.database)
+        self.workorders = await asyncio.to_thread(WorkOrders, self.settings.database)
         for device in self.twin.devices_with_desired():
             self._apply_thresholds(device, self.twin.desired(device)[1])
         if self.settings.influx is not None:
@@ -104,6 +110,7 @@ class HubService:
         self._tg.create_task(self._summaries(), name="hub-summary")
         self._tg.create_task(self._retention(), name="hub-retention")
         self._tg.create_task(self._status_watch(), name="hub-status")
+        self._tg.create_task(self._sla_watch(), name="hub-sla")
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -121,7 +128,7 @@ class HubService:
             await self._tg.__aexit__(et, e, tb)
             if self.store is not None:
                 await asyncio.to_thread(self.store.close)
-            for db in (self.accounts, self.twin):
+            for db in (self.accounts, self.twin, self.workorders):
                 if db is not None:
                     await asyncio.to_thread(db.close)
             if self.influx is not None:
@@ -243,11 +250,32 @@ class HubService:
 
     async def _raise(self, at: float, device: str, metric: str, kind: str, score: float, severity: str,
                      source: str = "rule") -> None:
-        assert self.store is not None
+        assert self.store is not None and self.workorders is not None
         await asyncio.to_thread(self.store.add_alert, at, device, metric, kind, score, severity, source)
         self.metrics.alerts.labels(kind).inc()
         self.metrics.count("alerts")
         self._interval_alerts[kind] += 1
+        state = self.registry.devices.get(device)
+        if state is None:
+            return
+        spec = CATALOG[state.device_class]
+        label = spec.metric(metric).label_zh if spec.metric(metric) else metric  # type: ignore[union-attr]
+        order, created = await asyncio.to_thread(
+            self.workorders.from_alert, alert_key=f"{device}:{metric}:{kind}",
+            category=category_of_alert(kind, state.device_class), title=f"{state.name or device}：{label}{_KIND_ZH.get(kind, kind)}",
+            building=state.building, device=device, severity=severity, detail=f"{metric}={score:g} ({kind})", now=at)
+        if created:
+            self.metrics.count("work_orders_opened")
+            log.info("work order %d opened for alert %s/%s/%s", order, device, metric, kind)
+
+    async def _sla_watch(self) -> None:
+        """Escalate work orders past their category's SLA, once each."""
+        assert self.workorders is not None
+        while not await wait_or_stop(self._stop, self.settings.sla_check_interval_s):
+            for order in await asyncio.to_thread(self.workorders.escalate_overdue):
+                self.metrics.count("work_orders_escalated")
+                log.warning("work order %d (%s, %s) is past its SLA and unresolved: escalated", order["id"],
+                            order["category"], order["title"])
 
     # -- device twin ------------------------------------------------------------------------
 

@@ -52,5 +52,6 @@ class HubSettings(BaseModel):
     retention_interval_s: float = Field(default=300, gt=0)  # how often roll-up and expiry run
     alert_threshold: float = Field(default=0.8, gt=0, lt=1)
     alert_cooldown_s: float = Field(default=300.0, ge=0)
+    sla_check_interval_s: float = Field(default=30.0, gt=0)  # how often overdue work orders are escalated
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry
