@@ -1,6 +1,7 @@
 """The hub's HTTP API and staff page. The app owns its HubService through ``lifespan``."""
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -284,6 +285,31 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         store = hub_of(request).store
         assert store is not None
         return store.dead_letters(reason, limit)
+
+    @app.get("/api/stream")
+    async def stream(request: Request) -> StreamingResponse:
+        """Server-sent events: a ``change`` event whenever devices, alerts or work orders
+        change (checked every second). Each stream ends after 5 minutes or when the server
+        stops; browsers reconnect by themselves."""
+        hub = hub_of(request)
+        stopping: asyncio.Event = getattr(request.app.state, "http_stopping", None) or asyncio.Event()
+
+        async def events() -> AsyncIterator[str]:
+            yield "retry: 2000\n\n"
+            last: dict[str, Any] | None = None
+            end = time.monotonic() + 300
+            while time.monotonic() < end and not stopping.is_set():
+                now = hub.live_snapshot()
+                if now != last:
+                    yield f"event: change\ndata: {json.dumps(now)}\n\n"
+                    last = now
+                try:
+                    await asyncio.wait_for(stopping.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -417,6 +417,14 @@ class HubService:
             self.metrics.summaries.inc()
             self.metrics.count("summaries")
 
+    def live_snapshot(self) -> dict[str, object]:
+        """What a live page watches: any change here makes it refresh."""
+        now = time.time()
+        return {"online": sum(self.registry.online(d, now) for d in self.registry.devices.values()),
+                "readings": sum(d.messages for d in self.registry.devices.values()),
+                "alerts": self.metrics.totals["alerts"],
+                "work_orders": self.workorders.version if self.workorders is not None else 0}
+
     def stats(self) -> dict[str, int]:
         t = self.metrics.totals
         return {

@@ -30,6 +30,12 @@ class HttpServer:
                                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
                                 timeout_graceful_shutdown=5)
         self._server = _Server(config)
+        # Set by stop(): long-lived responses (server-sent events) end on it instead of holding
+        # the graceful shutdown for its whole timeout. An app finds it as app.state.http_stopping.
+        self.stopping = asyncio.Event()
+        state = getattr(app, "state", None)
+        if state is not None:
+            state.http_stopping = self.stopping
 
     @property
     def url(self) -> str:
@@ -39,6 +45,7 @@ class HttpServer:
         await self._server.serve(sockets=[self._sock])
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.should_exit = True
 
     async def started(self) -> None:

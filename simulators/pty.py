@@ -28,10 +28,14 @@ class PtyDevice:
         return self
 
     def stop(self) -> None:
+        """Stop answering and close the pseudo-terminal; a second call does nothing."""
+        if self._stop_w < 0:
+            return
         os.write(self._stop_w, b"x")
         self._thread.join(timeout=5)
         for fd in (self._master, self._slave, self._stop_r, self._stop_w):
             os.close(fd)
+        self._stop_w = -1
 
     def __enter__(self) -> Self:
         return self.start()

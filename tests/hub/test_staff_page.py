@@ -1,5 +1,6 @@
 """The staff page in a real headless Chromium: devices, online state, alerts, language."""
 
+import asyncio
 import math
 import shutil
 import time
@@ -15,11 +16,15 @@ from contract.codec import encode
 from contract.endpoints import MqttEndpoint
 from contract.messages import Birth, Death, DeviceInfo, Telemetry
 from contract.topology import Community
+from edge.agent import EdgeAgent
+from edge.settings import EdgeSettings
+from simulators.pty_pms5003 import PtyPms5003
 from tests.conftest import wait_until
 from tests.hub.conftest import serving_hub
 
 pytestmark = pytest.mark.real
 C = "xihu-demo"
+PASSWORD = "correct horse battery"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -87,3 +92,72 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
         assert hub.store is not None
         alerts = {(a["device"], a["metric"], a["kind"]) for a in hub.store.alerts(10)}
         assert alerts == {("b1-th-02", "temperature", "fire")}
+
+
+async def test_staff_log_in_see_a_device_go_offline_and_claim_and_resolve_its_alerts_work_order(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    """The whole loop in a browser: a real edge agent reads a PMS5003 on a pseudo-terminal;
+    a supervisor's threshold turns its reading into an alert and a work order; a staff
+    member logs in, claims, starts and resolves it; the sensor stops and the page says so."""
+    sensor = PtyPms5003(seed=7, interval_s=0.3).start()
+    agent = EdgeAgent(community, "gw-b1", mosquitto, EdgeSettings(state_dir=tmp_path / "edge", birth_wait_s=0.2),
+                      serial_ports={"b1-aq-01": sensor.port})
+    agent.devices.clear()  # only the serial sensor
+    stop = asyncio.Event()
+    try:
+        async with serving_hub(tmp_path, community, mosquitto, offline_after_s=3.0) as (url, hub), \
+                httpx.AsyncClient(base_url=url) as boss:
+            assert hub.accounts is not None
+            hub.accounts.add_user("wang", PASSWORD, "staff", "王师傅")
+            hub.accounts.add_user("zhang", PASSWORD, "supervisor", "张主管")
+            run = asyncio.create_task(agent.run(stop))
+            await wait_until(lambda: hub.registry.online(hub.registry.devices["b1-aq-01"]), timeout=15)
+            assert (await boss.post("/api/login", json={"name": "zhang", "password": PASSWORD})).status_code == 200
+            r = await boss.put("/api/devices/b1-aq-01/desired", json={"thresholds": {"pm2_5": {"high": 0.5}}})
+            assert r.status_code == 200
+
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+                page = await browser.new_page()
+                await page.goto(f"{url}/staff")
+                await expect(page.locator("#orders-hint")).to_be_visible()  # no board before login
+                await page.fill("#login-name", "wang")
+                await page.fill("#login-password", "wrong password")
+                await page.click("#login")
+                await expect(page.locator("#login-error")).to_contain_text("用户名或密码错误")
+                await page.fill("#login-password", PASSWORD)
+                await page.click("#login")
+                await expect(page.locator("#who-name")).to_have_text("wang (物业人员)")
+
+                card = page.locator('.column[data-status="open"] [data-order]').first
+                await expect(card).to_contain_text("PM2.5", timeout=15_000)
+                order_id = await card.get_attribute("data-order")
+                card = page.locator(f'[data-order="{order_id}"]')
+                await card.locator('button[data-action="claim"]').click()
+                await expect(card).to_have_attribute("data-state", "claimed")
+                await expect(card.locator(".assignee")).to_have_text("wang")
+                await card.locator('button[data-action="start"]').click()
+                await expect(card).to_have_attribute("data-state", "in_progress")
+                await card.locator(".note").fill("更换了滤网，复测正常")
+                await card.locator('button[data-action="resolve"]').click()
+                await expect(card).to_have_attribute("data-state", "resolved")
+                await expect(card.locator('button[data-action="verify"]')).to_have_count(0)  # a supervisor's
+
+                row = page.locator('tr[data-device="b1-aq-01"]')
+                await expect(row).to_contain_text("在线")
+                await row.click()
+                await expect(page.locator("#chart-line")).to_have_count(1)
+                await page.screenshot(path=str(tmp_path / "staff-board.png"), full_page=True)
+
+                sensor.stop()  # the sensor goes quiet: the agent and then the hub notice
+                await expect(row).to_contain_text("离线", timeout=15_000)
+                await browser.close()
+            order = (await boss.get(f"/api/work-orders/{order_id}")).json()
+            stop.set()
+            await asyncio.wait_for(run, 20)
+    finally:
+        sensor.stop()
+    assert order["status"] == "resolved" and order["category"] == "environment"
+    assert [(e["actor"], e["action"]) for e in order["events"]][-3:] == [
+        ("wang", "claim"), ("wang", "start"), ("wang", "resolve")]
+    assert order["events"][-1]["note"] == "更换了滤网，复测正常"
