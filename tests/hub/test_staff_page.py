@@ -139,6 +139,7 @@ async def test_staff_log_in_see_a_device_go_offline_and_claim_and_resolve_its_al
                 await card.locator('button[data-action="start"]').click()
                 await expect(card).to_have_attribute("data-state", "in_progress")
                 await card.locator(".note").fill("更换了滤网，复测正常")
+                await page.wait_for_timeout(1500)  # live updates meanwhile must not wipe the note being typed
                 await card.locator('button[data-action="resolve"]').click()
                 await expect(card).to_have_attribute("data-state", "resolved")
                 await expect(card.locator('button[data-action="verify"]')).to_have_count(0)  # a supervisor's
