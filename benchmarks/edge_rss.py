@@ -47,6 +47,7 @@ def main() -> None:
             f'{community}\n[mqtt]\nhost = "127.0.0.1"\nport = {endpoint.port}\n\n[edge]\nstate_dir = "{work}"\n'
             f'device_files = ["bus.toml"]\nhealth_interval_s = 5\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
+        env["MALLOC_ARENA_MAX"] = "1"  # as config/systemd/midbrain-edge@.service runs it
         proc = subprocess.Popen([sys.executable, "-m", "midbrain", "edge", "--gateway", "gw-b1", "--config",
                                  str(work / "gateway.toml"), "--log-level", "WARNING"], env=env)
         try:

@@ -17,7 +17,9 @@ import logging
 import secrets
 import shutil
 import time
+from array import array
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,27 @@ from servicekit.throttle import LogThrottle
 log = logging.getLogger(__name__)
 
 LIVE, REPLAY = 0, 1
+
+
+class LatencyWindow:
+    """The last ``size`` latencies, in a fixed array of doubles (80 KB for 10,000; a deque
+    of float objects is 3.5 times that, and grows to it over a long run)."""
+
+    def __init__(self, size: int) -> None:
+        self._values = array("d", bytes(8 * size))
+        self._next = 0
+        self._count = 0
+
+    def append(self, value: float) -> None:
+        self._values[self._next] = value
+        self._next = (self._next + 1) % len(self._values)
+        self._count = min(self._count + 1, len(self._values))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._values[: self._count] if self._count < len(self._values) else self._values)
 
 
 def _bundles(records: list[Record], size: int) -> list[list[Record]]:
@@ -143,7 +166,7 @@ class EdgeAgent:
         # message twice, and each copy would get its own seq (which the hub's dedup cannot catch). A
         # device never sends two identical payloads stamped with the same time, so those are dropped here.
         self._recent_local: dict[str, deque[bytes]] = {}
-        self.live_latency: deque[float] = deque(maxlen=10_000)  # seconds from enqueue to PUBACK, live only
+        self.live_latency = LatencyWindow(10_000)  # seconds from enqueue to PUBACK, live only
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.dead_letters = DeadLetterFile(settings.state_dir / f"{gateway_id}-dead-letters.jsonl")
         self.spool = Spool(settings.state_dir / f"{gateway_id}-spool", max_bytes=settings.spool_max_mb * 1024 * 1024,
