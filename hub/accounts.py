@@ -121,6 +121,16 @@ class Accounts:
             raise AccountError(f"user {name!r} exists") from None
         self.audit(actor, "user.add", f"user:{name}", {"role": role})
 
+    def set_password(self, name: str, password: str, *, actor: str) -> None:
+        if len(password) < 8:
+            raise AccountError("password: at least 8 characters")
+        salt = secrets.token_bytes(16)
+        if self._run("UPDATE users SET salt = ?, pw_hash = ? WHERE name = ?",
+                     (salt, _hash_password(password, salt), name)).rowcount == 0:
+            raise AccountError(f"no user {name!r}")
+        self._run("DELETE FROM sessions WHERE user = ?", (name,))
+        self.audit(actor, "user.password", f"user:{name}", {})
+
     def set_disabled(self, name: str, disabled: bool, *, actor: str) -> None:
         if self._run("UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name)).rowcount == 0:
             raise AccountError(f"no user {name!r}")

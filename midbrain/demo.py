@@ -9,6 +9,7 @@ summary), then the bridge (it delivers what it holds), then the city, then the b
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -132,7 +133,26 @@ class Demo:
 
     # -- start ---------------------------------------------------------------------------
 
+    def _demo_accounts(self) -> list[tuple[str, str, str]]:
+        """A supervisor and a staff member to log in to the staff page with, new passwords each run."""
+        from hub.accounts import AccountError, Accounts
+
+        accounts = Accounts(self.workdir / "hub.sqlite3")
+        made = []
+        try:
+            for name, role, display in (("zhuguan", "supervisor", "张主管"), ("wuye", "staff", "王师傅")):
+                password = secrets.token_urlsafe(9)
+                try:
+                    accounts.add_user(name, password, role, display, actor="demo")  # type: ignore[arg-type]
+                except AccountError:  # a reused workdir: reset the password instead
+                    accounts.set_password(name, password, actor="demo")
+                made.append((name, role, password))
+        finally:
+            accounts.close()
+        return made
+
     def start(self) -> None:
+        self.logins = self._demo_accounts()
         self.broker.start()
         self.service("city", "city").start()
         # The bridge subscribes before the hub publishes its first summary: the broker keeps
@@ -195,7 +215,8 @@ class Demo:
                 f"[bold]midbrain demo[/] — community [cyan]{self.cfg.community.id}[/] "
                 f"({self.cfg.community.name}), broker: {self.broker.kind} on 127.0.0.1:{self.broker.port}\n"
                 f"  hub API      {self.hub_url}/docs\n"
-                f"  staff page   {self.hub_url}/staff\n"
+                f"  staff page   {self.hub_url}/staff   log in as "
+                + ", ".join(f"{name} / {password} ({role})" for name, role, password in self.logins) + "\n"
                 f"  metrics      {self.hub_url}/metrics\n"
                 f"  bridge       http://127.0.0.1:{self.bridge_port}/metrics  (outbox)\n"
                 f"  city         {self.city_url}/  ({self.city_url}/api/summaries)\n"
