@@ -8,6 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from contract.messages import (
     Ack,
+    Alert,
     Backlog,
     Birth,
     Command,
@@ -87,4 +88,5 @@ _MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.HEALTH: GatewayHealth,
     TopicKind.SUMMARY: HubSummary,
     TopicKind.BACKLOG: Backlog,
+    TopicKind.ALERT: Alert,
 }

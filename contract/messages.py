@@ -161,6 +161,20 @@ class SummaryCell(BaseModel):
     metrics: dict[str, MetricStats] = Field(default_factory=dict)
 
 
+class Alert(Message):
+    """An alert as the hub raises it: a rule's (``threshold``) or the model's (``fire``,
+    ``spike``, ``stuck``, ``drift``). Published once; the hub's API keeps the record."""
+
+    id: int = Field(ge=0)
+    device: Ident
+    metric: str = Field(max_length=64)
+    kind: EventName
+    severity: Literal["info", "warning", "critical"]
+    score: FiniteFloat  # the value that crossed a threshold, or the model's score
+    ts: FiniteFloat  # of the reading or window that raised it
+    raised_at: FiniteFloat
+
+
 class HubSummary(Message):
     """Per-window community summary the hub publishes for the bridge."""
 

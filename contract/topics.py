@@ -10,6 +10,7 @@ Namespace (``mb/v1`` is the contract version)::
     mb/v1/{community}/{gateway}/{device}/telemetry    readings (edge -> hub)
     mb/v1/{community}/{gateway}/{device}/event        discrete events (edge -> hub)
     mb/v1/{community}/_hub/summary                    per-window community summary (hub -> bridge)
+    mb/v1/{community}/_hub/alert                      an alert, as it is raised (hub -> anyone)
 
 Publish topics are built by the functions below; subscribe filters are separate
 functions, because a filter is not a topic.
@@ -34,6 +35,7 @@ class TopicKind(StrEnum):
     TELEMETRY = "telemetry"
     EVENT = "event"
     SUMMARY = "summary"
+    ALERT = "alert"
 
 
 _GATEWAY_KINDS = {TopicKind.STATE, TopicKind.COMMAND, TopicKind.ACK, TopicKind.HEALTH, TopicKind.BACKLOG}
@@ -95,6 +97,10 @@ def hub_summary(community: str) -> str:
     return f"{_base(community)}/{HUB_LEVEL}/{TopicKind.SUMMARY}"
 
 
+def hub_alert(community: str) -> str:
+    return f"{_base(community)}/{HUB_LEVEL}/{TopicKind.ALERT}"
+
+
 # -- subscribe filters -------------------------------------------------------------
 
 
@@ -132,6 +138,8 @@ def parse(topic: str) -> Topic:
     if rest[0] == HUB_LEVEL:
         if rest == [HUB_LEVEL, TopicKind.SUMMARY]:
             return Topic(TopicKind.SUMMARY, community)
+        if rest == [HUB_LEVEL, TopicKind.ALERT]:
+            return Topic(TopicKind.ALERT, community)
         raise TopicError(topic, "unknown hub topic")
     gateway = rest[0]
     if not is_ident(gateway):

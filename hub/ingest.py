@@ -150,7 +150,7 @@ class Ingestor:
             raise Rejected("bad-topic", exc.reason) from None
         if parsed.community != self.community:
             raise Rejected("foreign-community", parsed.community)
-        if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY):
+        if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY, TopicKind.ALERT):
             return  # published by the hub itself
         counter = self._received.get(parsed.kind)
         if counter is None:

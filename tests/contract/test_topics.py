@@ -13,6 +13,7 @@ def test_builders_round_trip_through_the_parser() -> None:
     assert topics.parse(topics.device_telemetry("c1", "gw-1", "d-1")) == Topic(TopicKind.TELEMETRY, "c1", "gw-1", "d-1")
     assert topics.parse(topics.device_event("c1", "gw-1", "d-1")) == Topic(TopicKind.EVENT, "c1", "gw-1", "d-1")
     assert topics.parse(topics.hub_summary("c1")) == Topic(TopicKind.SUMMARY, "c1")
+    assert topics.parse(topics.hub_alert("c1")) == Topic(TopicKind.ALERT, "c1")
 
 
 def test_the_documented_example_topic() -> None:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from contract import topics
-from contract.codec import encode
+from contract.codec import decode_as, encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import Birth, Death, Telemetry
+from contract.messages import Alert, Birth, Death, Telemetry
 from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.profiles import load_bus_files
@@ -121,11 +121,16 @@ async def test_api_tokens_for_machine_clients_and_revocation(
                               headers=bearer)
         assert r.status_code == 200 and r.json()["desired"]["thresholds"] == {"temperature": {"high": 35.0}}
         assert r.json()["sync"] == "in_sync"  # thresholds are the hub's own: nothing to send
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as edge:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as edge, \
+                aiomqtt.Client(mosquitto.host, mosquitto.port) as control_room:
+            await control_room.subscribe(topics.hub_alert(C), qos=1)
             for seq, temperature in enumerate((30.0, 36.5, 37.0), start=1):
                 await edge.publish(topics.device_telemetry(C, "gw-b1", "b1-th-01"), encode(Telemetry(
                     seq=seq, boot="b1", ts=time.time(), device="b1-th-01", metrics={"temperature": temperature})),
                     qos=1)
+            async with asyncio.timeout(10):
+                published = decode_as(Alert, (await anext(aiter(control_room.messages))).payload)  # type: ignore[arg-type]
+        assert (published.device, published.kind, published.score) == ("b1-th-01", "threshold", 36.5)
 
         async def threshold_alerts() -> list[dict]:
             return [a for a in (await machine.get("/api/alerts")).json() if a["kind"] == "threshold"]
