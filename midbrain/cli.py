@@ -96,6 +96,30 @@ def user_list(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
 
 @app.command()
+def evaluate(data_dir: Annotated[Path, typer.Argument(help="Folder holding nab/ and skab/ (see its README).")],
+             window: Annotated[int, typer.Option(help="Points per window, as the hub scores a metric.")] = 60,
+             json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None
+             ) -> None:
+    """Evaluate the anomaly model and the z-score baseline on real data (NAB, SKAB)."""
+    from hub.evaluate import DataError, evaluate as run
+
+    try:
+        result = run(data_dir, window=window)
+    except DataError as exc:
+        typer.echo(f"evaluate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"model {result['model']}, windows of {result['window_points']} points, "
+               f"threshold {result['threshold']}")
+    typer.echo("data set / split        detector   precision  recall  false-pos  events found")
+    for key, by in result["figures"].items():  # type: ignore[union-attr]
+        for name, f in by.items():
+            typer.echo(f"{key:<24} {name[:9]:<10} {f['precision']:>9.3f} {f['recall']:>7.3f} "
+                       f"{f['false_positive_rate']:>10.4f}  {f['event_recall']:.3f} of {f['events']}")
+    if json_out is not None:
+        write_json_atomically(json_out, result)
+
+
+@app.command()
 def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
     """Run the community mid-brain: ingest, storage, inference, alerts, API and staff page."""
     from hub.inference import ModelError
