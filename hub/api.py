@@ -286,6 +286,19 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         assert store is not None
         return store.dead_letters(reason, limit)
 
+    @app.get("/api/models")
+    def models(request: Request) -> dict[str, Any]:
+        hub = hub_of(request)
+        return {"model": hub.model.name, "sha256": hub.model.sha256, "manifest": hub.model.manifest,
+                "events": hub.model_events[-50:]}
+
+    @app.post("/api/models/reload")
+    async def reload_models(request: Request, who: Principal = require("admin")) -> dict[str, Any]:
+        """Check the model folder now instead of at the next poll."""
+        result = await hub_of(request).reload_model()
+        accounts_of(request).audit(who.actor, "model.reload", "model", result)
+        return result
+
     @app.get("/api/stream")
     async def stream(request: Request) -> StreamingResponse:
         """Server-sent events: a ``change`` event whenever devices, alerts or work orders

@@ -51,7 +51,17 @@ class WindowModel:
         self._input = self._session.get_inputs()[0].name
         self.classes: list[str] = list(self.manifest["outputs"]["probabilities"])
         self.name = f"{self.manifest['name']}@{self.manifest['version']}"
+        self.sha256 = digest
         log.info("loaded model %s (sha256 %s)", self.name, digest[:12])
+
+    @staticmethod
+    def manifest_sha256(model_dir: Path | None) -> str | None:
+        """The sha256 a model folder's manifest announces now (None if it cannot be read):
+        cheap to poll, so that a new version is noticed without loading it."""
+        try:
+            return str(json.loads(((model_dir or DEFAULT_MODEL_DIR) / "manifest.json").read_text()).get("sha256"))
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def score(self, features: np.ndarray) -> Scores:
         if len(features) == 0:

@@ -24,7 +24,7 @@ from contract.messages import Alert, Command
 from contract.topology import Community
 from hub.accounts import Accounts
 from hub.alerts import AlertPolicy
-from hub.inference import WindowModel
+from hub.inference import ModelError, WindowModel
 from hub.ingest import Ingestor
 from hub.metrics import HubMetrics
 from hub.registry import Registry
@@ -52,8 +52,8 @@ class HubService:
         self.community = community
         self.metrics = HubMetrics()
         self.registry = Registry(community, offline_after_s=settings.offline_after_s)
-        self.model = model or WindowModel(settings.model_dir)
-        self.windows = Windows(self.model, settings.window_s)
+        self.windows = Windows(model or WindowModel(settings.model_dir), settings.window_s)
+        self.model_events: list[dict[str, object]] = []  # loads and refusals, newest last
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
         self.store: HubStore | None = None
@@ -111,6 +111,7 @@ class HubService:
         self._tg.create_task(self._retention(), name="hub-retention")
         self._tg.create_task(self._status_watch(), name="hub-status")
         self._tg.create_task(self._sla_watch(), name="hub-sla")
+        self._tg.create_task(self._model_watch(), name="hub-models")
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -276,6 +277,37 @@ class HubService:
         if created:
             self.metrics.count("work_orders_opened")
             log.info("work order %d opened for alert %s/%s/%s", order, device, metric, kind)
+
+    @property
+    def model(self) -> WindowModel:
+        return self.windows.model
+
+    async def _model_watch(self) -> None:
+        while not await wait_or_stop(self._stop, self.settings.model_poll_s):
+            await self.reload_model()
+
+    async def reload_model(self) -> dict[str, object]:
+        """Load the model folder's current version if it is new: verified and built off the
+        event loop, then swapped in between two scoring passes. A version that fails its
+        checks is refused, with the reason, and the running model stays."""
+        announced = WindowModel.manifest_sha256(self.settings.model_dir)
+        if announced is None or announced == self.model.sha256:
+            return {"loaded": False, "model": self.model.name}
+        try:
+            new = await asyncio.to_thread(WindowModel, self.settings.model_dir)
+        except ModelError as exc:
+            if not self.model_events or self.model_events[-1].get("reason") != str(exc):  # once per bad version
+                self.metrics.count("model_refused")
+                log.error("new model refused, still scoring with %s: %s", self.model.name, exc)
+                self.model_events.append({"at": time.time(), "event": "refused", "reason": str(exc)})
+            return {"loaded": False, "model": self.model.name, "refused": str(exc)}
+        previous = self.model.name
+        self.windows.use(new)
+        self.metrics.count("model_loads")
+        self.model_events.append({"at": time.time(), "event": "loaded", "model": new.name, "sha256": new.sha256,
+                                  "previous": previous})
+        log.warning("model %s replaced by %s (sha256 %s)", previous, new.name, new.sha256[:12])
+        return {"loaded": True, "model": new.name, "previous": previous}
 
     async def _sla_watch(self) -> None:
         """Escalate work orders past their category's SLA, once each."""

@@ -53,5 +53,8 @@ class HubSettings(BaseModel):
     alert_threshold: float = Field(default=0.8, gt=0, lt=1)
     alert_cooldown_s: float = Field(default=300.0, ge=0)
     sla_check_interval_s: float = Field(default=30.0, gt=0)  # how often overdue work orders are escalated
+    # A model folder (manifest.json + the ONNX file it names). Replace both, manifest last,
+    # and the hub loads the new version within model_poll_s (or at POST /api/models/reload).
+    model_poll_s: float = Field(default=10.0, gt=0)
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry

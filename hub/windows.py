@@ -31,6 +31,15 @@ class Windows:
         self._max_points = max_points
         self._series: dict[tuple[str, str], deque[tuple[float, float]]] = {}
 
+    @property
+    def model(self) -> WindowModel:
+        return self._model
+
+    def use(self, model: WindowModel) -> None:
+        """Score with ``model`` from the next pass on. The windows stay: nothing is dropped,
+        and a pass is scored by exactly one model (passes and swaps both run on the event loop)."""
+        self._model = model
+
     def add(self, device: str, metric: str, ts: float, value: float) -> None:
         series = self._series.get((device, metric))
         if series is None:
