@@ -27,7 +27,7 @@ import httpx
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mosquitto  # noqa: E402
+from _common import mosquitto, wait_hub_ready  # noqa: E402
 
 from contract import topics  # noqa: E402
 from contract.codec import encode  # noqa: E402
@@ -72,14 +72,8 @@ def main() -> None:
         (alert_lat if msg.topic.endswith("/alert") else plain_lat).append(now - at)
 
     try:
+        wait_hub_ready(url)
         with httpx.Client(base_url=url, timeout=10) as http:
-            for _ in range(300):
-                try:
-                    if http.get("/healthz").json().get("mqtt_connected"):
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
             http.post("/api/login", json={"name": "bench", "password": "bench-password"}).raise_for_status()
             http.put("/api/devices/b1-th-01/desired",
                      json={"thresholds": {"temperature": {"high": 35}}}).raise_for_status()

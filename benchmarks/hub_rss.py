@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mosquitto  # noqa: E402
+from _common import mosquitto, wait_hub_ready  # noqa: E402
 
 from contract import topics  # noqa: E402
 from contract.codec import encode  # noqa: E402
@@ -61,13 +61,7 @@ def main() -> None:
                              "--log-level", "WARNING"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).json().get("mqtt_connected"):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_hub_ready(url)
         hub = psutil.Process(proc.pid)
         idle = hub.memory_info().rss / 2**20
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-hubrss")
