@@ -8,6 +8,7 @@ outbox for the next start.
 
 import asyncio
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,30 @@ class Bridge:
         self.outbox = Outbox(settings.outbox, remember_keys_s=settings.remember_keys_s)
         self.invalid = 0
         self.redelivered = 0
+        self.store_failures = 0
+        # Manual acknowledgement: a summary's PUBACK goes out only once the outbox has committed
+        # it, so a bridge killed in between gets it again from the broker (the outbox's
+        # idempotency key drops the repeat).
         self.link = MqttLink(mqtt, client_id=f"{settings.client_id}-{community_id}", clean_session=False,
-                             on_connect=self._subscribe, on_message=self._on_summary)
+                             manual_ack=True, on_connect=self._subscribe, on_message=self._on_summary)
         self._deliverer: Deliverer | None = None
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         await client.subscribe(topics.filter_hub_summaries(self.community_id), qos=1)
 
     async def _on_summary(self, message: aiomqtt.Message) -> None:
+        session = self.link.session
+        try:
+            await self._keep(message)
+        except (OSError, sqlite3.Error) as exc:
+            # Not acknowledged: leave the session, and the broker delivers it again once the
+            # link is back (after the reconnect backoff), by which time the disk may be too.
+            self.store_failures += 1
+            log.error("outbox could not keep a summary (%s); it stays with the broker", exc)
+            raise aiomqtt.MqttError(f"outbox failure: {exc}") from exc
+        self.link.ack(session, message.mid, message.qos)  # after the outbox commit (or the refusal)
+
+    async def _keep(self, message: aiomqtt.Message) -> None:
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         try:
             summary = decode_as(HubSummary, raw)
@@ -103,6 +120,7 @@ class Bridge:
     def stats(self) -> dict[str, Any]:
         failures = self._deliverer.failures if self._deliverer is not None else 0
         return {**self.outbox.stats(), "invalid_summaries": self.invalid, "redelivered": self.redelivered,
+                "store_failures": self.store_failures,
                 "delivery_failures": failures}
 
 
