@@ -101,8 +101,10 @@ class Ingestor:
         self.interval_events: dict[str, int] = {}
         # Desired thresholds per device (the twin): metric -> (low, high); and which series
         # are outside now, so that one excursion raises one alert (hysteresis HYSTERESIS).
-        self.thresholds: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+        self.thresholds: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
         self._outside: set[tuple[str, str]] = set()
+        self._too_fast: set[tuple[str, str]] = set()  # series whose rate of change is over its limit now
+        self._last: dict[tuple[str, str], tuple[float, float]] = {}  # (ts, value) of series with a rate limit
 
     def take(self) -> Pending:
         taken, self.pending = self.pending, Pending()
@@ -271,12 +273,16 @@ class Ingestor:
             self._check_thresholds(msg.device, msg.ts, msg.metrics, limits)
 
     def _check_thresholds(self, device: str, ts: float, metrics: Any,
-                          limits: dict[str, tuple[float | None, float | None]]) -> None:
-        for name, (low, high) in limits.items():
+                          limits: dict[str, tuple[float | None, float | None, float | None]]) -> None:
+        for name, (low, high, rate) in limits.items():
             value = metrics.get(name)
             if value is None:
                 continue
             key = (device, name)
+            if rate is not None:
+                self._check_rate(key, ts, value, rate)
+            if low is None and high is None:
+                continue
             if key in self._outside:  # back inside only with a margin: no alert storm at the limit
                 span = abs(high - low) if low is not None and high is not None else abs(low if high is None else high)
                 margin = HYSTERESIS * (span or 1.0)
@@ -288,6 +294,20 @@ class Ingestor:
             elif high is not None and value > high:
                 self._outside.add(key)
                 self.pending.crossings.append((ts, device, name, value, "high", high))
+
+    def _check_rate(self, key: tuple[str, str], ts: float, value: float, limit: float) -> None:
+        """A change faster than ``limit`` a minute raises once; it re-arms below half the limit."""
+        last = self._last.get(key)
+        self._last[key] = (ts, value)
+        if last is None or ts <= last[0]:
+            return
+        per_min = abs(value - last[1]) / (ts - last[0]) * 60.0
+        if key in self._too_fast:
+            if per_min <= limit / 2:
+                self._too_fast.discard(key)
+        elif per_min > limit:
+            self._too_fast.add(key)
+            self.pending.crossings.append((ts, key[0], key[1], per_min, "rate", limit))
 
     def _event(self, parsed: Topic, msg: Event) -> None:
         try:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_KIND_ZH = {"threshold": "超出阈值", "fire": "疑似火情", "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
+_KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "fire": "疑似火情", "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
 
 
 class HubService:
@@ -199,7 +199,8 @@ class HubService:
             if await asyncio.to_thread(self.twin.acked, ack_id, result, reason, at) and result != "ok":
                 log.warning("command %s refused by the edge: %s %s", ack_id, result, reason)
         for ts, device, metric, value, bound, limit in batch.crossings:
-            await self._raise(ts, device, metric, "threshold", value, "warning")
+            await self._raise(ts, device, metric, "rate_of_change" if bound == "rate" else "threshold", value,
+                              "warning")
             log.warning("threshold: device=%s %s=%s beyond its %s limit %s", device, metric, value, bound, limit)
         for gateway in {b[0] for b in batch.births}:
             assert self._tg is not None
@@ -323,7 +324,8 @@ class HubService:
     def _apply_thresholds(self, device: str, doc: dict[str, object]) -> None:
         limits = doc.get("thresholds") or {}
         assert isinstance(limits, dict)
-        self.ingestor.thresholds[device] = {m: (t.get("low"), t.get("high")) for m, t in limits.items()}
+        self.ingestor.thresholds[device] = {m: (t.get("low"), t.get("high"), t.get("rate_per_min"))
+                                            for m, t in limits.items()}
 
     async def set_desired(self, device_id: str, patch: DesiredPatch, actor: str) -> dict[str, object]:
         """Change a device's desired state and send what the edge must do; KeyError, TwinError."""

@@ -6,8 +6,9 @@ Desired state (per device, versioned, set through the API by a supervisor):
 - ``interval_s``: poll interval, delivered as a ``set_interval`` command;
 - ``disabled_points``: points read but not reported, delivered as ``disable_point`` /
   ``enable_point`` commands;
-- ``thresholds``: ``{metric: {low, high}}``, applied by the hub itself (a reading outside
-  raises a ``threshold`` alert), so nothing is sent for them.
+- ``thresholds``: ``{metric: {low, high, rate_per_min}}``, applied by the hub itself (a
+  reading outside raises a ``threshold`` alert; a change faster than ``rate_per_min``
+  between two readings a ``rate_of_change`` alert), so nothing is sent for them.
 
 Every change is sent at once if the gateway is online, and the whole edge-side desired
 state is sent again each time the gateway is born (an agent that restarted has forgotten
@@ -70,14 +71,15 @@ class Threshold(BaseModel):
 
     low: float | None = None
     high: float | None = None
+    rate_per_min: float | None = Field(default=None, gt=0)  # largest change a minute between readings
 
     @model_validator(mode="after")
     def _ordered(self) -> "Threshold":
-        for v in (self.low, self.high):
+        for v in (self.low, self.high, self.rate_per_min):
             if v is not None and not math.isfinite(v):
                 raise ValueError("thresholds must be finite numbers")
-        if self.low is None and self.high is None:
-            raise ValueError("give low, high or both")
+        if self.low is None and self.high is None and self.rate_per_min is None:
+            raise ValueError("give low, high, rate_per_min or a combination")
         if self.low is not None and self.high is not None and self.low >= self.high:
             raise ValueError("low must be below high")
         return self

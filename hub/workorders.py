@@ -100,7 +100,7 @@ def category_of_alert(kind: str, device_class: str) -> str:
         return "elevator"
     if device_class == "electricity_meter":
         return "electrical"
-    if device_class in ("air_quality", "temp_humidity") and kind == "threshold":
+    if device_class in ("air_quality", "temp_humidity") and kind in ("threshold", "rate_of_change"):
         return "environment"
     if device_class == "bin_fill":
         return "sanitation"
