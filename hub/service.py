@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "fire": "疑似火情", "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
+_KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "offline": "设备离线", "fire": "疑似火情", "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
 
 
 class HubService:
@@ -270,7 +270,8 @@ class HubService:
         if state is None:
             return
         spec = CATALOG[state.device_class]
-        label = spec.metric(metric).label_zh if spec.metric(metric) else metric  # type: ignore[union-attr]
+        label = "" if kind == "offline" else (spec.metric(metric).label_zh if spec.metric(metric)  # type: ignore[union-attr]
+                                               else metric)
         order, created = await asyncio.to_thread(
             self.workorders.from_alert, alert_key=f"{device}:{metric}:{kind}",
             category=category_of_alert(kind, state.device_class), title=f"{state.name or device}：{label}{_KIND_ZH.get(kind, kind)}",
@@ -408,6 +409,9 @@ class HubService:
                 else:
                     reason = "never-heard" if d.last_seen is None else "stale"
                 await asyncio.to_thread(self.twin.status_change, d.id, now, online, reason)
+                if not online and reason in ("stale", "gateway-offline") and last.get(d.id) is True:
+                    # A device that was reporting and stopped: someone should look (one alert a drop).
+                    await self._raise(now, d.id, "status", "offline", 0.0, "warning")
                 last[d.id] = online
 
     # -- summaries -------------------------------------------------------------------------

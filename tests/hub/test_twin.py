@@ -174,5 +174,7 @@ async def test_each_device_keeps_a_history_of_going_offline_and_back_with_reason
         await wait_until(lambda: history(3), timeout=10)
         await edge.publish(topics.gateway_state(C, gw), encode(Death(boot="b1", clean=True)), qos=1, retain=True)
         rows = await wait_until(lambda: history(4), timeout=10)
+        alerts = [a for a in (await http.get("/api/alerts")).json() if a["kind"] == "offline"]
     assert [(r["online"], r["reason"]) for r in reversed(rows)] == [
         (True, "reporting"), (False, "stale"), (True, "reporting"), (False, "gateway-offline")]
+    assert [(a["device"], a["metric"]) for a in alerts] == [(dev, "status"), (dev, "status")]  # one per drop
