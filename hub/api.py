@@ -281,10 +281,13 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
 
     @app.get("/api/dead-letters")
     def dead_letters(request: Request, reason: str | None = None,
+                     topic: str | None = Query(None, description="a topic prefix, e.g. mb/v1/xihu-demo/gw-b1/"),
+                     since: float | None = None, until: float | None = None,
                      limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        """Dead letters, newest first: topic, reason, detail, time, size and the raw bytes."""
         store = hub_of(request).store
         assert store is not None
-        return store.dead_letters(reason, limit)
+        return store.dead_letters(reason, limit, topic=topic, since=since, until=until)
 
     @app.get("/api/models")
     def models(request: Request) -> dict[str, Any]:

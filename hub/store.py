@@ -308,8 +308,17 @@ class HubStore:
         return self._query(f"SELECT ts, device, metric, value, gateway, seq, hist FROM telemetry {clause} "
                            "ORDER BY ts DESC LIMIT ?", [*args, limit])
 
-    def dead_letters(self, reason: str | None, limit: int) -> list[dict[str, Any]]:
+    def dead_letters(self, reason: str | None, limit: int, *, topic: str | None = None, since: float | None = None,
+                     until: float | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``topic`` matches a prefix (``mb/v1/xihu-demo/gw-b1/``), times bound ``received_at``."""
         where, args = _filters(reason=reason)
+        if topic is not None:
+            where.append("substr(topic, 1, ?) = ?")
+            args += [len(topic), topic]
+        for op, value in ((">=", since), ("<", until)):
+            if value is not None:
+                where.append(f"received_at {op} ?")
+                args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(f"SELECT id, received_at, topic, reason, detail, size, raw FROM dead_letters {clause} "
                            "ORDER BY id DESC LIMIT ?", [*args, limit])

@@ -63,6 +63,11 @@ async def test_typed_telemetry_is_stored_and_malformed_is_dead_lettered(
         assert oversize["size"] == 100_002
         only_json = (await http.get("/api/dead-letters", params={"reason": "invalid-json"})).json()
         assert [d["raw_text"] for d in only_json] == ['{"v":1,"seq":2,']
+        ghost = (await http.get("/api/dead-letters", params={"topic": "mb/v1/xihu-demo/gw-b1/ghost"})).json()
+        assert [d["reason"] for d in ghost] == ["unknown-device"]
+        newest = max(d["received_at"] for d in letters)
+        assert (await http.get("/api/dead-letters", params={"since": newest + 1})).json() == []
+        assert len((await http.get("/api/dead-letters", params={"until": newest + 1})).json()) == len(bad)
 
         # The hub keeps serving and counts what it refused.
         assert (await http.get("/healthz")).json()["status"] == "ok"
