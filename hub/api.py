@@ -171,7 +171,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                     building: str | None = None, limit: int = Query(200, ge=1, le=2000),
                     who: Principal = require("volunteer")) -> list[dict[str, Any]]:
         """Most urgent first (escalated, then by due time). Volunteers see what they may claim."""
-        return orders_of(request).list(status, assignee, building, volunteer_only=who.role == "volunteer",
+        return orders_of(request).find(status, assignee, building, volunteer_only=who.role == "volunteer",
                                        limit=limit)
 
     @app.get("/api/work-orders/{order_id}")

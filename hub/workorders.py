@@ -234,7 +234,7 @@ class WorkOrders:
                                for r in cur.fetchall()]
         return order
 
-    def list(self, status: str | None = None, assignee: str | None = None, building: str | None = None,
+    def find(self, status: str | None = None, assignee: str | None = None, building: str | None = None,
              volunteer_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM work_orders WHERE 1 = 1", []
         for column, value in (("status", status), ("assignee", assignee), ("building", building)):

@@ -64,7 +64,7 @@ def test_volunteers_claim_only_what_is_open_to_volunteers(orders: WorkOrders) ->
     with pytest.raises(WorkOrderError, match="volunteers may not claim fire_safety"):
         orders.act(fire, "claim", AUNTIE)
     assert orders.act(litter, "claim", AUNTIE)["assignee"] == "chen-ayi"
-    assert [o["id"] for o in orders.list(volunteer_only=True)] == [litter]
+    assert [o["id"] for o in orders.find(volunteer_only=True)] == [litter]
 
 
 @pytest.mark.integration
@@ -75,7 +75,7 @@ def test_an_order_past_its_sla_is_escalated_once_and_listed_first(orders: WorkOr
     assert orders.escalate_overdue(now=t0 + 10 * 60) == []
     assert [o["id"] for o in orders.escalate_overdue(now=t0 + 17 * 60)] == [fire]  # due at t0 + 16 min
     assert orders.escalate_overdue(now=t0 + 18 * 60) == []  # once
-    assert [o["id"] for o in orders.list()][0] == fire
+    assert [o["id"] for o in orders.find()][0] == fire
     assert orders.get(fire)["events"][-1]["action"] == "escalate" and orders.get(slow)["escalated_at"] is None
 
 
