@@ -176,7 +176,10 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
 
     @app.get("/api/work-orders/{order_id}")
     def work_order(request: Request, order_id: int, who: Principal = require("volunteer")) -> dict[str, Any]:
-        return orders_of(request).get(order_id)
+        order = orders_of(request).get(order_id)
+        if who.role == "volunteer" and not CATEGORIES[order["category"]].volunteers and order["assignee"] != who.name:
+            raise HTTPException(403, "volunteers see only the work orders open to volunteers, and their own")
+        return order
 
     @app.post("/api/work-orders", status_code=201)
     def new_work_order(request: Request, body: NewWorkOrder, who: Principal = require("staff")) -> dict[str, Any]:

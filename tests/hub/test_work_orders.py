@@ -127,6 +127,12 @@ async def test_an_alert_becomes_a_work_order_that_staff_claim_and_resolve_over_h
         assert (await boss.post(f"/api/work-orders/{oid}/verify", json={})).json()["status"] == "verified"
         request = await worker.post("/api/work-orders", json={"category": "repair", "title": "电梯按钮失灵"})
         assert request.status_code == 201 and request.json()["source"] == "request"
+        hub.accounts.add_user("chen", PASSWORD, "volunteer")
+        async with httpx.AsyncClient(base_url=url) as volunteer:
+            await volunteer.post("/api/login", json={"name": "chen", "password": PASSWORD})
+            assert (await volunteer.get(f"/api/work-orders/{request.json()['id']}")).status_code == 403
+            seen = [o["category"] for o in (await volunteer.get("/api/work-orders")).json()]
+            assert seen == ["environment"]  # open to volunteers; the repair request is not
         async with httpx.AsyncClient(base_url=url) as stranger:
             anonymous = await stranger.get("/api/work-orders")
         trail = (await boss.get("/api/audit", params={"target": f"work_order:{oid}"})).json()
