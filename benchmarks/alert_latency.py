@@ -15,7 +15,6 @@ broker's own round trip on this machine, in the same run).
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import httpx
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mosquitto, wait_hub_ready  # noqa: E402
+from _common import midbrain_env, mosquitto, start_hub  # noqa: E402
 
 from contract import topics  # noqa: E402
 from contract.codec import encode  # noqa: E402
@@ -48,14 +47,12 @@ def main() -> None:
     broker, endpoint = mosquitto()
     work = Path(tempfile.mkdtemp(prefix="mb-alertlat-"))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
-    env.update({"MIDBRAIN_MQTT__PORT": str(endpoint.port), "MIDBRAIN_HUB__HTTP_PORT": str(port),
-                "MIDBRAIN_HUB__DATABASE": str(work / "hub.sqlite3")})
+    env = midbrain_env(MIDBRAIN_MQTT__PORT=str(endpoint.port), MIDBRAIN_HUB__HTTP_PORT=str(port),
+                       MIDBRAIN_HUB__DATABASE=str(work / "hub.sqlite3"))
     subprocess.run([sys.executable, "-m", "midbrain", "user", "add", "bench", "--role", "supervisor",
                     "--password-stdin", "--config", str(REPO / "config" / "demo.toml")],
                    input="bench-password\n", text=True, env=env, check=True, capture_output=True)
-    hub = subprocess.Popen([sys.executable, "-m", "midbrain", "hub", "--config", str(REPO / "config" / "demo.toml"),
-                            "--log-level", "ERROR"], env=env)
+    hub = start_hub(REPO / "config" / "demo.toml", port, env, log_level="ERROR")
     url = f"http://127.0.0.1:{port}"
     sent: dict[tuple[str, float], float] = {}  # (device, ts) -> when publish was called
     alert_lat: list[float] = []
@@ -72,7 +69,6 @@ def main() -> None:
         (alert_lat if msg.topic.endswith("/alert") else plain_lat).append(now - at)
 
     try:
-        wait_hub_ready(url)
         with httpx.Client(base_url=url, timeout=10) as http:
             http.post("/api/login", json={"name": "bench", "password": "bench-password"}).raise_for_status()
             http.put("/api/devices/b1-th-01/desired",

@@ -11,8 +11,6 @@ pass, and again after --settle-s seconds of the hub running with every device kn
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ import paho.mqtt.client as mqtt
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mosquitto, wait_hub_ready  # noqa: E402
+from _common import midbrain_env, mosquitto, start_hub  # noqa: E402
 
 from contract import topics  # noqa: E402
 from contract.codec import encode  # noqa: E402
@@ -56,12 +54,9 @@ def main() -> None:
     port = free_port()
     (work / "hub.toml").write_text(community_toml(args.devices) + f'\n[mqtt]\nhost = "127.0.0.1"\nport = {endpoint.port}\n'
                                    f'\n[hub]\nhttp_port = {port}\ndatabase = "{work / "hub.sqlite3"}"\nstride_s = 5\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
-    proc = subprocess.Popen([sys.executable, "-m", "midbrain", "hub", "--config", str(work / "hub.toml"),
-                             "--log-level", "WARNING"], env=env)
+    proc = start_hub(work / "hub.toml", port, midbrain_env())
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_hub_ready(url)
         hub = psutil.Process(proc.pid)
         idle = hub.memory_info().rss / 2**20
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-hubrss")
