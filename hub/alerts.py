@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from hub.windows import WindowScore
 
 SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift": "warning"}
+# How staff read each kind (work-order titles; the staff page has its own copy in both languages).
+KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "offline": "设备离线", "fire": "疑似火情",
+           "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from contract.endpoints import MqttEndpoint
 from contract.messages import Alert, Command
 from contract.topology import Community
 from hub.accounts import Accounts
-from hub.alerts import AlertPolicy
+from hub.alerts import KIND_ZH, AlertPolicy
 from hub.inference import ModelError, WindowModel
 from hub.ingest import Ingestor
 from hub.metrics import HubMetrics
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from hub.influx import InfluxSink
 
 log = logging.getLogger(__name__)
-
-_KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "offline": "设备离线", "fire": "疑似火情", "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
 
 
 class HubService:
@@ -270,11 +268,12 @@ class HubService:
         if state is None:
             return
         spec = CATALOG[state.device_class]
-        label = "" if kind == "offline" else (spec.metric(metric).label_zh if spec.metric(metric)  # type: ignore[union-attr]
-                                               else metric)
+        described = spec.metric(metric)
+        label = described.label_zh if described is not None else ("" if kind == "offline" else metric)
         order, created = await asyncio.to_thread(
             self.workorders.from_alert, alert_key=f"{device}:{metric}:{kind}",
-            category=category_of_alert(kind, state.device_class), title=f"{state.name or device}：{label}{_KIND_ZH.get(kind, kind)}",
+            category=category_of_alert(kind, state.device_class),
+            title=f"{state.name or device}：{label}{KIND_ZH.get(kind, kind)}",
             building=state.building, device=device, severity=severity, detail=f"{metric}={score:g} ({kind})", now=at)
         if created:
             self.metrics.count("work_orders_opened")
