@@ -9,8 +9,10 @@ import asyncio
 import logging
 import select
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiomqtt
+from paho.mqtt import _packet
 
 from contract.endpoints import MqttEndpoint
 from servicekit.backoff import Backoff
@@ -176,7 +178,30 @@ class MqttLink:
                 except Exception:  # never let a handler bug tear down the connection
                     log.exception("mqtt %s: message handler failed", self.client_id)
 
-            paho.on_message = on_message
+            paho.on_message = on_message  # QoS 2, which the lean path below hands back to paho
+            paho._handle_publish = self._lean_publish_handler(paho, on_raw)
+
+    def _lean_publish_handler(self, paho: Any, on_raw: OnRaw) -> Callable[[], int]:
+        """paho's PUBLISH handler without the per-message MQTTMessage (and the lock and
+        condition variable each one builds) and callback lookup: QoS 0 and 1 go straight to
+        ``on_raw``; QoS 2, which needs paho's PUBREC/PUBREL state, takes paho's own path."""
+        paho_handle_publish = paho._handle_publish
+        decode_publish = _packet.decode_publish
+
+        def handle_publish() -> int:
+            packet = paho._in_packet
+            if (packet["command"] & 0x06) == 0x04:  # QoS 2
+                return paho_handle_publish()
+            result = decode_publish(packet["command"], packet["packet"], paho._protocol)
+            try:
+                on_raw(result.topic.decode("utf-8", "replace"), result.payload, result.mid, result.qos)
+            except Exception:  # never let a handler bug tear down the connection
+                log.exception("mqtt %s: message handler failed", self.client_id)
+            if result.qos == 1 and not paho._manual_ack:
+                return paho._send_puback(result.mid)
+            return 0
+
+        return handle_publish
 
     def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Hand a message to the connection without waiting; returns the id ``on_ack`` will name.
@@ -216,16 +241,49 @@ class MqttLink:
         fd = sock.fileno()
         loop = asyncio.get_running_loop()
         aiomqtt_reader_failed = client._disconnected  # aiomqtt's signal that the connection broke
+        buffer = _RecvBuffer(paho._sock_recv)
+        paho._sock_recv = buffer.recv
 
         def reader() -> None:
             try:
                 for _ in range(256):
                     paho.loop_read()
-                    if paho.socket() is None or not select.select([fd], [], [], 0)[0]:
+                    if paho.socket() is None:
+                        return
+                    if not buffer.pending() and not select.select([fd], [], [], 0)[0]:
                         break
-            except Exception as exc:
+                else:
+                    if buffer.pending():  # whole packets already read: no readable event will come for them
+                        loop.call_soon(reader)
+            except Exception as exc:  # noqa: BLE001 - any failure ends the session, as aiomqtt's reader does
                 if not aiomqtt_reader_failed.done():
                     aiomqtt_reader_failed.set_exception(exc)
 
         loop.remove_reader(fd)
         loop.add_reader(fd, reader)
+        loop.call_soon(reader)  # whatever arrived with the CONNACK
+
+
+class _RecvBuffer:
+    """paho reads a packet in three or more recv calls (the command byte, each byte of the
+    remaining length, then the body): a system call each. This reads the socket 64 KiB at
+    a time and serves paho's small reads from memory."""
+
+    def __init__(self, sock_recv: Callable[[int], bytes], size: int = 65536) -> None:
+        self._sock_recv = sock_recv  # paho's own, which maps TLS want-read to BlockingIOError
+        self._size = size
+        self._data = b""
+        self._pos = 0
+
+    def pending(self) -> bool:
+        return self._pos < len(self._data)
+
+    def recv(self, n: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._sock_recv(self._size)  # raises BlockingIOError when there is nothing
+            if not data:
+                return data  # end of stream
+            self._data, self._pos = data, 0
+        chunk = self._data[self._pos:self._pos + n]
+        self._pos += len(chunk)
+        return chunk

@@ -46,3 +46,46 @@ async def test_a_link_reconnects_after_the_broker_restarts(tmp_path: Path, with_
         stop.set()
         await asyncio.wait_for(runner, 10)
         broker.stop()
+
+
+async def test_a_raw_receiver_gets_every_queued_message_once_at_each_qos(mosquitto: MqttEndpoint) -> None:
+    """The lean receive path (buffered socket reads, no paho MQTTMessage) on a persistent
+    session whose queue arrives in one go: 3,000 messages of QoS 1, then nothing more on the
+    wire, so the last packets sit in the read buffer with no readable event to come. QoS 0
+    and QoS 2 messages go the same way (QoS 2 through paho's own handler)."""
+    got: list[tuple[str, bytes, int]] = []
+
+    def on_raw(topic: str, payload: bytes, mid: int, qos: int) -> None:
+        got.append((topic, payload, qos))
+        link.ack(link.session, mid, qos)  # the broker sends no more than its in-flight window unacked
+
+    link = MqttLink(mosquitto, client_id="t-raw", clean_session=False, manual_ack=True, on_raw=on_raw,
+                    on_connect=lambda c: c.subscribe("t/#", qos=2))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(link.run(stop))
+    await link.wait_connected(10)
+    stop.set()
+    await asyncio.wait_for(runner, 10)  # the session stays with the broker, subscribed
+
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, max_inflight_messages=1000) as pub:
+        for i in range(3000):
+            await pub.publish(f"t/{i % 7}", f"m{i}".encode(), qos=1)
+    link = MqttLink(mosquitto, client_id="t-raw", clean_session=False, manual_ack=True, on_raw=on_raw)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(link.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while len(got) < 3000:
+                await asyncio.sleep(0.05)
+        assert [p for _, p, _ in got] == [f"m{i}".encode() for i in range(3000)]
+        assert {t for t, _, _ in got} == {f"t/{i}" for i in range(7)} and {q for *_, q in got} == {1}
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            await pub.publish("t/zero", b"q0", qos=0)
+            await pub.publish("t/two", b"q2", qos=2)
+            async with asyncio.timeout(10):
+                while len(got) < 3002:
+                    await asyncio.sleep(0.05)
+        assert sorted(got[3000:]) == [("t/two", b"q2", 2), ("t/zero", b"q0", 0)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 10)
