@@ -57,7 +57,8 @@ CATALOG: dict[DeviceClass, ClassSpec] = {
             Metric("alarm", "", 0, 1, label_zh="报警", label_en="Alarm"),
         )),
         ClassSpec(DeviceClass.WATER_METER, "水表", "Water meter", (
-            Metric("flow_lpm", "L/min", 0, 1000, scored=True, label_zh="瞬时流量", label_en="Flow"),
+            # Household draws come and go: the water_leak pattern model reads meters, not the window model.
+            Metric("flow_lpm", "L/min", 0, 1000, label_zh="瞬时流量", label_en="Flow"),
             Metric("total_m3", "m³", 0, 1e9, label_zh="累计用水", label_en="Total volume"),
             Metric("valve_open", "", 0, 1, label_zh="阀门开", label_en="Valve open"),
             Metric("battery_low", "", 0, 1, label_zh="电池欠压", label_en="Battery low"),

@@ -4,10 +4,12 @@ from dataclasses import dataclass
 
 from hub.windows import WindowScore
 
-SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift": "warning"}
+SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift": "warning",
+            "water_leak": "warning", "car_stuck": "critical", "door_fault": "warning"}
 # How staff read each kind (work-order titles; the staff page has its own copy in both languages).
 KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "offline": "设备离线", "fire": "疑似火情",
-           "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移"}
+           "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移", "water_leak": "夜间持续用水（疑似漏水）",
+           "car_stuck": "电梯困停（运行中不换层）", "door_fault": "电梯门反复开关"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from hub.features import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "window_anomaly"
+MODELS = Path(__file__).parent / "models"
+DEFAULT_MODEL_DIR = MODELS / "window_anomaly"
 
 
 class ModelError(Exception):
@@ -29,7 +30,7 @@ class Scores:
 class WindowModel:
     """One onnxruntime session, created once; verified against its manifest first."""
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(self, model_dir: Path | None = None, features: tuple[str, ...] = FEATURE_NAMES) -> None:
         model_dir = model_dir or DEFAULT_MODEL_DIR
         manifest_path = model_dir / "manifest.json"
         try:
@@ -40,9 +41,9 @@ class WindowModel:
         digest = hashlib.sha256(model_bytes).hexdigest()
         if digest != self.manifest.get("sha256"):
             raise ModelError(f"{model_dir}: sha256 {digest} does not match manifest {self.manifest.get('sha256')}")
-        if tuple(self.manifest["inputs"]["features"]) != FEATURE_NAMES:
+        if tuple(self.manifest["inputs"]["features"]) != features:
             raise ModelError(f"{model_dir}: model features {self.manifest['inputs']['features']} "
-                             f"differ from the hub's {list(FEATURE_NAMES)}")
+                             f"differ from the hub's {list(features)}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1

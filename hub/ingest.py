@@ -27,6 +27,7 @@ from contract.messages import (
 )
 from contract.topics import Topic, TopicError, TopicKind
 from hub.metrics import HubMetrics
+from hub.patterns import PatternDetector
 from hub.registry import Registry
 from hub.store import DeadLetter, TelemetryRow
 from hub.windows import Windows
@@ -87,6 +88,7 @@ class Ingestor:
     def __init__(self, registry: Registry, windows: Windows, metrics: HubMetrics, *, max_payload_bytes: int) -> None:
         self.registry = registry
         self.windows = windows
+        self.patterns: dict[str, PatternDetector] = {}  # by device class
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
         self.community = registry.community.id
@@ -256,6 +258,9 @@ class Ingestor:
             TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items()),
                          msg.boot, origin))
         self.registry.seen(msg.device, msg.ts, dict(msg.metrics))
+        detector = self.patterns.get(state.device_class)
+        if detector is not None and not msg.hist:
+            detector.add(msg.device, msg.ts, msg.metrics)
         self.interval_readings[msg.device] = self.interval_readings.get(msg.device, 0) + 1
         for name, value in msg.metrics.items():
             acc = self.interval_stats.get((msg.device, name))

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 
@@ -27,6 +28,7 @@ from hub.alerts import KIND_ZH, AlertPolicy
 from hub.inference import ModelError, WindowModel
 from hub.ingest import Ingestor
 from hub.metrics import HubMetrics
+from hub.patterns import NightHours, load_detectors
 from hub.registry import Registry
 from hub.settings import HubSettings
 from hub.store import HubStore
@@ -54,6 +56,11 @@ class HubService:
         self.model_events: list[dict[str, object]] = []  # loads and refusals, newest last
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
+        night = NightHours(*settings.night_hours, ZoneInfo(settings.timezone))
+        self.ingestor.patterns = load_detectors(settings.pattern_models, night)
+        # One alert per incident: a leak is not raised again within its window (3 h).
+        self.pattern_policies = {c: AlertPolicy(d.threshold, max(settings.alert_cooldown_s, d.window_s))
+                                 for c, d in self.ingestor.patterns.items()}
         self.store: HubStore | None = None
         self.accounts: Accounts | None = None
         self.twin: TwinStore | None = None
@@ -242,9 +249,14 @@ class HubService:
         if scores:
             self.store.add_windows([  # on the event loop: a few rows, and the alert path needs the lock
                 (s.window_end, s.device, s.metric, s.count, s.mean, s.min, s.max, s.score, s.kind) for s in scores])
-        raised = self.alert_policy.decide(scores)
-        for a in raised:
-            await self._raise(a.raised_at, a.device, a.metric, a.kind, a.score, a.severity, self.model.name)
+        raised = [(a, self.model.name) for a in self.alert_policy.decide(scores)]
+        now = time.time()
+        for device_class, detector in self.ingestor.patterns.items():
+            pattern_scores = detector.score(now)
+            self.metrics.windows.inc(len(pattern_scores))
+            raised += [(a, detector.model.name) for a in self.pattern_policies[device_class].decide(pattern_scores)]
+        for a, source in raised:
+            await self._raise(a.raised_at, a.device, a.metric, a.kind, a.score, a.severity, source)
             log.warning("alert: device=%s metric=%s kind=%s score=%.3f", a.device, a.metric, a.kind, a.score)
         self.metrics.online.set(self.registry.online_count())
         return len(raised)

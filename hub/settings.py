@@ -57,4 +57,8 @@ class HubSettings(BaseModel):
     # and the hub loads the new version within model_poll_s (or at POST /api/models/reload).
     model_poll_s: float = Field(default=10.0, gt=0)
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly
+    # Pattern detectors (hub/models/<name>): water leaks at night, elevator faults.
+    pattern_models: tuple[str, ...] = ("water_leak", "elevator_fault")
+    timezone: str = "Asia/Shanghai"  # the community's local time: what "night" means
+    night_hours: tuple[int, int] = (23, 5)  # [start, end) local hours when households draw next to no water
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry

@@ -21,7 +21,7 @@ class FaultSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     device: str
-    kind: str = Field(pattern=r"^(spike|stuck|drift|dropout|fire)$")
+    kind: str = Field(pattern=r"^(spike|stuck|drift|dropout|fire|leak|car_stuck|door_fault)$")
     start_s: float = Field(ge=0)  # seconds after the simulator starts
     duration_s: float = Field(gt=0)
     magnitude: float = 1.0

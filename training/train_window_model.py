@@ -36,7 +36,6 @@ CLASSES = ("normal", "spike", "stuck", "drift", "fire")
 SCORED = {
     DeviceClass.TEMP_HUMIDITY: ("temperature", "humidity"),
     DeviceClass.SMOKE: ("smoke_density",),
-    DeviceClass.WATER_METER: ("flow_lpm",),
     DeviceClass.BIN_FILL: ("fill_pct",),
     DeviceClass.AIR_QUALITY: ("pm2_5",),
 }
@@ -175,7 +174,7 @@ def main() -> None:
     model_path.write_bytes(onx.SerializeToString())
     manifest = {
         "name": "window_anomaly",
-        "version": "2.0.0",
+        "version": "2.1.0",
         "file": "model.onnx",
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "inputs": {"name": "X", "features": list(FEATURE_NAMES), "dtype": "float32", "window_s": WINDOW_S},

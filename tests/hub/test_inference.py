@@ -81,3 +81,17 @@ def test_the_readme_publishes_the_manifests_figures() -> None:
                    *(e[f]["recall"] for f in ("spike", "stuck", "drift", "fire"))]
         row = label + "".join(f" {v:.3f} |" for v in figures)
         assert row in readme, f"README row out of date; expected: {row}"
+
+
+@pytest.mark.unit
+def test_the_readme_publishes_the_pattern_models_figures() -> None:
+    from hub.inference import MODELS
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for name, kinds in (("water_leak", ["water_leak"]), ("elevator_fault", ["car_stuck", "door_fault"])):
+        evaluation = json.loads((MODELS / name / "manifest.json").read_text())["evaluation"]
+        for label, key in (("| model |", "model"), ("| z-score of the last point > 3 |", "zscore_baseline_last_point_gt3")):
+            e = evaluation[key]
+            row = label + "".join(f" {e[k]['precision']:.3f} | {e[k]['recall']:.3f} |" for k in kinds)
+            assert row in readme, f"README row out of date; expected: {row}"
