@@ -30,6 +30,7 @@ from hub.ingest import Ingestor
 from hub.metrics import HubMetrics
 from hub.patterns import NightHours, load_detectors
 from hub.registry import Registry
+from hub.rules import CombinationRules
 from hub.settings import HubSettings
 from hub.store import HubStore
 from hub.summary import build_summary
@@ -56,6 +57,7 @@ class HubService:
         self.model_events: list[dict[str, object]] = []  # loads and refusals, newest last
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
+        self.rules = CombinationRules(settings.rules)
         night = NightHours(*settings.night_hours, ZoneInfo(settings.timezone))
         self.ingestor.patterns = load_detectors(settings.pattern_models, night)
         # One alert per incident: a leak is not raised again within its window (3 h).
@@ -279,13 +281,23 @@ class HubService:
         state = self.registry.devices.get(device)
         if state is None:
             return
+        if kind != "combined":
+            for combined in self.rules.observe(at, device, state.building, state.device_class, metric, kind):
+                rule = combined.rule
+                log.warning("combined: rule=%s %s=%s devices=%s", rule.name, rule.scope, combined.scope_key,
+                            ",".join(combined.devices))
+                await self._raise(at, combined.devices[-1], rule.name, "combined", 1.0, rule.severity,
+                                  f"rule:{rule.name}")
         spec = CATALOG[state.device_class]
         described = spec.metric(metric)
         label = described.label_zh if described is not None else ("" if kind == "offline" else metric)
+        what, category = KIND_ZH.get(kind, kind), category_of_alert(kind, state.device_class)
+        if kind == "combined":
+            rule = next(r for r in self.rules.rules if r.name == metric)
+            label, what, category = "", rule.label_zh, rule.category or category
         order, created = await asyncio.to_thread(
-            self.workorders.from_alert, alert_key=f"{device}:{metric}:{kind}",
-            category=category_of_alert(kind, state.device_class),
-            title=f"{state.name or device}：{label}{KIND_ZH.get(kind, kind)}",
+            self.workorders.from_alert, alert_key=f"{device}:{metric}:{kind}", category=category,
+            title=f"{state.name or device}：{label}{what}",
             building=state.building, device=device, severity=severity, detail=f"{metric}={score:g} ({kind})", now=at)
         if created:
             self.metrics.count("work_orders_opened")

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from hub.rules import DEFAULT_RULES, CombinationRule
+
 
 class InfluxSettings(BaseModel):
     """The ``[hub.influx]`` section; absent means no sink."""
@@ -61,4 +63,7 @@ class HubSettings(BaseModel):
     pattern_models: tuple[str, ...] = ("water_leak", "elevator_fault")
     timezone: str = "Asia/Shanghai"  # the community's local time: what "night" means
     night_hours: tuple[int, int] = (23, 5)  # [start, end) local hours when households draw next to no water
+    # Alerts that together are one incident (hub/rules.py); [[hub.rules]] in the config
+    # replaces this list.
+    rules: tuple[CombinationRule, ...] = DEFAULT_RULES
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry
