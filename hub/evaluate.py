@@ -62,16 +62,38 @@ class Tally:
 
 
 @dataclass
+class Scored:
+    """Every window of one file: the model's score, the baseline's z, the truth."""
+
+    model: np.ndarray
+    z: np.ndarray
+    truth: np.ndarray
+    event_ids: np.ndarray
+
+
+@dataclass
 class Result:
-    model: dict[str, Tally] = field(default_factory=dict)
-    baseline: dict[str, Tally] = field(default_factory=dict)
+    files: dict[str, list[Scored]] = field(default_factory=dict)  # by "nab/evaluation" etc.
 
-    def tally(self, key: str) -> tuple[Tally, Tally]:
-        return self.model.setdefault(key, Tally()), self.baseline.setdefault(key, Tally())
+    def add(self, key: str, scored: Scored) -> None:
+        self.files.setdefault(key, []).append(scored)
 
-    def as_dict(self) -> dict[str, dict[str, dict[str, float | int]]]:
-        return {key: {"model": self.model[key].figures(), "zscore_baseline": self.baseline[key].figures()}
-                for key in self.model}
+    def tally(self, key: str, threshold: float) -> tuple[Tally, Tally]:
+        model, baseline = Tally(), Tally()
+        for f in self.files[key]:
+            model.add(f.model >= threshold, f.truth, f.event_ids)
+            baseline.add(f.z > 3.0, f.truth, f.event_ids)
+        return model, baseline
+
+    def normal_scores(self, key: str) -> np.ndarray:
+        return np.concatenate([f.model[~f.truth] for f in self.files[key]])
+
+    def as_dict(self, threshold: float) -> dict[str, dict[str, dict[str, float | int]]]:
+        out = {}
+        for key in self.files:
+            model, baseline = self.tally(key, threshold)
+            out[key] = {"model": model.figures(), "zscore_baseline": baseline.figures()}
+        return out
 
 
 def _runs(truth: np.ndarray) -> np.ndarray:
@@ -81,17 +103,15 @@ def _runs(truth: np.ndarray) -> np.ndarray:
 
 
 def _score(model: WindowModel, series: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flags from the model and from the baseline for every window end index >= window - 1."""
+    """The model's score and the baseline's z for every window end index >= window - 1."""
     windows = [series[i - window + 1:i + 1] for i in range(window - 1, len(series))]
     if not windows:
-        return np.zeros(0, bool), np.zeros(0, bool)
-    threshold = float(model.manifest.get("threshold", 0.8))
-    flagged = np.zeros(len(windows), bool)
+        return np.zeros(0), np.zeros(0)
+    scores = np.zeros(len(windows))
     for start in range(0, len(windows), 20_000):
         chunk = windows[start:start + 20_000]
-        flagged[start:start + len(chunk)] = model.score(batch_features(chunk)).anomalous >= threshold
-    baseline = np.array([zscore_last(w) > 3.0 for w in windows])
-    return flagged, baseline
+        scores[start:start + len(chunk)] = model.score(batch_features(chunk)).anomalous
+    return scores, np.array([zscore_last(w) for w in windows])
 
 
 def evaluate_nab(root: Path, model: WindowModel, window: int, result: Result) -> list[str]:
@@ -109,12 +129,10 @@ def evaluate_nab(root: Path, model: WindowModel, window: int, result: Result) ->
         for n, (start, end) in enumerate(spans.get(f"realKnownCause/{path.name}", []), start=1):
             lo, hi = datetime.fromisoformat(start).timestamp(), datetime.fromisoformat(end).timestamp()
             event_ids[(times >= lo) & (times <= hi)] = n
-        flagged, baseline = _score(model, values, window)
+        scores, z = _score(model, values, window)
         ends = slice(window - 1, None)
         key = "nab/" + ("development" if path.name in NAB_DEV else "evaluation")
-        m, b = result.tally(key)
-        m.add(flagged, event_ids[ends] > 0, event_ids[ends])
-        b.add(baseline, event_ids[ends] > 0, event_ids[ends])
+        result.add(key, Scored(scores, z, event_ids[ends] > 0, event_ids[ends]))
     return [p.name for p in files]
 
 
@@ -129,24 +147,37 @@ def evaluate_skab(root: Path, model: WindowModel, window: int, result: Result) -
             with path.open() as fh:
                 rows = list(csv.DictReader(fh, delimiter=";"))
             truth_all = np.array([float(r["anomaly"]) > 0 for r in rows])
-            any_model = np.zeros(max(0, len(rows) - window + 1), bool)
-            any_base = np.zeros_like(any_model)
-            for channel in SKAB_CHANNELS:
-                flagged, baseline = _score(model, np.array([float(r[channel]) for r in rows]), window)
-                any_model |= flagged
-                any_base |= baseline
-            truth = truth_all[window - 1:]
-            event_ids = _runs(truth_all)[window - 1:]
-            m, b = result.tally(f"skab/{split}")
-            m.add(any_model, truth, event_ids)
-            b.add(any_base, truth, event_ids)
+            top_model = np.zeros(max(0, len(rows) - window + 1))
+            top_z = np.zeros_like(top_model)
+            for channel in SKAB_CHANNELS:  # a row is flagged when any channel is: its top score
+                scores, z = _score(model, np.array([float(r[channel]) for r in rows]), window)
+                top_model = np.maximum(top_model, scores)
+                top_z = np.maximum(top_z, z)
+            result.add(f"skab/{split}", Scored(top_model, top_z, truth_all[window - 1:], _runs(truth_all)[window - 1:]))
             files_done.append(f"{path.parent.name}/{path.name}")
     return files_done
 
 
-def evaluate(data_dir: Path, *, window: int = 60, model: WindowModel | None = None) -> dict[str, object]:
-    """Figures for every data set found under ``data_dir``; DataError if none is."""
+def calibrate(result: Result, dataset: str, budget: float) -> float:
+    """The lowest threshold at which the model flags at most ``budget`` of the normal
+    windows of ``dataset``'s development files."""
+    normal = np.sort(result.normal_scores(f"{dataset}/development"))
+    if normal.size == 0:
+        return 1.0
+    allowed = int(np.floor(budget * normal.size))  # normal windows that may be flagged
+    return float(np.nextafter(normal[normal.size - allowed - 1], np.inf)) if allowed < normal.size else 0.0
+
+
+def evaluate(data_dir: Path, *, window: int = 60, model: WindowModel | None = None,
+             calibrate_fpr: float | None = None) -> dict[str, object]:
+    """Figures for every data set found under ``data_dir``; DataError if none is.
+
+    With ``calibrate_fpr``, each data set also gets a threshold chosen on its development
+    files alone (at most that share of their normal windows flagged), and the figures of
+    every split at that threshold: what a deployment on such devices would set as
+    ``hub.alert_threshold``."""
     model = model or WindowModel()
+    threshold = float(model.manifest.get("threshold", 0.8))
     result = Result()
     files: dict[str, list[str]] = {}
     if (data_dir / "nab").is_dir():
@@ -155,5 +186,13 @@ def evaluate(data_dir: Path, *, window: int = 60, model: WindowModel | None = No
         files["skab"] = evaluate_skab(data_dir / "skab", model, window, result)
     if not files:
         raise DataError(f"{data_dir}: neither nab/ nor skab/ is there (see the data README)")
-    return {"model": model.name, "window_points": window, "threshold": model.manifest.get("threshold", 0.8),
-            "files": files, "figures": result.as_dict()}
+    out: dict[str, object] = {"model": model.name, "window_points": window, "threshold": threshold,
+                              "files": files, "figures": result.as_dict(threshold)}
+    if calibrate_fpr is not None:
+        calibrated = {}
+        for dataset in files:
+            t = calibrate(result, dataset, calibrate_fpr)
+            calibrated[dataset] = {"threshold": round(t, 6), "figures": {
+                key: figures for key, figures in result.as_dict(t).items() if key.startswith(dataset + "/")}}
+        out["calibrated"] = {"false_positive_budget": calibrate_fpr, "data_sets": calibrated}
+    return out

@@ -98,23 +98,36 @@ def user_list(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 @app.command()
 def evaluate(data_dir: Annotated[Path, typer.Argument(help="Folder holding nab/ and skab/ (see its README).")],
              window: Annotated[int, typer.Option(help="Points per window, as the hub scores a metric.")] = 60,
-             json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None
+             json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+             calibrate_fpr: Annotated[Optional[float], typer.Option(
+                 min=0.0, max=1.0, help="Also choose a threshold per data set on its development files, flagging at "
+                 "most this share of their normal windows, and report every split at it.")] = None,
              ) -> None:
     """Evaluate the anomaly model and the z-score baseline on real data (NAB, SKAB)."""
     from hub.evaluate import DataError, evaluate as run
 
     try:
-        result = run(data_dir, window=window)
+        result = run(data_dir, window=window, calibrate_fpr=calibrate_fpr)
     except DataError as exc:
         typer.echo(f"evaluate: {exc}", err=True)
         raise typer.Exit(2) from None
+
+    def table(figures: dict[str, dict[str, dict[str, float]]]) -> None:
+        typer.echo("data set / split        detector   precision  recall  false-pos  events found")
+        for key, by in figures.items():
+            for name, f in by.items():
+                typer.echo(f"{key:<24} {name[:9]:<10} {f['precision']:>9.3f} {f['recall']:>7.3f} "
+                           f"{f['false_positive_rate']:>10.4f}  {f['event_recall']:.3f} of {f['events']}")
+
     typer.echo(f"model {result['model']}, windows of {result['window_points']} points, "
                f"threshold {result['threshold']}")
-    typer.echo("data set / split        detector   precision  recall  false-pos  events found")
-    for key, by in result["figures"].items():  # type: ignore[union-attr]
-        for name, f in by.items():
-            typer.echo(f"{key:<24} {name[:9]:<10} {f['precision']:>9.3f} {f['recall']:>7.3f} "
-                       f"{f['false_positive_rate']:>10.4f}  {f['event_recall']:.3f} of {f['events']}")
+    table(result["figures"])  # type: ignore[arg-type]
+    calibrated = result.get("calibrated")
+    if calibrated:
+        for dataset, c in calibrated["data_sets"].items():  # type: ignore[index]
+            typer.echo(f"\n{dataset}: threshold {c['threshold']} flags at most {calibrated['false_positive_budget']} "
+                       f"of the development files' normal windows")
+            table(c["figures"])
     if json_out is not None:
         write_json_atomically(json_out, result)
 

@@ -64,3 +64,19 @@ def test_a_data_directory_without_the_data_sets_is_refused_with_the_reason(tmp_p
     result = subprocess.run([sys.executable, "-m", "midbrain", "evaluate", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "neither nab/ nor skab/" in result.stderr
+
+
+def test_calibration_picks_a_threshold_on_the_development_files_within_the_budget(tmp_path: Path) -> None:
+    _nab(tmp_path)
+    _skab(tmp_path)
+    out = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, "-m", "midbrain", "evaluate", str(tmp_path), "--json", str(out),
+                             "--calibrate-fpr", "0.02"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    calibrated = json.loads(out.read_text())["calibrated"]
+    assert calibrated["false_positive_budget"] == 0.02 and set(calibrated["data_sets"]) == {"nab", "skab"}
+    for dataset, c in calibrated["data_sets"].items():
+        assert 0.0 <= c["threshold"] <= 1.0
+        assert set(c["figures"]) == {f"{dataset}/development", f"{dataset}/evaluation"}
+        assert c["figures"][f"{dataset}/development"]["model"]["false_positive_rate"] <= 0.02
+    assert "threshold" in result.stdout and "of the development files' normal windows" in result.stdout
