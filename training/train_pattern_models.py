@@ -43,6 +43,7 @@ from hub.features import (  # noqa: E402
     leak_features,
     zscore_last,
 )
+from modelkit import evaluate, sort_opsets  # noqa: E402  (training/, beside this script)
 from simulators.signals import UTC_OFFSET_S, Device, Fault, is_night, local_hour  # noqa: E402
 
 LEAK_WINDOW_S = 3 * 3600.0
@@ -125,31 +126,6 @@ def elevator_samples(seed: int, cars: int) -> list[Sample]:
     return out
 
 
-def evaluate(pred: np.ndarray, truth: np.ndarray, classes: tuple[str, ...], *,
-             typed: bool = True) -> dict[str, dict[str, float]]:
-    """Precision and recall of 'anomalous' overall and per fault type. Recall of a type:
-    its windows called anomalous. Precision of a type: for a typed detector (the model),
-    its calls of that type that are right; for an untyped one (the baseline), its calls
-    among that type's windows and the normal ones that fall on that type."""
-    out: dict[str, dict[str, float]] = {}
-    is_pred, is_true = pred > 0, truth > 0
-    tp = int(np.sum(is_pred & is_true))
-    out["any"] = {
-        "precision": round(tp / max(1, int(is_pred.sum())), 4),
-        "recall": round(tp / max(1, int(is_true.sum())), 4),
-        "false_positive_rate": round(float(np.sum(is_pred & ~is_true)) / max(1, int((~is_true).sum())), 4),
-    }
-    for k, name in enumerate(classes[1:], start=1):
-        mask = truth == k
-        called = (pred == k) if typed else is_pred & ((truth == k) | (truth == 0))
-        out[name] = {
-            "recall": round(float(np.mean(is_pred[mask])), 4) if mask.any() else 0.0,
-            "precision": round(float(np.sum(called & mask)) / max(1, int(called.sum())), 4),
-            "windows": int(mask.sum()),
-        }
-    return out
-
-
 def train_one(name: str, version: str, classes: tuple[str, ...], features: tuple[str, ...],
               make: Callable[[int, int], list[Sample]], per_seed: int, args: argparse.Namespace,
               inputs: dict[str, object], data: str) -> dict[str, object]:
@@ -172,12 +148,8 @@ def train_one(name: str, version: str, classes: tuple[str, ...], features: tuple
     z = np.array([z for _, _, z in held])
     baseline = np.where(z > 3.0, 1, 0)  # says "anomalous", names no type
 
-    onx = to_onnx(model, x_train[:1].astype(np.float32), target_opset=17,
-                  options={id(model.steps[-1][1]): {"zipmap": False}})
-    opsets = sorted(((o.domain, o.version) for o in onx.opset_import))
-    del onx.opset_import[:]
-    for domain, op_version in opsets:
-        onx.opset_import.add(domain=domain, version=op_version)
+    onx = sort_opsets(to_onnx(model, x_train[:1].astype(np.float32), target_opset=17,
+                              options={id(model.steps[-1][1]): {"zipmap": False}}))
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(onx.SerializeToString())

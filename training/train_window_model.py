@@ -29,6 +29,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from contract.classes import DeviceClass  # noqa: E402
+from modelkit import evaluate, sort_opsets  # noqa: E402  (training/, beside this script)
 from hub.features import FEATURE_NAMES, MIN_POINTS, batch_features, zscore_last  # noqa: E402
 from simulators.signals import Device, Fault  # noqa: E402
 
@@ -114,23 +115,6 @@ def with_squash(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def evaluate(pred: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """Precision/recall of 'anomalous' overall and recall per fault type."""
-    out: dict[str, dict[str, float]] = {}
-    is_pred, is_true = pred > 0, truth > 0
-    tp = int(np.sum(is_pred & is_true))
-    out["any"] = {
-        "precision": round(tp / max(1, int(is_pred.sum())), 4),
-        "recall": round(tp / max(1, int(is_true.sum())), 4),
-        "false_positive_rate": round(float(np.sum(is_pred & ~is_true)) / max(1, int((~is_true).sum())), 4),
-    }
-    for k, name in enumerate(CLASSES[1:], start=1):
-        mask = truth == k
-        out[name] = {"recall": round(float(np.mean(is_pred[mask])), 4) if mask.any() else 0.0,
-                     "windows": int(mask.sum())}
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("hub/models/window_anomaly"))
@@ -163,12 +147,7 @@ def main() -> None:
 
     onx = with_squash(to_onnx(model, squash(x_train[:1]).astype(np.float32), target_opset=17,
                               options={id(model.steps[-1][1]): {"zipmap": False}}))
-    # skl2onnx lists opset imports in set order, which varies between runs: sort them so
-    # that the same seeds always give the same bytes (and the same sha256).
-    opsets = sorted(((o.domain, o.version) for o in onx.opset_import))
-    del onx.opset_import[:]
-    for domain, version in opsets:
-        onx.opset_import.add(domain=domain, version=version)
+    sort_opsets(onx)
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "model.onnx"
     model_path.write_bytes(onx.SerializeToString())
@@ -189,8 +168,8 @@ def main() -> None:
             "fit_seconds": round(fit_s, 2),
         },
         "evaluation": {
-            "model": evaluate(pred, y_eval),
-            "zscore_baseline_last_point_gt3": evaluate(baseline, y_eval),
+            "model": evaluate(pred, y_eval, CLASSES),
+            "zscore_baseline_last_point_gt3": evaluate(baseline, y_eval, CLASSES, typed=False),
         },
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
