@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -30,7 +30,9 @@ class _OutboxCollector(Collector):
                                 ("rejected", "Summaries in batches the city refused for good (kept aside)"),
                                 ("redelivered", "Hub summaries received again and not produced twice"),
                                 ("invalid_summaries", "Hub summaries that failed validation"),
-                                ("delivery_failures", "Delivery attempts that failed and will be retried")):
+                                ("delivery_failures", "Delivery attempts that failed and will be retried"),
+                                ("signature_refused", "Deliveries the city refused for their signature (kept, retried)"),
+                                ("bytes_sent", "Request body bytes sent to the city (after gzip)")):
             yield CounterMetricFamily(f"midbrain_bridge_{name}", help_text, value=s[name])
 
 
@@ -42,6 +44,17 @@ def create_app(bridge: "Bridge") -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "mqtt_connected": bridge.link.connected, "outbox": bridge.stats()}
+
+    @app.get("/api/egress-log")
+    def egress_log(limit: int = Query(100, ge=1, le=10_000), before: int | None = None) -> list[dict[str, Any]]:
+        """Every batch that left the community, newest first: when, to whom, the sha256 of
+        its body, the keys of the summaries in it, and the entry's chained signature."""
+        return bridge.outbox.egress_log(limit, before)
+
+    @app.get("/api/egress-log/verify")
+    def egress_log_verify() -> dict[str, Any]:
+        """Check every entry's hash, its link to the one before and its signature."""
+        return bridge.outbox.verify_egress_log(bridge.key)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -5,13 +5,15 @@ with a fresh idempotency key, in one transaction, so a batch's content never cha
 across retries or restarts. A batch is deleted only when the city acknowledges it.
 """
 
+import hashlib
+import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.city import Batch, CommunitySummary
+from contract.city import Batch, CommunitySummary, sign, verify
 from servicekit.sqlite import open_database
 
 _SCHEMA = """
@@ -26,7 +28,21 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_by_age ON seen (created);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS egress_log (
+    seq INTEGER PRIMARY KEY, batch_key TEXT UNIQUE NOT NULL, sent_at REAL NOT NULL, destination TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, summaries TEXT NOT NULL, prev_hash TEXT NOT NULL,
+    entry_hash TEXT NOT NULL, signature TEXT NOT NULL, acknowledged_at REAL
+);
 """
+
+# The signed fields of an egress-log entry, in this order (acknowledged_at is not signed:
+# it is filled in later).
+EGRESS_FIELDS = ("seq", "batch_key", "sent_at", "destination", "body_sha256", "bytes", "summaries", "prev_hash")
+
+
+def egress_entry_hash(entry: dict[str, object]) -> str:
+    canonical = json.dumps([entry[f] for f in EGRESS_FIELDS], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,7 @@ class Outbox:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE egress_log SET acknowledged_at = ? WHERE batch_key = ?", (round(time.time(), 3), key))
             (n,) = db.execute("SELECT summaries FROM batches WHERE key = ?", (key,)).fetchone() or (0,)
             db.execute("DELETE FROM batches WHERE key = ?", (key,))
             self._bump("acknowledged", n)
@@ -117,6 +134,67 @@ class Outbox:
                 db.execute("DELETE FROM batches WHERE key = ?", (key,))
                 self._bump("rejected", row[1])
             db.execute("COMMIT")
+
+    # -- the egress log: what left the community, when, to whom ---------------------------
+
+    def log_sent(self, batch: OutgoingBatch, destination: str, key: bytes) -> None:
+        """Record a batch before its first sending: an entry chained to the one before it
+        (its hash includes the previous entry's) and signed with the community key, so
+        that an entry cannot be changed or removed unnoticed."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("SELECT 1 FROM egress_log WHERE batch_key = ?", (batch.key,)).fetchone():
+                    db.execute("COMMIT")
+                    return
+                last = db.execute("SELECT seq, entry_hash FROM egress_log ORDER BY seq DESC LIMIT 1").fetchone()
+                entry: dict[str, object] = {
+                    "seq": (last[0] + 1) if last else 1, "batch_key": batch.key, "sent_at": round(time.time(), 3),
+                    "destination": destination, "body_sha256": hashlib.sha256(batch.body).hexdigest(),
+                    "bytes": len(batch.body),
+                    "summaries": json.dumps([s["key"] for s in json.loads(batch.body)["summaries"]]),
+                    "prev_hash": last[1] if last else "",
+                }
+                digest = egress_entry_hash(entry)
+                db.execute("INSERT INTO egress_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                           (*(entry[f] for f in EGRESS_FIELDS), digest, sign(key, digest.encode())))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def egress_log(self, limit: int = 100, before: int | None = None) -> list[dict[str, object]]:
+        """Entries newest first."""
+        sql = "SELECT * FROM egress_log" + (" WHERE seq < ?" if before is not None else "") + " ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            cur = self._db.execute(sql, (*(() if before is None else (before,)), limit))
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        out = []
+        for row in rows:
+            entry = dict(zip(names, row, strict=True))
+            entry["summaries"] = json.loads(str(entry["summaries"]))
+            out.append(entry)
+        return out
+
+    def verify_egress_log(self, key: bytes) -> dict[str, object]:
+        """Check every entry's hash, chain and signature; the first that fails, if any."""
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM egress_log ORDER BY seq")
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        prev, checked = "", 0
+        for row in rows:
+            entry = dict(zip(names, row, strict=True))
+            digest = egress_entry_hash(entry)
+            problem = ("hash" if digest != entry["entry_hash"] else "chain" if entry["prev_hash"] != prev
+                       else "signature" if not verify(key, digest.encode(), str(entry["signature"])) else None)
+            if problem:
+                return {"ok": False, "entries": len(rows), "checked": checked, "first_bad_seq": entry["seq"],
+                        "problem": problem}
+            prev, checked = str(entry["entry_hash"]), checked + 1
+        return {"ok": True, "entries": len(rows), "checked": checked}
 
     def _bump(self, name: str, by: int) -> None:
         self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",

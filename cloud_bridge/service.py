@@ -37,6 +37,10 @@ class Bridge:
     def __init__(self, community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings) -> None:
         self.community_id = community_id
         self.settings = settings
+        self.key = settings.community_key.get_secret_value().encode()
+        if not self.key:
+            raise ValueError("bridge.community_key is not set: the city refuses unsigned batches "
+                             "(set MIDBRAIN_BRIDGE__COMMUNITY_KEY, the key the city holds for this community)")
         self.outbox = Outbox(settings.outbox, remember_keys_s=settings.remember_keys_s)
         self.invalid = 0
         self.redelivered = 0
@@ -93,7 +97,7 @@ class Bridge:
             server = HttpServer(create_app(self), self.settings.http_host, self.settings.http_port)
             log.info("bridge health and metrics on %s", server.url)
         async with http_client(self.settings) as client:
-            deliverer = self._deliverer = Deliverer(self.outbox, self.settings, client)
+            deliverer = self._deliverer = Deliverer(self.outbox, self.settings, client, self.community_id)
             async with asyncio.TaskGroup() as tg:
                 if server is not None:
                     tg.create_task(server.serve(), name="bridge-http")
@@ -118,10 +122,12 @@ class Bridge:
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def stats(self) -> dict[str, Any]:
-        failures = self._deliverer.failures if self._deliverer is not None else 0
+        d = self._deliverer
         return {**self.outbox.stats(), "invalid_summaries": self.invalid, "redelivered": self.redelivered,
                 "store_failures": self.store_failures,
-                "delivery_failures": failures}
+                "delivery_failures": d.failures if d is not None else 0,
+                "signature_refused": d.signature_refused if d is not None else 0,
+                "bytes_sent": d.bytes_sent if d is not None else 0}
 
 
 async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings, stop: asyncio.Event,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class BridgeSettings(BaseModel):
@@ -22,3 +22,6 @@ class BridgeSettings(BaseModel):
     ca_file: Path | None = None  # verify the city's certificate against this CA (https)
     client_cert: Path | None = None
     client_key: Path | None = None
+    # HMAC-SHA256 key shared with the city: signs every batch and every egress-log entry.
+    community_key: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_BRIDGE__COMMUNITY_KEY")
+    gzip_min_bytes: int = Field(default=1024, ge=0)  # batches at least this large are sent gzip-compressed

@@ -4,6 +4,9 @@ Only what is declared here may leave a community: the models forbid extra fields
 an undeclared field cannot be serialised into a batch (the egress allow-list).
 """
 
+import hashlib
+import hmac
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.classes import DeviceClass
@@ -55,3 +58,19 @@ class BatchAck(_Frozen):
     key: str
     accepted: int = Field(ge=0)  # summaries new to the city
     duplicates: int = Field(ge=0)  # summaries it already had
+
+
+# -- signatures: every batch is signed with its community's key (HMAC-SHA256) --------------
+
+SIGNATURE_HEADER = "x-midbrain-signature"  # "hmac-sha256=<hex>" over the JSON body as sent before gzip
+COMMUNITY_HEADER = "x-midbrain-community"
+_SCHEME = "hmac-sha256="
+
+
+def sign(key: bytes, body: bytes) -> str:
+    return _SCHEME + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify(key: bytes, body: bytes, signature: str) -> bool:
+    """True if ``signature`` is ``key``'s over ``body`` (constant-time comparison)."""
+    return signature.startswith(_SCHEME) and hmac.compare_digest(sign(key, body), signature)

@@ -166,6 +166,10 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", sta
 
     cfg = _load(config)
     configure_logging(log_level)
+    if not cfg.bridge.community_key.get_secret_value():
+        typer.echo("bridge: refusing to start: bridge.community_key is not set (the key the city holds for this "
+                   "community; set MIDBRAIN_BRIDGE__COMMUNITY_KEY)", err=True)
+        raise typer.Exit(2)
     run_until_signalled(lambda stop: run_bridge(cfg.community.id, cfg.mqtt, cfg.bridge, stop,
                                                 stats_file=stats_file, drain_s=drain_s))
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class CitySettings(BaseModel):
@@ -13,6 +13,7 @@ class CitySettings(BaseModel):
     database: Path = Path("var/city.sqlite3")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    community_keys: dict[str, SecretStr] = {}  # community -> its batch signing key
 
 
 class FaultSpec(BaseModel):

@@ -2,12 +2,13 @@
 
 import html
 import logging
+import zlib
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from contract.city import Batch, BatchAck
+from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, Batch, BatchAck, verify
 from simulators.city.store import CityStore
 
 log = logging.getLogger(__name__)
@@ -15,18 +16,42 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
-def create_app(store: CityStore) -> FastAPI:
+def create_app(store: CityStore, community_keys: dict[str, bytes]) -> FastAPI:
+    """``community_keys``: each community's batch signing key; other communities are refused."""
     app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
+    keys = dict(community_keys)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    def refuse(request: Request, status: int, reason: str, community: str) -> HTTPException:
+        log.warning("refused batch %s from %s (community %r): %s", request.headers.get("idempotency-key", "?"),
+                    request.client.host if request.client else "?", community, reason)
+        store.refused(community, reason)
+        return HTTPException(status, reason)
+
     @app.post("/api/v1/batches", response_model=BatchAck)
     async def post_batch(request: Request) -> BatchAck:
         body = await request.body()
+        community = request.headers.get(COMMUNITY_HEADER, "")
+        if request.headers.get("content-encoding") == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            try:  # bounded: a small gzip body must not expand without limit
+                body = inflate.decompress(body, MAX_BATCH_BYTES + 1)
+            except zlib.error as exc:
+                raise refuse(request, 400, f"body is not valid gzip: {exc}", community) from None
+            if len(body) <= MAX_BATCH_BYTES and (not inflate.eof or inflate.unused_data):
+                raise refuse(request, 400, "body is not valid gzip: truncated, or bytes after its end", community)
         if len(body) > MAX_BATCH_BYTES:
             raise HTTPException(413, f"batch of {len(body)} bytes exceeds {MAX_BATCH_BYTES}")
+        key = keys.get(community)
+        if key is None:
+            raise refuse(request, 401, f"unknown community {community!r}: no signing key is registered for it",
+                         community)
+        if not verify(key, body, request.headers.get(SIGNATURE_HEADER, "")):
+            raise refuse(request, 401, "signature does not match the body (wrong key, or the batch was altered)",
+                         community)
         try:
             batch = Batch.model_validate_json(body)
         except ValidationError as exc:
@@ -34,6 +59,8 @@ def create_app(store: CityStore) -> FastAPI:
             reason = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
             log.warning("rejected batch from %s: %s", request.client, reason)
             raise HTTPException(422, reason) from exc
+        if batch.community != community:
+            raise refuse(request, 403, f"batch of community {batch.community!r} signed as {community!r}", community)
         return store.accept(batch)
 
     @app.get("/api/communities")
@@ -43,6 +70,11 @@ def create_app(store: CityStore) -> FastAPI:
     @app.get("/api/summaries")
     def summaries(community: str | None = None, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, object]]:
         return store.summaries(community, limit)
+
+    @app.get("/api/refusals")
+    def refusals(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, object]]:
+        """Batches refused before they were read, newest first, with the reason."""
+        return store.refusals(limit)
 
     @app.get("/api/stats")
     def stats() -> dict[str, int]:

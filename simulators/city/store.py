@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS summaries (
 );
 CREATE INDEX IF NOT EXISTS summaries_by_community ON summaries (community, window_start);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS refusals (at REAL NOT NULL, community TEXT NOT NULL, reason TEXT NOT NULL);
 """
 
 
@@ -63,6 +64,18 @@ class CityStore:
             self._bump("duplicate_summaries", duplicates)
         return BatchAck(key=batch.key, accepted=accepted, duplicates=duplicates)
 
+    def refused(self, community: str, reason: str) -> None:
+        """A batch refused before it was read (signature, encoding): kept for a person to see."""
+        with self._lock:
+            self._db.execute("INSERT INTO refusals VALUES (?, ?, ?)", (time.time(), community[:128], reason[:500]))
+            self._bump("refused_batches", 1)
+
+    def refusals(self, limit: int) -> list[dict[str, object]]:
+        with self._lock:
+            rows = self._db.execute("SELECT at, community, reason FROM refusals ORDER BY at DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [{"at": a, "community": c, "reason": r} for a, c, r in rows]
+
     def _bump(self, name: str, by: int) -> None:
         self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
                          (name, by, by))
@@ -93,4 +106,5 @@ class CityStore:
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         return {"summaries": summaries, "batches": batches,
                 "duplicate_batches": counters.get("duplicate_batches", 0),
-                "duplicate_summaries": counters.get("duplicate_summaries", 0)}
+                "duplicate_summaries": counters.get("duplicate_summaries", 0),
+                "refused_batches": counters.get("refused_batches", 0)}

@@ -23,7 +23,7 @@ C = "xihu-demo"
 async def test_a_summary_the_outbox_could_not_commit_is_delivered_again(
         tmp_path: Path, mosquitto: MqttEndpoint) -> None:
     endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.05, "reconnect_max_s": 0.2})
-    bridge = Bridge(C, endpoint, BridgeSettings(outbox=tmp_path / "outbox.sqlite3", city_url="http://127.0.0.1:9",
+    bridge = Bridge(C, endpoint, BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k", city_url="http://127.0.0.1:9",
                                                 http_port=None, retry_initial_s=5, retry_max_s=5))
     real_add, failures = bridge.outbox.add, []
 

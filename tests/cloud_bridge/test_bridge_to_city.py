@@ -99,6 +99,12 @@ async def test_no_summary_is_lost_or_duplicated(tmp_path: Path, mosquitto: MqttE
             city.start()
             await wait_until(lambda: _eq(at_city(), sent), timeout=30)
             summaries = (await http.get("/api/summaries", params={"community": C, "limit": 1000})).json()
+            # The egress log names every summary that left, each batch once, chained and signed.
+            log = (await http.get(f"http://127.0.0.1:{bridge_port}/api/egress-log", params={"limit": 1000})).json()
+            assert sorted(k for e in log for k in e["summaries"]) == sorted(s["key"] for s in summaries)
+            assert all(e["destination"].endswith("/api/v1/batches") and len(e["body_sha256"]) == 64 for e in log)
+            assert (await http.get(f"http://127.0.0.1:{bridge_port}/api/egress-log/verify")).json() == {
+                "ok": True, "entries": len(log), "checked": len(log)}
         assert bridge.signal(signal.SIGTERM) == 0
         keys = [s["key"] for s in summaries]
         assert len(keys) == len(set(keys)) == sent == 13

@@ -39,7 +39,7 @@ def _certificates(d: Path) -> tuple[Path, Path, Path]:
 async def test_delivery_over_verified_tls_and_refusal_of_an_unknown_certificate(tmp_path: Path) -> None:
     ca, cert, key = _certificates(tmp_path)
     store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store), "127.0.0.1", 0, ssl_certfile=str(cert), ssl_keyfile=str(key))
+    server = HttpServer(create_app(store, {"c1": b"k1"}), "127.0.0.1", 0, ssl_certfile=str(cert), ssl_keyfile=str(key))
     serving = asyncio.create_task(server.serve())
     await server.started()
     url = f"https://127.0.0.1:{server.port}"
@@ -50,13 +50,14 @@ async def test_delivery_over_verified_tls_and_refusal_of_an_unknown_certificate(
         outbox.seal("c1", 10)
 
         # Without our CA the city's certificate cannot be verified: not sent, kept, retried later.
-        async with http_client(BridgeSettings(city_url=url)) as client:
-            assert await Deliverer(outbox, BridgeSettings(city_url=url), client).deliver_one() is False
+        unverified = BridgeSettings(city_url=url, community_key="k1")
+        async with http_client(unverified) as client:
+            assert await Deliverer(outbox, unverified, client, "c1").deliver_one() is False
         assert outbox.stats()["batches_waiting"] == 1
 
-        settings = BridgeSettings(city_url=url, ca_file=ca)
+        settings = BridgeSettings(city_url=url, ca_file=ca, community_key="k1")
         async with http_client(settings) as client:
-            assert await Deliverer(outbox, settings, client).deliver_one() is True
+            assert await Deliverer(outbox, settings, client, "c1").deliver_one() is True
         assert outbox.stats()["acknowledged"] == 1
         assert store.stats()["summaries"] == 1
     finally:

@@ -6,12 +6,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract.city import Batch, CommunitySummary
+import gzip
+
+from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, Batch, CommunitySummary, sign
 from simulators.city.app import create_app
 from simulators.city.store import CityStore
 from servicekit.http import HttpServer
 
 pytestmark = pytest.mark.real
+
+
+KEY = b"key-of-c1"
+
+
+def signed(body: bytes, community: str = "c1", key: bytes = KEY) -> dict[str, str]:
+    return {COMMUNITY_HEADER: community, SIGNATURE_HEADER: sign(key, body)}
 
 
 def _batch(key: str, *summaries: CommunitySummary) -> bytes:
@@ -25,23 +34,61 @@ def _s(i: int, revision: int = 0, readings: int = 5) -> CommunitySummary:
 
 async def test_deduplicates_batches_and_summaries_and_keeps_the_latest_revision(tmp_path: Path) -> None:
     store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store), "127.0.0.1", 0)
+    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
     task = asyncio.create_task(server.serve())
     await server.started()
     try:
         async with httpx.AsyncClient(base_url=server.url) as http:
-            post = lambda body: http.post("/api/v1/batches", content=body)  # noqa: E731
+            post = lambda body: http.post("/api/v1/batches", content=body, headers=signed(body))  # noqa: E731
             assert (await post(_batch("b1", _s(1), _s(2)))).json() == {"key": "b1", "accepted": 2, "duplicates": 0}
             assert (await post(_batch("b1", _s(1), _s(2)))).json() == {"key": "b1", "accepted": 0, "duplicates": 2}
             assert (await post(_batch("b2", _s(2), _s(3)))).json() == {"key": "b2", "accepted": 1, "duplicates": 1}
             assert (await post(_batch("b3", _s(3, revision=1, readings=9)))).json()["accepted"] == 1
-            bad = await http.post("/api/v1/batches", content=b'{"v":1,"key":"x","community":"c1","sent_at":1,"summaries":[]}')
+            empty = b'{"v":1,"key":"x","community":"c1","sent_at":1,"summaries":[]}'
+            bad = await http.post("/api/v1/batches", content=empty, headers=signed(empty))
             assert bad.status_code == 422 and "summaries" in bad.json()["detail"]
             summaries = (await http.get("/api/summaries", params={"community": "c1"})).json()
             assert sorted(s["key"] for s in summaries) == ["c1:1", "c1:2", "c1:3"]
             assert next(s for s in summaries if s["key"] == "c1:3")["readings"] == 9
             assert (await http.get("/api/communities")).json()[0]["summaries"] == 3
             assert "城市大脑" in (await http.get("/")).text
+    finally:
+        server.stop()
+        await task
+        store.close()
+
+
+async def test_a_batch_whose_signature_does_not_hold_is_refused_with_its_reason_logged_and_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = CityStore(tmp_path / "city.sqlite3")
+    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+    await server.started()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            body = _batch("b1", _s(1))
+            post = lambda content, headers: http.post("/api/v1/batches", content=content, headers=headers)  # noqa: E731
+            cases = [
+                (body, signed(body, key=b"another key"), 401, "signature does not match"),
+                (body.replace(b'"readings":5', b'"readings":6'), signed(body), 401, "signature does not match"),
+                (body, {COMMUNITY_HEADER: "c1"}, 401, "signature does not match"),  # unsigned
+                (body, signed(body, community="c9"), 401, "unknown community 'c9'"),
+                (gzip.compress(b"not json at all") + b"junk", {**signed(body), "content-encoding": "gzip"}, 400,
+                 "not valid gzip"),
+            ]
+            for content, headers, status, reason in cases:
+                response = await post(content, headers)
+                assert response.status_code == status and reason in response.json()["detail"], response.text
+            c2 = Batch(key="b2", community="c2", sent_at=1.0, summaries=(_s(2),)).model_dump_json().encode()
+            mismatch = await post(c2, signed(c2))  # signed as c1, claims c2
+            assert mismatch.status_code == 403 and "signed as 'c1'" in mismatch.json()["detail"]
+            assert store.stats()["summaries"] == 0 and store.stats()["refused_batches"] == len(cases) + 1
+            refusals = (await http.get("/api/refusals")).json()
+            assert len(refusals) == len(cases) + 1 and refusals[-1]["reason"].startswith("signature does not match")
+            assert sum("refused batch" in r.getMessage() for r in caplog.records) == len(cases) + 1
+            # The right signature over a gzip body goes through.
+            ok = await post(gzip.compress(body), {**signed(body), "content-encoding": "gzip"})
+            assert ok.status_code == 200 and ok.json()["accepted"] == 1
     finally:
         server.stop()
         await task
