@@ -31,6 +31,9 @@ class _OutboxCollector(Collector):
                                 ("redelivered", "Hub summaries received again and not produced twice"),
                                 ("invalid_summaries", "Hub summaries that failed validation"),
                                 ("delivery_failures", "Delivery attempts that failed and will be retried"),
+                                ("expired", "Summaries older than ttl_s, discarded unsent"),
+                                ("dropped_full", "Summaries dropped because the outbox was full (drop_oldest)"),
+                                ("full_refused", "Summaries refused because the outbox was full (left with the broker)"),
                                 ("signature_refused", "Deliveries the city refused for their signature (kept, retried)"),
                                 ("bytes_sent", "Request body bytes sent to the city (after gzip)")):
             yield CounterMetricFamily(f"midbrain_bridge_{name}", help_text, value=s[name])
@@ -50,6 +53,11 @@ def create_app(bridge: "Bridge") -> FastAPI:
         """Every batch that left the community, newest first: when, to whom, the sha256 of
         its body, the keys of the summaries in it, and the entry's chained signature."""
         return bridge.outbox.egress_log(limit, before)
+
+    @app.get("/api/discarded")
+    def discarded(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        """Summaries dropped unsent (outbox full under drop_oldest, or older than ttl_s), by key."""
+        return bridge.outbox.discarded(limit)
 
     @app.get("/api/egress-log/verify")
     def egress_log_verify() -> dict[str, Any]:

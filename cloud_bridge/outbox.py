@@ -3,24 +3,45 @@
 Summaries enter ``pending``; the sealer moves up to ``batch_max`` of them into one batch
 with a fresh idempotency key, in one transaction, so a batch's content never changes
 across retries or restarts. A batch is deleted only when the city acknowledges it.
+
+Bounds, each with its counter:
+
+- **Size**: at most ``max_summaries`` waiting (pending and in batches). When full, the
+  ``refuse`` policy (the default) refuses the new summary: the bridge does not
+  acknowledge it, so the hub's broker keeps it until there is room, and nothing is lost
+  while the broker's queue lasts. ``drop_oldest`` drops the oldest routine summary
+  instead; its key and the reason are kept in ``discarded``.
+- **Age**: a summary older than ``ttl_s`` is of no use to the city any more; it is moved
+  to ``discarded`` (reason ``ttl``) instead of being sent.
+- **Priority**: priority 0 (a window with alerts) is sealed and sent before priority 1
+  (routine).
 """
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from contract.city import Batch, CommunitySummary, sign, verify
 from servicekit.sqlite import open_database
 
+log = logging.getLogger(__name__)
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 1
+);
 CREATE TABLE IF NOT EXISTS batches (
     key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, summaries INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT ''
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS discarded (
+    key TEXT NOT NULL, created REAL NOT NULL, discarded_at REAL NOT NULL, reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected (
     key TEXT PRIMARY KEY, rejected_at REAL NOT NULL, reason TEXT NOT NULL, body TEXT NOT NULL
@@ -53,31 +74,98 @@ class OutgoingBatch:
     attempts: int
 
 
+class OutboxFull(Exception):
+    """The outbox holds max_summaries and its policy is to refuse: the caller keeps the summary."""
+
+
+FullPolicy = Literal["refuse", "drop_oldest"]
+PRIORITY_ALERT, PRIORITY_ROUTINE = 0, 1
+
+
 class Outbox:
-    def __init__(self, path: Path, *, remember_keys_s: float = 7 * 86400) -> None:
+    def __init__(self, path: Path, *, remember_keys_s: float = 7 * 86400, max_summaries: int = 1_000_000,
+                 full_policy: FullPolicy = "refuse", ttl_s: float = 7 * 86400) -> None:
         self.remember_keys_s = remember_keys_s
+        self.max_summaries = max_summaries
+        self.full_policy = full_policy
+        self.ttl_s = ttl_s
         self._db = open_database(path, _SCHEMA, synchronous="FULL")  # an accepted summary survives power loss
+        for table in ("pending", "batches"):  # outboxes made before priorities
+            if "priority" not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._db.close()
 
-    def add(self, summary: CommunitySummary) -> bool:
-        """Keep a summary for sending; False if this key was produced before (redelivery)."""
+    def add(self, summary: CommunitySummary, priority: int = PRIORITY_ROUTINE) -> bool:
+        """Keep a summary for sending; False if this key was produced before (redelivery).
+        OutboxFull if the outbox is full and its policy is to refuse."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (summary.key, time.time())).rowcount == 0:
+                if db.execute("SELECT 1 FROM seen WHERE key = ?", (summary.key,)).fetchone():
                     db.execute("COMMIT")
                     return False
-                db.execute("INSERT INTO pending VALUES (?, ?, ?)", (summary.key, time.time(), summary.model_dump_json()))
+                if self._waiting() >= self.max_summaries and not self._make_room():
+                    self._bump("full_refused", 1)
+                    db.execute("COMMIT")
+                    raise OutboxFull(f"outbox holds {self.max_summaries} summaries (policy {self.full_policy})")
+                now = time.time()
+                db.execute("INSERT INTO seen VALUES (?, ?)", (summary.key, now))
+                db.execute("INSERT INTO pending VALUES (?, ?, ?, ?)", (summary.key, now, summary.model_dump_json(),
+                                                                      priority))
                 self._bump("produced", 1)
                 db.execute("COMMIT")
+            except OutboxFull:
+                raise
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         return True
+
+    def _waiting(self) -> int:
+        (pending,) = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()
+        (in_batches,) = self._db.execute("SELECT COALESCE(SUM(summaries), 0) FROM batches").fetchone()
+        return int(pending) + int(in_batches)
+
+    def _make_room(self) -> bool:
+        """Under ``drop_oldest``: drop the oldest pending summary, routine ones first."""
+        if self.full_policy != "drop_oldest":
+            return False
+        row = self._db.execute("SELECT key, created FROM pending ORDER BY priority DESC, created LIMIT 1").fetchone()
+        if row is None:  # everything waiting is sealed in batches: those are never changed
+            return False
+        self._db.execute("DELETE FROM pending WHERE key = ?", (row[0],))
+        self._db.execute("INSERT INTO discarded VALUES (?, ?, ?, 'full')", (row[0], row[1], time.time()))
+        self._bump("dropped_full", 1)
+        log.warning("outbox full: dropped summary %s (policy drop_oldest)", row[0])
+        return True
+
+    def _expire(self, now: float) -> None:
+        """Move what is older than ttl_s aside instead of sending it."""
+        horizon = now - self.ttl_s
+        db = self._db
+        old = db.execute("SELECT key, created FROM pending WHERE created < ?", (horizon,)).fetchall()
+        batches = db.execute("SELECT key, created, summaries FROM batches WHERE created < ?", (horizon,)).fetchall()
+        if not old and not batches:
+            return
+        db.executemany("INSERT INTO discarded VALUES (?, ?, ?, 'ttl')", [(k, c, now) for k, c in old])
+        db.execute("DELETE FROM pending WHERE created < ?", (horizon,))
+        db.executemany("INSERT INTO discarded VALUES (?, ?, ?, 'ttl-batch')", [(k, c, now) for k, c, _ in batches])
+        db.execute("DELETE FROM batches WHERE created < ?", (horizon,))
+        expired = len(old) + sum(n for _, _, n in batches)
+        self._bump("expired", expired)
+        log.warning("outbox: %d summaries older than %.0f s expired unsent (kept in 'discarded' by key)", expired,
+                    self.ttl_s)
+
+    def discarded(self, limit: int = 100) -> list[dict[str, object]]:
+        """Summaries (or, reason ttl-batch, whole batches) dropped unsent, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, created, discarded_at, reason FROM discarded "
+                                    "ORDER BY discarded_at DESC LIMIT ?", (limit,)).fetchall()
+        return [{"key": k, "created": c, "discarded_at": d, "reason": r} for k, c, d, r in rows]
 
     def seal(self, community: str, batch_max: int) -> int:
         """Move up to ``batch_max`` pending summaries into a new batch; return how many."""
@@ -88,15 +176,19 @@ class Outbox:
                 # Redelivery comes within minutes; keys older than this are forgotten (the
                 # city deduplicates by key as well), so that the table stays bounded.
                 db.execute("DELETE FROM seen WHERE created < ?", (time.time() - self.remember_keys_s,))
-                rows = db.execute("SELECT key, body FROM pending ORDER BY created, key LIMIT ?", (batch_max,)).fetchall()
+                self._expire(time.time())
+                # One priority per batch, the most urgent first.
+                rows = db.execute("SELECT key, body, priority FROM pending WHERE priority = "
+                                  "(SELECT MIN(priority) FROM pending) ORDER BY created, key LIMIT ?",
+                                  (batch_max,)).fetchall()
                 if not rows:
                     db.execute("COMMIT")
                     return 0
-                summaries = tuple(CommunitySummary.model_validate_json(body) for _, body in rows)
+                summaries = tuple(CommunitySummary.model_validate_json(body) for _, body, _ in rows)
                 batch = Batch(key=str(uuid.uuid4()), community=community, sent_at=time.time(), summaries=summaries)
-                db.execute("INSERT INTO batches (key, created, body, summaries) VALUES (?, ?, ?, ?)",
-                           (batch.key, time.time(), batch.model_dump_json(), len(summaries)))
-                db.executemany("DELETE FROM pending WHERE key = ?", [(k,) for k, _ in rows])
+                db.execute("INSERT INTO batches (key, created, body, summaries, priority) VALUES (?, ?, ?, ?, ?)",
+                           (batch.key, time.time(), batch.model_dump_json(), len(summaries), rows[0][2]))
+                db.executemany("DELETE FROM pending WHERE key = ?", [(k,) for k, _, _ in rows])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -105,7 +197,8 @@ class Outbox:
 
     def next_batch(self) -> OutgoingBatch | None:
         with self._lock:
-            row = self._db.execute("SELECT key, body, summaries, attempts FROM batches ORDER BY created LIMIT 1").fetchone()
+            row = self._db.execute("SELECT key, body, summaries, attempts FROM batches ORDER BY priority, created "
+                                   "LIMIT 1").fetchone()
         return OutgoingBatch(row[0], row[1].encode(), row[2], row[3]) if row else None
 
     def acknowledged(self, key: str) -> None:
@@ -211,5 +304,7 @@ class Outbox:
                                    "UNION ALL SELECT MIN(created) FROM batches)").fetchone()
         return {"produced": counters.get("produced", 0), "acknowledged": counters.get("acknowledged", 0),
                 "rejected": counters.get("rejected", 0), "pending": pending, "in_batches": in_batches,
+                "expired": counters.get("expired", 0), "dropped_full": counters.get("dropped_full", 0),
+                "full_refused": counters.get("full_refused", 0),
                 "batches_waiting": batches, "batches_acknowledged": counters.get("batches_acknowledged", 0),
                 "oldest_age_s": round(time.time() - oldest, 3) if oldest is not None else 0.0}

@@ -17,7 +17,7 @@ import aiomqtt
 
 from cloud_bridge.api import create_app
 from cloud_bridge.delivery import Deliverer, http_client
-from cloud_bridge.outbox import Outbox
+from cloud_bridge.outbox import PRIORITY_ALERT, PRIORITY_ROUTINE, Outbox, OutboxFull
 from cloud_bridge.privacy import to_city
 from cloud_bridge.settings import BridgeSettings
 from contract import topics
@@ -41,10 +41,12 @@ class Bridge:
         if not self.key:
             raise ValueError("bridge.community_key is not set: the city refuses unsigned batches "
                              "(set MIDBRAIN_BRIDGE__COMMUNITY_KEY, the key the city holds for this community)")
-        self.outbox = Outbox(settings.outbox, remember_keys_s=settings.remember_keys_s)
+        self.outbox = Outbox(settings.outbox, remember_keys_s=settings.remember_keys_s,
+                             max_summaries=settings.max_summaries, full_policy=settings.full_policy, ttl_s=settings.ttl_s)
         self.invalid = 0
         self.redelivered = 0
         self.store_failures = 0
+        self.full_refusals = 0
         # Manual acknowledgement: a summary's PUBACK goes out only once the outbox has committed
         # it, so a bridge killed in between gets it again from the broker (the outbox's
         # idempotency key drops the repeat).
@@ -59,6 +61,13 @@ class Bridge:
         session = self.link.session
         try:
             await self._keep(message)
+        except OutboxFull as exc:
+            # Not acknowledged: the broker keeps it, and delivers it again after the reconnect
+            # backoff, by when deliveries may have made room.
+            self.full_refusals += 1
+            if self.full_refusals == 1 or self.full_refusals % 100 == 0:
+                log.error("%s: summary left with the broker (%d refusals so far)", exc, self.full_refusals)
+            raise aiomqtt.MqttError(str(exc)) from exc
         except (OSError, sqlite3.Error) as exc:
             # Not acknowledged: leave the session, and the broker delivers it again once the
             # link is back (after the reconnect backoff), by which time the disk may be too.
@@ -79,7 +88,8 @@ class Bridge:
             self.invalid += 1
             log.error("summary for community %s arrived at the bridge of %s", summary.community, self.community_id)
             return
-        if not await asyncio.to_thread(self.outbox.add, to_city(summary)):
+        priority = PRIORITY_ALERT if summary.alerts else PRIORITY_ROUTINE  # alert windows go first
+        if not await asyncio.to_thread(self.outbox.add, to_city(summary), priority):
             self.redelivered += 1
 
     async def _sealer(self, stop: asyncio.Event, deliverer: Deliverer) -> None:

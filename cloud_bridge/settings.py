@@ -1,6 +1,7 @@
 """Bridge settings (the ``[bridge]`` section)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -14,6 +15,12 @@ class BridgeSettings(BaseModel):
     outbox: Path = Path("var/bridge-outbox.sqlite3")
     client_id: str = "midbrain-bridge"
     remember_keys_s: float = Field(default=7 * 86400, gt=0)  # how long a produced key is remembered against redelivery
+    # Outbox bounds (cloud_bridge/outbox.py): how many summaries may wait, what happens when
+    # that many do ("refuse": the hub's broker keeps the new one; "drop_oldest": the oldest
+    # routine one goes), and how old a summary may get before it is no use to the city.
+    max_summaries: int = Field(default=1_000_000, ge=1)
+    full_policy: Literal["refuse", "drop_oldest"] = "refuse"
+    ttl_s: float = Field(default=7 * 86400, gt=0)
     batch_max: int = Field(default=500, ge=1)
     batch_interval_s: float = Field(default=1.0, gt=0)
     retry_initial_s: float = Field(default=0.5, gt=0)

@@ -1,0 +1,139 @@
+"""The outbox's bounds: size (with its full policy), age (TTL) and priority, with counters."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from cloud_bridge.outbox import PRIORITY_ALERT, Outbox, OutboxFull
+from cloud_bridge.service import Bridge
+from cloud_bridge.settings import BridgeSettings
+from contract import topics
+from contract.city import CommunitySummary
+from contract.codec import encode
+from contract.endpoints import MqttEndpoint
+from contract.messages import HubSummary, SummaryCell
+from servicekit.http import HttpServer
+from simulators.city.app import create_app
+from simulators.city.store import CityStore
+from tests.conftest import wait_until
+
+C = "xihu-demo"
+
+
+def _s(i: int) -> CommunitySummary:
+    return CommunitySummary(key=f"c1:{i}", community="c1", window_start=i, window_end=i + 1, devices=1, online=1,
+                            readings=i)
+
+
+@pytest.mark.unit
+def test_a_full_outbox_that_refuses_keeps_what_it_has_and_counts_the_refusal(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_summaries=3, full_policy="refuse")
+    for i in range(3):
+        assert outbox.add(_s(i))
+    outbox.seal("c1", 2)  # sealed ones count too
+    with pytest.raises(OutboxFull, match="holds 3 summaries"):
+        outbox.add(_s(3))
+    stats = outbox.stats()
+    assert stats["full_refused"] == 1 and stats["pending"] + stats["in_batches"] == 3 and stats["produced"] == 3
+    batch = outbox.next_batch()
+    assert batch is not None
+    outbox.acknowledged(batch.key)  # room again: the refused summary is taken when it comes back
+    assert outbox.add(_s(3)) and outbox.stats()["produced"] == 4
+    outbox.close()
+
+
+@pytest.mark.unit
+def test_a_full_outbox_that_drops_drops_the_oldest_routine_summary_and_says_which(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_summaries=3, full_policy="drop_oldest")
+    assert outbox.add(_s(0), PRIORITY_ALERT)
+    assert outbox.add(_s(1)) and outbox.add(_s(2))
+    assert outbox.add(_s(3))  # drops c1:1, the oldest routine one (c1:0 is an alert window)
+    assert outbox.add(_s(4))  # drops c1:2
+    assert [d["key"] for d in outbox.discarded()] == ["c1:2", "c1:1"] and {
+        d["reason"] for d in outbox.discarded()} == {"full"}
+    stats = outbox.stats()
+    assert stats["dropped_full"] == 2 and stats["pending"] == 3 and stats["full_refused"] == 0
+    outbox.close()
+
+
+@pytest.mark.unit
+def test_summaries_older_than_the_ttl_are_discarded_unsent_and_counted(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", ttl_s=0.3)
+    outbox.add(_s(0))
+    outbox.add(_s(1))
+    outbox.seal("c1", 1)  # c1:0 in a batch, c1:1 pending
+    time.sleep(0.4)
+    outbox.add(_s(2))  # young
+    assert outbox.seal("c1", 10) == 1  # only c1:2 goes into a batch
+    stats = outbox.stats()
+    assert stats["expired"] == 2 and stats["pending"] == 0 and stats["in_batches"] == 1
+    assert sorted(d["reason"] for d in outbox.discarded()) == ["ttl", "ttl-batch"]
+    batch = outbox.next_batch()
+    assert batch is not None and b"c1:2" in batch.body and b"c1:0" not in batch.body
+    outbox.close()
+
+
+@pytest.mark.unit
+def test_alert_windows_are_sealed_and_sent_before_routine_ones(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    for i in range(4):
+        outbox.add(_s(i))
+    outbox.seal("c1", 2)  # a routine batch waits already
+    outbox.add(_s(10), PRIORITY_ALERT)
+    outbox.seal("c1", 10)
+    outbox.seal("c1", 10)
+    batch = outbox.next_batch()
+    assert batch is not None and b"c1:10" in batch.body and b"c1:2" not in batch.body
+    outbox.close()
+
+
+@pytest.mark.real
+async def test_a_bridge_whose_outbox_is_full_loses_nothing_while_the_city_is_down(
+        tmp_path: Path, mosquitto: MqttEndpoint) -> None:
+    """max_summaries 5, the city down, 12 summaries from the hub: 5 are kept, the rest stay
+    with the broker; once the city is back all 12 arrive, each once."""
+    endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
+    store = CityStore(tmp_path / "city.sqlite3")
+    server = HttpServer(create_app(store, {C: b"k"}), "127.0.0.1", 0)
+    settings = BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k", http_port=None,
+                              city_url="http://127.0.0.1:9", max_summaries=5, retry_initial_s=0.1, retry_max_s=0.3,
+                              batch_interval_s=0.1, batch_max=2)
+    bridge = Bridge(C, endpoint, settings)
+    stop = asyncio.Event()
+    run = asyncio.create_task(bridge.run(stop, drain_s=0))
+    try:
+        await bridge.link.wait_connected(10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub:
+            for i in range(12):
+                await hub.publish(topics.hub_summary(C), encode(HubSummary(
+                    community=C, window_start=1_000.0 + 60 * i, window_end=1_060.0 + 60 * i,
+                    cells=(SummaryCell(building="b1", device_class="smoke", devices=5, online=5, readings=i),))), qos=1)
+        await wait_until(lambda: bridge.stats()["full_refused"] >= 1, timeout=15)
+        held = bridge.stats()
+        assert held["pending"] + held["in_batches"] == 5 and held["produced"] == 5
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 30)
+        bridge.outbox.close()
+
+    # The city comes up; a bridge pointed at it (a restart, as after a config change) drains all.
+    serving = asyncio.create_task(server.serve())
+    await server.started()
+    bridge = Bridge(C, endpoint, settings.model_copy(update={"city_url": server.url}))
+    stop = asyncio.Event()
+    run = asyncio.create_task(bridge.run(stop, drain_s=0))
+    try:
+        await wait_until(lambda: store.stats()["summaries"] == 12, timeout=30)
+        await asyncio.sleep(0.3)
+        assert store.stats()["summaries"] == 12 and bridge.stats()["produced"] == 12
+        assert bridge.stats()["acknowledged"] == 12 and bridge.stats()["dropped_full"] == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 30)
+        bridge.outbox.close()
+        server.stop()
+        await serving
+        store.close()
