@@ -27,11 +27,11 @@ async def test_a_summary_the_outbox_could_not_commit_is_delivered_again(
                                                 http_port=None, retry_initial_s=5, retry_max_s=5))
     real_add, failures = bridge.outbox.add, []
 
-    def add_failing_once(summary):  # type: ignore[no-untyped-def]
+    def add_failing_once(summary, *args):  # type: ignore[no-untyped-def]
         if not failures:
             failures.append(summary.key)
             raise OSError("disk I/O error (injected)")  # as a full or failing disk would
-        return real_add(summary)
+        return real_add(summary, *args)
 
     bridge.outbox.add = add_failing_once  # type: ignore[method-assign]
     stop = asyncio.Event()

@@ -36,7 +36,8 @@ def test_a_summary_is_produced_once_and_batches_survive_a_restart(tmp_path: Path
     box.acknowledged(last.key)
     assert box.next_batch() is None
     assert box.stats() == {"produced": 3, "acknowledged": 3, "rejected": 0, "pending": 0, "in_batches": 0,
-                           "batches_waiting": 0, "batches_acknowledged": 2, "oldest_age_s": 0.0}
+                           "batches_waiting": 0, "batches_acknowledged": 2, "oldest_age_s": 0.0,
+                           "expired": 0, "dropped_full": 0, "full_refused": 0}
     box.close()
 
 
