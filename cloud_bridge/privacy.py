@@ -1,15 +1,34 @@
 """Turn a hub summary into what may leave the community.
 
-Only fields of :mod:`contract.city` can be sent (its models forbid extras); this module
-decides which of the hub's numbers go into them. Device identifiers never appear in a
-hub summary; here the metric means are further limited to an explicit allow-list.
+Only fields of :mod:`contract.city` can be sent (its models forbid extras:
+``contract.city.egress_allow_list()`` lists them); this module decides which of the
+hub's numbers go into them:
+
+- **Metric means** only from an explicit allow-list (environment and utilities).
+- **Small cells.** A count that concerns fewer than ``k`` households or residents is not
+  sent as it is. A household-level cell (a building's water or electricity meters, one
+  per flat) with fewer than ``k`` devices is merged into the community-wide cell of its
+  class (building ``all``); if that is still under ``k``, it is suppressed. Residents'
+  event counts (requests at kiosks, by type) under ``k`` are merged into ``other``, and
+  suppressed if ``other`` is still under ``k``. The summary lists every merge and
+  suppression, so the city knows what it is not seeing and why.
+- Device and resident identifiers never appear in a hub summary, and none is added here.
 """
 
-from contract.city import CellSummary, CommunitySummary
-from contract.messages import HubSummary
+from collections import defaultdict
+
+from contract.city import MERGED_BUILDING, CellSummary, CommunitySummary, Suppression
+from contract.classes import DeviceClass
+from contract.messages import HubSummary, SummaryCell
 
 # Metric means the city may see, per the city data agreement (environment and utilities).
-ALLOWED_MEANS = frozenset({"temperature", "humidity", "pm2_5", "pm10", "flow_lpm", "fill_pct"})
+ALLOWED_MEANS = frozenset({"temperature", "humidity", "pm2_5", "pm10", "flow_lpm", "fill_pct", "power_kw"})
+# Classes with one device per household: their counts and means describe households.
+HOUSEHOLD_CLASSES = frozenset({DeviceClass.WATER_METER, DeviceClass.ELECTRICITY_METER})
+# Events that residents cause (a request at a kiosk): their counts describe residents.
+RESIDENT_EVENTS = frozenset({"service_request", "vote", "feedback"})
+OTHER_EVENTS = "other"
+K_DEFAULT = 5
 
 
 def summary_key(community: str, window_start: float) -> str:
@@ -17,15 +36,63 @@ def summary_key(community: str, window_start: float) -> str:
     return f"{community}:{int(round(window_start * 1000))}"
 
 
-def to_city(summary: HubSummary) -> CommunitySummary:
-    cells = tuple(
-        CellSummary(
-            building=c.building, device_class=c.device_class, devices=c.devices, online=c.online,
-            readings=c.readings,
-            means={m: round(s.mean, 3) for m, s in c.metrics.items() if m in ALLOWED_MEANS},
-        )
-        for c in summary.cells
-    )
+def _means(cells: list[SummaryCell]) -> dict[str, float]:
+    """Allow-listed means of one or more cells, weighted by their reading counts."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for c in cells:
+        for m, s in c.metrics.items():
+            if m in ALLOWED_MEANS:
+                totals[m][0] += s.mean * s.count
+                totals[m][1] += s.count
+    return {m: round(t / n, 3) for m, (t, n) in totals.items() if n}
+
+
+def _cells(summary: HubSummary, k: int, notes: list[Suppression]) -> tuple[CellSummary, ...]:
+    out: list[CellSummary] = []
+    small: dict[str, list[SummaryCell]] = defaultdict(list)
+    for c in summary.cells:
+        if c.device_class in HOUSEHOLD_CLASSES and c.devices < k:
+            small[c.device_class].append(c)
+            continue
+        out.append(CellSummary(building=c.building, device_class=c.device_class, devices=c.devices, online=c.online,
+                               readings=c.readings, means=_means([c])))
+    for device_class, cells in sorted(small.items()):
+        devices = sum(c.devices for c in cells)
+        merged = devices >= k
+        for c in cells:
+            notes.append(Suppression(what=f"cell {c.building}/{device_class}", action="merged" if merged else "suppressed",
+                                     into=f"cell {MERGED_BUILDING}/{device_class}" if merged else ""))
+        if merged:
+            out.append(CellSummary(building=MERGED_BUILDING, device_class=DeviceClass(device_class), devices=devices,
+                                   online=sum(c.online for c in cells), readings=sum(c.readings for c in cells),
+                                   means=_means(cells)))
+    return tuple(out)
+
+
+def _events(events: dict[str, int], k: int, notes: list[Suppression]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    other = 0
+    merged: list[str] = []
+    for name, n in sorted(events.items()):
+        if name in RESIDENT_EVENTS and 0 < n < k:
+            other += n
+            merged.append(name)
+        else:
+            out[name] = n
+    if merged:
+        kept = other >= k
+        for name in merged:
+            notes.append(Suppression(what=f"events {name}", action="merged" if kept else "suppressed",
+                                     into=f"events {OTHER_EVENTS}" if kept else ""))
+        if kept:
+            out[OTHER_EVENTS] = out.get(OTHER_EVENTS, 0) + other
+    return out
+
+
+def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
+    notes: list[Suppression] = []
+    cells = _cells(summary, k, notes)
+    events = _events(summary.events, k, notes)
     return CommunitySummary(
         key=summary_key(summary.community, summary.window_start),
         community=summary.community,
@@ -36,5 +103,7 @@ def to_city(summary: HubSummary) -> CommunitySummary:
         readings=sum(c.readings for c in cells),
         cells=cells,
         alerts=dict(summary.alerts),
-        events=dict(summary.events),
+        events=events,
+        k=k,
+        suppressed=tuple(notes),
     )

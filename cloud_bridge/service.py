@@ -89,7 +89,7 @@ class Bridge:
             log.error("summary for community %s arrived at the bridge of %s", summary.community, self.community_id)
             return
         priority = PRIORITY_ALERT if summary.alerts else PRIORITY_ROUTINE  # alert windows go first
-        if not await asyncio.to_thread(self.outbox.add, to_city(summary), priority):
+        if not await asyncio.to_thread(self.outbox.add, to_city(summary, k=self.settings.small_cell_k), priority):
             self.redelivered += 1
 
     async def _sealer(self, stop: asyncio.Event, deliverer: Deliverer) -> None:

@@ -21,6 +21,7 @@ class BridgeSettings(BaseModel):
     max_summaries: int = Field(default=1_000_000, ge=1)
     full_policy: Literal["refuse", "drop_oldest"] = "refuse"
     ttl_s: float = Field(default=7 * 86400, gt=0)
+    small_cell_k: int = Field(default=5, ge=2)  # counts about fewer households or residents are merged or suppressed
     batch_max: int = Field(default=500, ge=1)
     batch_interval_s: float = Field(default=1.0, gt=0)
     retry_initial_s: float = Field(default=0.5, gt=0)

@@ -6,6 +6,7 @@ an undeclared field cannot be serialised into a batch (the egress allow-list).
 
 import hashlib
 import hmac
+from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +32,17 @@ class CellSummary(_Frozen):
     means: dict[str, FiniteFloat] = Field(default_factory=dict)
 
 
+MERGED_BUILDING = "all"  # the cell that small household cells are merged into
+
+
+class Suppression(_Frozen):
+    """A count that concerned fewer than k households or residents, and what became of it."""
+
+    what: str = Field(max_length=128)  # "cell b1/water_meter", "events service_request"
+    action: Literal["merged", "suppressed"]
+    into: str = Field(default="", max_length=128)  # where a merged count went
+
+
 class CommunitySummary(_Frozen):
     v: int = CITY_SCHEMA_VERSION
     key: str = Field(min_length=1, max_length=128)  # idempotency key of this summary
@@ -44,6 +56,35 @@ class CommunitySummary(_Frozen):
     cells: tuple[CellSummary, ...] = ()
     alerts: dict[str, int] = Field(default_factory=dict)
     events: dict[str, int] = Field(default_factory=dict)
+    k: int = Field(default=5, ge=1)  # the small-cell threshold these counts were checked against
+    suppressed: tuple[Suppression, ...] = ()
+
+
+def egress_allow_list() -> frozenset[str]:
+    """Every field path that may leave a community in a batch, from the models above
+    ("summaries[].cells[].means{}" for a mapping's values): the explicit schema of egress.
+    A field not on it cannot be serialised (the models forbid extras)."""
+    paths: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            path = f"{prefix}{name}"
+            paths.add(path)
+            for inner in _models_in(info.annotation):
+                walk(inner, path + ("[]." if _is_sequence(info.annotation) else "."))
+
+    walk(Batch, "")
+    return frozenset(paths)
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _is_sequence(annotation: object) -> bool:
+    return get_origin(annotation) in (tuple, list)
 
 
 class Batch(_Frozen):

@@ -14,6 +14,9 @@ class CitySettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     community_keys: dict[str, SecretStr] = {}  # community -> its batch signing key
+    # Append every batch request as received (headers and the raw body, base64) to this
+    # JSON-lines file: what an auditor, or the egress scan test, reads.
+    capture: Path | None = None
 
 
 class FaultSpec(BaseModel):

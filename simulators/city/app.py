@@ -1,8 +1,12 @@
 """The city platform's HTTP API and overview page."""
 
+import base64
 import html
+import json
 import logging
+import time
 import zlib
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
@@ -16,10 +20,19 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
-def create_app(store: CityStore, community_keys: dict[str, bytes]) -> FastAPI:
-    """``community_keys``: each community's batch signing key; other communities are refused."""
+def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path | None = None) -> FastAPI:
+    """``community_keys``: each community's batch signing key; other communities are refused.
+    ``capture``: a JSON-lines file that gets every batch request exactly as received."""
     app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
     keys = dict(community_keys)
+
+    def record(request: Request, raw: bytes) -> None:
+        if capture is None:
+            return
+        line = json.dumps({"at": time.time(), "method": request.method, "path": request.url.path,
+                           "headers": dict(request.headers), "body_b64": base64.b64encode(raw).decode()})
+        with capture.open("a") as fh:
+            fh.write(line + "\n")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -34,6 +47,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes]) -> FastAPI:
     @app.post("/api/v1/batches", response_model=BatchAck)
     async def post_batch(request: Request) -> BatchAck:
         body = await request.body()
+        record(request, body)
         community = request.headers.get(COMMUNITY_HEADER, "")
         if request.headers.get("content-encoding") == "gzip":
             inflate = zlib.decompressobj(wbits=31)

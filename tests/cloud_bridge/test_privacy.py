@@ -15,7 +15,7 @@ def _hub_summary() -> HubSummary:
                     metrics={"temperature": stats}),
         SummaryCell(building="b1", device_class="door_access", devices=1, online=1, readings=3,
                     metrics={"opens": stats, "forced": stats}),
-    ), alerts={"fire": 1}, events={"service_request": 2})
+    ), alerts={"fire": 1}, events={"service_request": 7})
 
 
 def test_only_allow_listed_means_leave_the_community() -> None:
@@ -36,3 +36,47 @@ def test_a_field_not_on_the_allow_list_cannot_be_serialised() -> None:
 
 def test_the_same_hub_window_always_yields_the_same_key() -> None:
     assert to_city(_hub_summary()).key == to_city(_hub_summary()).key
+
+
+def _cell(building: str, device_class: str, devices: int, flow: float | None = None) -> SummaryCell:
+    metrics = {"flow_lpm": MetricStats(count=devices, mean=flow, min=flow, max=flow)} if flow is not None else {}
+    return SummaryCell(building=building, device_class=device_class, devices=devices, online=devices,
+                       readings=devices, metrics=metrics)
+
+
+def test_household_cells_under_k_are_merged_or_suppressed_and_the_summary_says_so() -> None:
+    summary = HubSummary(community="c1", window_start=0.0, window_end=60.0, cells=(
+        _cell("b1", "water_meter", 3, 2.0), _cell("b2", "water_meter", 2, 5.0),  # 5 together: merged
+        _cell("b3", "water_meter", 12, 1.0),  # big enough on its own
+        _cell("b1", "electricity_meter", 2),  # 2 in the whole community: suppressed
+        _cell("b1", "smoke", 1),  # not a household device: sent as it is
+    ), events={"service_request": 3, "vote": 1, "gateway_restart": 1})
+    out = to_city(summary, k=5)
+    cells = {(c.building, c.device_class): c for c in out.cells}
+    assert set(cells) == {("all", "water_meter"), ("b3", "water_meter"), ("b1", "smoke")}
+    assert cells[("all", "water_meter")].devices == 5 and cells[("all", "water_meter")].means == {"flow_lpm": 3.2}
+    # Totals are over what is sent: a suppressed count cannot be recovered by subtraction.
+    assert (out.devices, out.k) == (18, 5)
+    notes = {(n.what, n.action, n.into) for n in out.suppressed}
+    assert notes == {
+        ("cell b1/water_meter", "merged", "cell all/water_meter"), ("cell b2/water_meter", "merged", "cell all/water_meter"),
+        ("cell b1/electricity_meter", "suppressed", ""),
+        ("events service_request", "suppressed", ""), ("events vote", "suppressed", ""),
+    }
+    assert out.events == {"gateway_restart": 1}  # not a resident's doing: no threshold
+
+
+def test_small_resident_counts_merge_into_other_when_that_reaches_k() -> None:
+    out = to_city(HubSummary(community="c1", window_start=0.0, window_end=60.0, cells=(),
+                             events={"service_request": 4, "feedback": 2, "vote": 9}), k=5)
+    assert out.events == {"other": 6, "vote": 9}
+    assert {(n.what, n.action) for n in out.suppressed} == {("events feedback", "merged"),
+                                                            ("events service_request", "merged")}
+
+
+def test_the_egress_allow_list_is_explicit() -> None:
+    from contract.city import egress_allow_list
+
+    allowed = egress_allow_list()
+    assert {"summaries[].cells[].means", "summaries[].suppressed[].what", "community"} <= allowed
+    assert not any("device" == p.rsplit(".", 1)[-1] or "resident" in p for p in allowed)
