@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from contract.city import MERGED_BUILDING, CellSummary, CommunitySummary, Suppression
 from contract.classes import DeviceClass
-from contract.messages import HubSummary, SummaryCell
+from contract.messages import HubSummary, SummaryCell, UtilityUse
 
 # Metric means the city may see, per the city data agreement (environment and utilities).
 ALLOWED_MEANS = frozenset({"temperature", "humidity", "pm2_5", "pm10", "flow_lpm", "fill_pct", "power_kw"})
@@ -89,10 +89,43 @@ def _events(events: dict[str, int], k: int, notes: list[Suppression]) -> dict[st
     return out
 
 
+def _requests(requests: dict[str, int], k: int, notes: list[Suppression]) -> dict[str, int]:
+    """Residents' requests by category: a category under k merges into ``other``."""
+    out = {c: n for c, n in requests.items() if n >= k}
+    small = sorted(c for c, n in requests.items() if 0 < n < k)
+    if small:
+        other = sum(requests[c] for c in small)
+        kept = other + out.get(OTHER_EVENTS, 0) >= k
+        for c in small:
+            notes.append(Suppression(what=f"requests {c}", action="merged" if kept else "suppressed",
+                                     into=f"requests {OTHER_EVENTS}" if kept else ""))
+        if kept:
+            out[OTHER_EVENTS] = out.get(OTHER_EVENTS, 0) + other
+    return out
+
+
+ENVIRONMENT = ("temperature", "humidity", "pm2_5")
+
+
+def _utilities(use: UtilityUse | None, k: int, notes: list[Suppression]) -> UtilityUse | None:
+    """Consumption summed over fewer than k meters would describe households: suppressed."""
+    if use is None:
+        return None
+    fields = use.model_dump()
+    for kind, unit in (("electricity", "kwh"), ("water", "m3")):
+        if 0 < fields[f"{kind}_meters"] < k:
+            notes.append(Suppression(what=f"utilities {kind}", action="suppressed"))
+            fields[f"{kind}_{unit}"], fields[f"{kind}_meters"] = 0.0, 0
+    return UtilityUse(**fields)
+
+
 def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
     notes: list[Suppression] = []
     cells = _cells(summary, k, notes)
     events = _events(summary.events, k, notes)
+    requests = _requests(summary.requests, k, notes)
+    utilities = _utilities(summary.utilities, k, notes)
+    environment = _means([c for c in summary.cells if c.device_class not in HOUSEHOLD_CLASSES])
     return CommunitySummary(
         key=summary_key(summary.community, summary.window_start),
         community=summary.community,
@@ -104,6 +137,12 @@ def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
         cells=cells,
         alerts=dict(summary.alerts),
         events=events,
+        alerts_by_severity=dict(summary.alerts_by_severity),
+        requests=requests,
+        work_orders=summary.work_orders,
+        environment={m: v for m, v in environment.items() if m in ENVIRONMENT},
+        utilities=utilities,
+        hub=summary.hub,
         k=k,
         suppressed=tuple(notes),
     )

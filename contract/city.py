@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.classes import DeviceClass
 from contract.ids import Ident
-from contract.messages import FiniteFloat
+from contract.messages import FiniteFloat, HubHealth, UtilityUse, WorkOrderStats
 
 CITY_SCHEMA_VERSION = 1
 
@@ -56,6 +56,12 @@ class CommunitySummary(_Frozen):
     cells: tuple[CellSummary, ...] = ()
     alerts: dict[str, int] = Field(default_factory=dict)
     events: dict[str, int] = Field(default_factory=dict)
+    alerts_by_severity: dict[str, int] = Field(default_factory=dict)
+    requests: dict[str, int] = Field(default_factory=dict)  # residents' requests by category (k applied)
+    work_orders: WorkOrderStats | None = None
+    environment: dict[str, FiniteFloat] = Field(default_factory=dict)  # community means: temperature, humidity, pm2_5
+    utilities: UtilityUse | None = None
+    hub: HubHealth | None = None
     k: int = Field(default=5, ge=1)  # the small-cell threshold these counts were checked against
     suppressed: tuple[Suppression, ...] = ()
 

@@ -185,3 +185,45 @@ class HubSummary(Message):
     alerts: dict[str, int] = Field(default_factory=dict)  # by alert type
     events: dict[str, int] = Field(default_factory=dict)  # by event type
     dead_letters: int = Field(default=0, ge=0)
+    alerts_by_severity: dict[str, int] = Field(default_factory=dict)
+    requests: dict[str, int] = Field(default_factory=dict)  # residents' requests at kiosks, by category
+    work_orders: "WorkOrderStats | None" = None
+    utilities: "UtilityUse | None" = None
+    hub: "HubHealth | None" = None
+
+
+class WorkOrderStats(BaseModel):
+    """Work orders in a summary window: opened and resolved in it, overdue at its end."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    opened: int = Field(ge=0)
+    resolved: int = Field(ge=0)
+    overdue: int = Field(ge=0)
+    median_minutes_to_resolve: FiniteFloat | None = None
+
+
+class UtilityUse(BaseModel):
+    """Consumption in a window, from the meters' cumulative registers (last minus first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    electricity_kwh: FiniteFloat = Field(default=0.0, ge=0)
+    electricity_meters: int = Field(default=0, ge=0)  # meters that reported in the window
+    water_m3: FiniteFloat = Field(default=0.0, ge=0)
+    water_meters: int = Field(default=0, ge=0)
+
+
+class HubHealth(BaseModel):
+    """The community mid-brain's own health over a window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    readings_stored: int = Field(ge=0)
+    dead_letters: int = Field(ge=0)
+    alerts_raised: int = Field(ge=0)
+    devices: int = Field(ge=0)
+    devices_online: int = Field(ge=0)
+
+
+HubSummary.model_rebuild()

@@ -31,6 +31,7 @@ from hub.patterns import PatternDetector
 from hub.registry import Registry
 from hub.store import DeadLetter, TelemetryRow
 from hub.windows import Windows
+from hub.workorders import REQUEST_CATEGORIES
 from servicekit.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Ingestor:
         self.interval_stats: dict[tuple[str, str], list[float]] = {}
         self.interval_readings: dict[str, int] = {}
         self.interval_events: dict[str, int] = {}
+        self.interval_requests: dict[str, int] = {}  # residents' requests (kiosk service_request), by category
         # Desired thresholds per device (the twin): metric -> (low, high); and which series
         # are outside now, so that one excursion raises one alert (hysteresis HYSTERESIS).
         self.thresholds: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
@@ -324,6 +326,12 @@ class Ingestor:
                                     json.dumps(msg.data, ensure_ascii=False), msg.boot, msg.seq))
         self.registry.seen(msg.device, msg.ts, {})
         self.interval_events[msg.event] = self.interval_events.get(msg.event, 0) + 1
+        if msg.event == "service_request":
+            # Only a known category is counted by name: whatever else a kiosk put there (free
+            # text, a name) must not reach a summary.
+            category = msg.data.get("category")
+            category = category if isinstance(category, str) and category in REQUEST_CATEGORIES else "other"
+            self.interval_requests[category] = self.interval_requests.get(category, 0) + 1
 
     def _birth(self, parsed: Topic, msg: Birth, at: float) -> None:
         gateway = str(parsed.gateway)

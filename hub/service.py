@@ -21,7 +21,7 @@ from contract import topics
 from contract.classes import CATALOG
 from contract.codec import encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import Alert, Command
+from contract.messages import Alert, Command, WorkOrderStats
 from contract.topology import Community
 from hub.accounts import Accounts
 from hub.alerts import KIND_ZH, AlertPolicy
@@ -74,6 +74,7 @@ class HubService:
         self._tg: asyncio.TaskGroup | None = None
         self._flushed = asyncio.Condition()
         self._interval_alerts: Counter[str] = Counter()
+        self._interval_severity: Counter[str] = Counter()
         self._interval_dead = 0
         # The first interval starts now (not on the aligned boundary), so that a restarted
         # hub never produces a second summary for a window it already summarised.
@@ -278,6 +279,7 @@ class HubService:
         self.metrics.alerts.labels(kind).inc()
         self.metrics.count("alerts")
         self._interval_alerts[kind] += 1
+        self._interval_severity[severity] += 1
         state = self.registry.devices.get(device)
         if state is None:
             return
@@ -456,10 +458,17 @@ class HubService:
         start = self._interval_start
         end = now if final else self._align(start) + self.settings.summary_interval_s
         ing = self.ingestor
+        orders = None
+        if self.workorders is not None:
+            counts = await asyncio.to_thread(self.workorders.counts, start)
+            orders = WorkOrderStats(**counts)
         summary = build_summary(self.registry, start, end, ing.interval_stats, ing.interval_readings,
-                                self._interval_alerts, ing.interval_events, self._interval_dead)
-        ing.interval_stats, ing.interval_readings, ing.interval_events = {}, {}, {}
+                                self._interval_alerts, ing.interval_events, self._interval_dead,
+                                alerts_by_severity=self._interval_severity, requests=ing.interval_requests,
+                                work_orders=orders)
+        ing.interval_stats, ing.interval_readings, ing.interval_events, ing.interval_requests = {}, {}, {}, {}
         self._interval_alerts = Counter()
+        self._interval_severity = Counter()
         self._interval_dead = 0
         self._interval_start = end
         assert self.store is not None

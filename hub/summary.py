@@ -6,8 +6,12 @@ Cells are (building, device class): the summary carries no device identifier.
 from collections import Counter
 from dataclasses import dataclass, field
 
-from contract.messages import HubSummary, MetricStats, SummaryCell
+from contract.classes import DeviceClass
+from contract.messages import HubHealth, HubSummary, MetricStats, SummaryCell, UtilityUse, WorkOrderStats
 from hub.registry import Registry
+
+# Cumulative registers whose growth in a window is what was consumed in it.
+_REGISTERS = {(DeviceClass.ELECTRICITY_METER, "energy_kwh"): "electricity", (DeviceClass.WATER_METER, "total_m3"): "water"}
 
 
 @dataclass
@@ -19,9 +23,24 @@ class _Cell:
     metrics: dict[str, list[float]] = field(default_factory=dict)
 
 
+def utility_use(registry: Registry, stats: dict[tuple[str, str], list[float]]) -> UtilityUse:
+    """Per meter, the register's growth over the window (max minus min of what it reported)."""
+    use = {"electricity": 0.0, "water": 0.0}
+    meters = {"electricity": 0, "water": 0}
+    for (device_id, metric), (_, _, lo, hi) in stats.items():
+        kind = _REGISTERS.get((registry.devices[device_id].device_class, metric))
+        if kind is not None:
+            use[kind] += max(0.0, hi - lo)
+            meters[kind] += 1
+    return UtilityUse(electricity_kwh=round(use["electricity"], 4), electricity_meters=meters["electricity"],
+                      water_m3=round(use["water"], 4), water_meters=meters["water"])
+
+
 def build_summary(registry: Registry, window_start: float, window_end: float,
                   stats: dict[tuple[str, str], list[float]], readings: dict[str, int],
-                  alerts: Counter[str], events: dict[str, int], dead_letters: int) -> HubSummary:
+                  alerts: Counter[str], events: dict[str, int], dead_letters: int, *,
+                  alerts_by_severity: Counter[str] | None = None, requests: dict[str, int] | None = None,
+                  work_orders: WorkOrderStats | None = None) -> HubSummary:
     cells: dict[tuple[str, str], _Cell] = {}
     for device in registry.devices.values():
         cell = cells.setdefault((device.building, device.device_class.value), _Cell())
@@ -44,5 +63,10 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
         )
         for (building, device_class), cell in sorted(cells.items())
     )
+    health = HubHealth(readings_stored=sum(readings.values()), dead_letters=dead_letters,
+                       alerts_raised=sum(alerts.values()), devices=sum(c.devices for c in out),
+                       devices_online=sum(c.online for c in out))
     return HubSummary(community=registry.community.id, window_start=window_start, window_end=window_end,
-                      cells=out, alerts=dict(alerts), events=dict(events), dead_letters=dead_letters)
+                      cells=out, alerts=dict(alerts), events=dict(events), dead_letters=dead_letters,
+                      alerts_by_severity=dict(alerts_by_severity or {}), requests=dict(requests or {}),
+                      work_orders=work_orders, utilities=utility_use(registry, stats), hub=health)

@@ -90,6 +90,11 @@ CATEGORIES: dict[str, Category] = {
 }
 
 
+# The categories of residents' requests a kiosk may report, as counted in summaries: the
+# work-order categories and the kiosks' own short names for them.
+REQUEST_CATEGORIES = frozenset(CATEGORIES) | {"cleaning", "security", "greening", "parking", "noise"}
+
+
 def category_of_alert(kind: str, device_class: str) -> str:
     """The work-order category an alert of ``kind`` on a device of ``device_class`` goes to."""
     if kind == "fire" or device_class == "smoke":

@@ -31,7 +31,9 @@ PATTERNS = {
     "room number": re.compile(r"\d+\s*号楼\s*\d+|\d{3,4}\s*室|[Rr]oom\s*\d+"),
     "resident name": re.compile("王小明"),
 }
-MAPS = {"summaries[].cells[].means", "summaries[].alerts", "summaries[].events"}  # keys are data, not fields
+# Mappings whose keys are data (a metric, an alert kind, a category), not fields.
+MAPS = {"summaries[].cells[].means", "summaries[].alerts", "summaries[].events", "summaries[].requests",
+        "summaries[].alerts_by_severity", "summaries[].environment"}
 
 RESIDENT_REQUEST = {"v": 1, "seq": 1, "boot": "scan-1", "ts": 0.0, "device": "k1-kiosk-01", "event": "service_request",
                     "severity": "info", "data": {"category": "repair", "name": "王小明", "phone": "13812345678",
@@ -57,7 +59,7 @@ def _identifiers() -> set[str]:
 def _fields(value: object, path: str, allowed: frozenset[str], off: set[str]) -> None:
     if isinstance(value, dict):
         if path in MAPS:
-            if path.endswith(".means"):
+            if path.endswith((".means", ".environment")):
                 off.update(f"{path}.{k}" for k in value if k not in ALLOWED_MEANS)
             return
         for key, inner in value.items():

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, Batch, BatchAck, verify
-from simulators.city.store import CityStore
+from simulators.city.store import CityStore, kpis
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,41 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     def stats() -> dict[str, int]:
         return store.stats()
 
+    @app.get("/api/communities/{community}/latest")
+    def latest(community: str) -> dict[str, object]:
+        """The community's latest summary and its key figures."""
+        summary = store.latest(community)
+        if summary is None:
+            raise HTTPException(404, f"no summary from community {community!r}")
+        return {"summary": summary, "kpis": kpis(summary)}
+
+    @app.get("/api/communities/{community}/series")
+    def series(community: str, since: float = 0.0, limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, object]]:
+        """Key figures per summary window, oldest first."""
+        return store.series(community, since, limit)
+
     @app.get("/", response_class=HTMLResponse)
     def overview() -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(str(c['community']))}</td><td>{c['summaries']}</td>"
-            f"<td>{c['latest_window_end']:.0f}</td></tr>" for c in store.communities()
-        )
+        """城市大脑 · 社区概览: every community's latest key figures, server-rendered."""
+        rows = []
+        for c in store.communities():
+            summary = store.latest(str(c["community"]))
+            k = kpis(summary) if summary else {}
+            share = k.get("online_share")
+            cells = [html.escape(str(c["community"])), str(c["summaries"]),
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(c["latest_window_end"]))),
+                     f"{share:.1%}" if isinstance(share, float) else "–", str(k.get("alerts", "–")),
+                     str(k.get("critical_alerts", "–")), str(k.get("work_orders_overdue", "–")),
+                     str(k.get("requests", "–")), str(k.get("suppressed", "–"))]
+            rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in cells) + "</tr>")
+        head = ["社区 Community", "汇总数 Summaries", "最新窗口 Latest window", "设备在线率 Online",
+                "告警 Alerts", "严重告警 Critical", "超时工单 Overdue orders", "居民诉求 Requests",
+                "小样本抑制 Suppressed"]
         return ("<!doctype html><html lang='zh-CN'><meta charset='utf-8'><title>城市大脑 · 社区概览</title>"
-                "<h1>城市大脑 · 社区概览 (City overview)</h1><table border=1><tr><th>社区 Community</th>"
-                f"<th>汇总数 Summaries</th><th>最新窗口 Latest window</th></tr>{rows}</table></html>")
+                "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+                "td,th{border:1px solid #999;padding:.3em .6em}</style>"
+                f"<h1>城市大脑 · 社区概览 (City overview)</h1><p>{len(rows)} 个社区 communities</p>"
+                "<table id='communities'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+                + "".join(rows) + "</table></html>")
 
     return app

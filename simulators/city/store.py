@@ -5,6 +5,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from contract.city import Batch, BatchAck
 from servicekit.sqlite import open_database
@@ -99,6 +100,21 @@ class CityStore:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
+    def latest(self, community: str) -> dict[str, object] | None:
+        """The community's most recent summary (its latest revision)."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM summaries WHERE community = ? ORDER BY window_start DESC LIMIT 1",
+                                   (community,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def series(self, community: str, since: float, limit: int) -> list[dict[str, object]]:
+        """Key figures per window, oldest first: what the city's charts plot."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM summaries WHERE community = ? AND window_start >= ? ORDER BY window_start LIMIT ?",
+                (community, since, limit)).fetchall()
+        return [kpis(json.loads(body)) for (body,) in rows]
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             (summaries,) = self._db.execute("SELECT COUNT(*) FROM summaries").fetchone()
@@ -108,3 +124,24 @@ class CityStore:
                 "duplicate_batches": counters.get("duplicate_batches", 0),
                 "duplicate_summaries": counters.get("duplicate_summaries", 0),
                 "refused_batches": counters.get("refused_batches", 0)}
+
+
+def kpis(summary: dict[str, Any]) -> dict[str, object]:
+    """The key performance indicators of one community summary."""
+    devices = summary.get("devices") or 0
+    orders = summary.get("work_orders") or {}
+    utilities = summary.get("utilities") or {}
+    return {
+        "window_start": summary["window_start"], "window_end": summary["window_end"],
+        "revision": summary.get("revision", 0),
+        "online_share": round(summary["online"] / devices, 4) if devices else None,
+        "alerts": sum((summary.get("alerts") or {}).values()),
+        "critical_alerts": (summary.get("alerts_by_severity") or {}).get("critical", 0),
+        "work_orders_opened": orders.get("opened"), "work_orders_resolved": orders.get("resolved"),
+        "work_orders_overdue": orders.get("overdue"),
+        "median_minutes_to_resolve": orders.get("median_minutes_to_resolve"),
+        "requests": sum((summary.get("requests") or {}).values()),
+        "electricity_kwh": utilities.get("electricity_kwh"), "water_m3": utilities.get("water_m3"),
+        **{k: v for k, v in (summary.get("environment") or {}).items()},
+        "suppressed": len(summary.get("suppressed") or ()),
+    }

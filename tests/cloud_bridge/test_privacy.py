@@ -80,3 +80,24 @@ def test_the_egress_allow_list_is_explicit() -> None:
     allowed = egress_allow_list()
     assert {"summaries[].cells[].means", "summaries[].suppressed[].what", "community"} <= allowed
     assert not any("device" == p.rsplit(".", 1)[-1] or "resident" in p for p in allowed)
+
+
+def test_requests_and_utilities_that_concern_fewer_than_k_households_do_not_leave_as_they_are() -> None:
+    from contract.messages import HubHealth, UtilityUse, WorkOrderStats
+
+    summary = HubSummary(
+        community="c1", window_start=0.0, window_end=60.0, cells=(
+            _cell("b1", "temp_humidity", 4), _cell("b1", "water_meter", 6, 1.0)),
+        requests={"repair": 7, "noise": 2, "parking": 1},
+        utilities=UtilityUse(electricity_kwh=3.5, electricity_meters=2, water_m3=0.8, water_meters=6),
+        work_orders=WorkOrderStats(opened=3, resolved=2, overdue=1, median_minutes_to_resolve=42.0),
+        hub=HubHealth(readings_stored=100, dead_letters=1, alerts_raised=2, devices=10, devices_online=9),
+        alerts_by_severity={"critical": 1, "warning": 1})
+    out = to_city(summary, k=5)
+    assert out.requests == {"repair": 7}  # noise 2 + parking 1 = 3 < 5: suppressed
+    assert out.utilities is not None and (out.utilities.water_m3, out.utilities.water_meters) == (0.8, 6)
+    assert (out.utilities.electricity_kwh, out.utilities.electricity_meters) == (0.0, 0)  # 2 meters < 5
+    assert {(n.what, n.action) for n in out.suppressed} == {
+        ("requests noise", "suppressed"), ("requests parking", "suppressed"), ("utilities electricity", "suppressed")}
+    assert out.work_orders == summary.work_orders and out.hub == summary.hub
+    assert out.alerts_by_severity == {"critical": 1, "warning": 1}

@@ -104,18 +104,30 @@ async def test_summaries_are_published_for_the_bridge(tmp_path: Path, community:
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as listener:
         await listener.subscribe(topics.hub_summary(community.id), qos=1)
         async with serving_hub(tmp_path, community, mosquitto, summary_interval_s=1.0) as (_, hub):
-            pub(mosquitto, "mb/v1/xihu-demo/gw-b2/b2-wm-01/telemetry",
-                json.dumps({"v": 1, "seq": 1, "boot": "r", "ts": time.time(), "device": "b2-wm-01",
-                            "metrics": {"flow_lpm": 12.0, "total_m3": 100.0}}))
-            await wait_until(lambda: hub.stats()["stored"] == 1)
+            now = time.time()
+            for seq, (dt, total) in enumerate(((0.0, 100.0), (0.2, 100.25)), start=1):
+                pub(mosquitto, "mb/v1/xihu-demo/gw-b2/b2-wm-01/telemetry",
+                    json.dumps({"v": 1, "seq": seq, "boot": "r", "ts": now + dt, "device": "b2-wm-01",
+                                "metrics": {"flow_lpm": 12.0, "total_m3": total}}))
+            for seq, category in enumerate(("repair", "张三 13812345678"), start=3):  # the second: not a category
+                pub(mosquitto, "mb/v1/xihu-demo/gw-kiosk/k1-kiosk-01/event",
+                    json.dumps({"v": 1, "seq": seq, "boot": "r", "ts": now, "device": "k1-kiosk-01",
+                                "event": "service_request", "severity": "info", "data": {"category": category}},
+                               ensure_ascii=False))
+            await wait_until(lambda: hub.stats()["stored"] == 2 and hub.stats()["events_stored"] == 2)
             async with asyncio.timeout(10):
                 async for message in listener.messages:
                     summary = decode_as(HubSummary, message.payload)  # type: ignore[arg-type]
                     if any(c.readings for c in summary.cells):
                         break
     cell = next(c for c in summary.cells if c.building == "b2" and c.device_class == "water_meter")
-    assert cell.readings == 1 and cell.metrics["flow_lpm"].mean == 12.0
+    assert cell.readings == 2 and cell.metrics["flow_lpm"].mean == 12.0
     assert "b2-wm-01" not in message.payload.decode()  # type: ignore[union-attr]
+    assert summary.utilities is not None and summary.utilities.water_m3 == 0.25 and summary.utilities.water_meters == 1
+    assert summary.requests == {"repair": 1, "other": 1}  # free text never becomes a category
+    assert "13812345678" not in message.payload.decode()  # type: ignore[union-attr]
+    assert summary.work_orders is not None and summary.hub is not None
+    assert summary.hub.readings_stored == 2 and summary.hub.devices >= 20
 
 
 async def test_counters_survive_a_restart_and_agree_with_the_store(tmp_path: Path, community: Community,

@@ -93,3 +93,40 @@ async def test_a_batch_whose_signature_does_not_hold_is_refused_with_its_reason_
         server.stop()
         await task
         store.close()
+
+
+async def test_the_city_serves_each_communitys_kpis_and_an_overview_page_chromium_renders(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.hub.test_staff_page import CHROMIUM_ARGS, chromium
+
+    store = CityStore(tmp_path / "city.sqlite3")
+    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+    await server.started()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for i in range(3):
+                summary = CommunitySummary(key=f"c1:{i}", community="c1", window_start=60.0 * i, window_end=60.0 * i + 60,
+                                           devices=10, online=9 - i, readings=50, alerts={"fire": i},
+                                           alerts_by_severity={"critical": i})
+                body = _batch(f"b{i}", summary)
+                assert (await http.post("/api/v1/batches", content=body, headers=signed(body))).status_code == 200
+            latest = (await http.get("/api/communities/c1/latest")).json()
+            assert latest["kpis"]["online_share"] == 0.7 and latest["kpis"]["critical_alerts"] == 2
+            series = (await http.get("/api/communities/c1/series", params={"since": 60})).json()
+            assert [s["online_share"] for s in series] == [0.8, 0.7]
+            assert (await http.get("/api/communities/c9/latest")).status_code == 404
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            await page.goto(server.url + "/")
+            assert "城市大脑" in await page.title()
+            row = page.locator("#communities tr").nth(1)
+            assert (await row.locator("td").nth(0).inner_text()) == "c1"
+            assert (await row.locator("td").nth(3).inner_text()) == "70.0%"
+            await browser.close()
+    finally:
+        server.stop()
+        await task
+        store.close()
