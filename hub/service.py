@@ -157,6 +157,7 @@ class HubService:
         nothing is acknowledged before it is committed, so the broker never has more than
         its max_inflight_messages in our hands."""
         self.ingestor.handle(topic, payload)
+        self.metrics.totals["received_bytes"] += len(payload)  # what the egress share is measured against
         self._unacked.append((self.ingest.session, mid, qos))
         if (len(self._unacked) >= self.settings.ack_batch or len(self.ingestor.pending) >= self.settings.queue_size
                 or self.ingestor.pending.crossings):  # an alert waits for no timer
@@ -510,6 +511,7 @@ class HubService:
             "received_telemetry": t["received_telemetry"],
             "received_event": t["received_event"],
             "received_state": t["received_state"],
+            "received_bytes": t["received_bytes"],
             "stored": t["stored"],
             "events_stored": t["events_stored"],
             "dead_lettered": t["dead_lettered"],

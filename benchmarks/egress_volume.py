@@ -1,0 +1,56 @@
+"""Egress volume: bytes the bridge sends to the city as a share of the telemetry bytes the
+hub ingests, over the same run of the demo community.
+
+    python benchmarks/egress_volume.py [--duration 300] [--summary-interval 60]
+
+Runs `midbrain demo` (its 20 simulated devices and 3 gateways, Mosquitto when installed)
+with the hub summarising every --summary-interval seconds, as in production. At the end
+the hub's count of MQTT payload bytes received and the bridge's count of request body
+bytes sent (gzip included; HTTP headers not) give the share, and a per-day figure for
+this community scaled from the run.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import midbrain_env  # noqa: E402
+
+from midbrain.broker import free_port  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def total(stats_dir: Path, service: str, key: str) -> int:
+    """Summed over the service's runs (the demo restarts some services on purpose)."""
+    return sum(json.loads(p.read_text()).get(key, 0) for p in stats_dir.glob(f"{service}.*.json"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=300)
+    ap.add_argument("--summary-interval", type=float, default=60.0)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mb-bench-egress-"))
+    env = midbrain_env(MIDBRAIN_MQTT__PORT=str(free_port()), MIDBRAIN_HUB__HTTP_PORT=str(free_port()),
+                       MIDBRAIN_CITY__HTTP_PORT=str(free_port()),
+                       MIDBRAIN_HUB__SUMMARY_INTERVAL_S=str(args.summary_interval))
+    subprocess.run([sys.executable, "-m", "midbrain", "demo", "--config", str(REPO / "config" / "demo.toml"),
+                    "--duration", str(args.duration), "--workdir", str(work / "run"), "--report", str(work / "r.json")],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    stats = work / "run" / "stats"
+    ingested, sent = total(stats, "hub", "received_bytes"), total(stats, "bridge", "bytes_sent")
+    report = json.loads((work / "r.json").read_text())
+    per_day = 86400 / args.duration
+    print(f"{args.duration} s of the demo community, summaries every {args.summary_interval:.0f} s: hub ingested "
+          f"{ingested:,} bytes of MQTT payload, the bridge sent {sent:,} bytes to the city: "
+          f"egress/ingest = {sent / ingested:.2%} (per day at this rate: {sent * per_day / 1e6:.2f} MB up, "
+          f"{ingested * per_day / 1e6:.1f} MB in); demo ok={report.get('ok')}")
+
+
+if __name__ == "__main__":
+    main()
