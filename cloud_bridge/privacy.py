@@ -69,36 +69,23 @@ def _cells(summary: HubSummary, k: int, notes: list[Suppression]) -> tuple[CellS
     return tuple(out)
 
 
-def _events(events: dict[str, int], k: int, notes: list[Suppression]) -> dict[str, int]:
+def _merge_small(counts: dict[str, int], k: int, what: str, notes: list[Suppression],
+                 eligible: frozenset[str] | None = None) -> dict[str, int]:
+    """Counts under k (of the ``eligible`` names, or all) merge into ``other``, or are
+    suppressed if ``other`` is still under k."""
     out: dict[str, int] = {}
-    other = 0
-    merged: list[str] = []
-    for name, n in sorted(events.items()):
-        if name in RESIDENT_EVENTS and 0 < n < k:
-            other += n
-            merged.append(name)
+    small: list[str] = []
+    for name, n in sorted(counts.items()):
+        if (eligible is None or name in eligible) and 0 < n < k:
+            small.append(name)
         else:
             out[name] = n
-    if merged:
-        kept = other >= k
-        for name in merged:
-            notes.append(Suppression(what=f"events {name}", action="merged" if kept else "suppressed",
-                                     into=f"events {OTHER_EVENTS}" if kept else ""))
-        if kept:
-            out[OTHER_EVENTS] = out.get(OTHER_EVENTS, 0) + other
-    return out
-
-
-def _requests(requests: dict[str, int], k: int, notes: list[Suppression]) -> dict[str, int]:
-    """Residents' requests by category: a category under k merges into ``other``."""
-    out = {c: n for c, n in requests.items() if n >= k}
-    small = sorted(c for c, n in requests.items() if 0 < n < k)
     if small:
-        other = sum(requests[c] for c in small)
+        other = sum(counts[name] for name in small)
         kept = other + out.get(OTHER_EVENTS, 0) >= k
-        for c in small:
-            notes.append(Suppression(what=f"requests {c}", action="merged" if kept else "suppressed",
-                                     into=f"requests {OTHER_EVENTS}" if kept else ""))
+        for name in small:
+            notes.append(Suppression(what=f"{what} {name}", action="merged" if kept else "suppressed",
+                                     into=f"{what} {OTHER_EVENTS}" if kept else ""))
         if kept:
             out[OTHER_EVENTS] = out.get(OTHER_EVENTS, 0) + other
     return out
@@ -122,8 +109,8 @@ def _utilities(use: UtilityUse | None, k: int, notes: list[Suppression]) -> Util
 def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
     notes: list[Suppression] = []
     cells = _cells(summary, k, notes)
-    events = _events(summary.events, k, notes)
-    requests = _requests(summary.requests, k, notes)
+    events = _merge_small(summary.events, k, "events", notes, RESIDENT_EVENTS)  # residents' doing only
+    requests = _merge_small(summary.requests, k, "requests", notes)
     utilities = _utilities(summary.utilities, k, notes)
     environment = _means([c for c in summary.cells if c.device_class not in HOUSEHOLD_CLASSES])
     return CommunitySummary(

@@ -1,6 +1,8 @@
 """The reference city platform over real HTTP."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -23,6 +25,21 @@ def signed(body: bytes, community: str = "c1", key: bytes = KEY) -> dict[str, st
     return {COMMUNITY_HEADER: community, SIGNATURE_HEADER: sign(key, body)}
 
 
+@asynccontextmanager
+async def serving_city(tmp_path: Path) -> AsyncIterator[tuple[HttpServer, CityStore]]:
+    """The city platform's app on a free port, with c1's key."""
+    store = CityStore(tmp_path / "city.sqlite3")
+    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+    await server.started()
+    try:
+        yield server, store
+    finally:
+        server.stop()
+        await task
+        store.close()
+
+
 def _batch(key: str, *summaries: CommunitySummary) -> bytes:
     return Batch(key=key, community="c1", sent_at=1.0, summaries=summaries).model_dump_json().encode()
 
@@ -33,11 +50,7 @@ def _s(i: int, revision: int = 0, readings: int = 5) -> CommunitySummary:
 
 
 async def test_deduplicates_batches_and_summaries_and_keeps_the_latest_revision(tmp_path: Path) -> None:
-    store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve())
-    await server.started()
-    try:
+    async with serving_city(tmp_path) as (server, store):
         async with httpx.AsyncClient(base_url=server.url) as http:
             post = lambda body: http.post("/api/v1/batches", content=body, headers=signed(body))  # noqa: E731
             assert (await post(_batch("b1", _s(1), _s(2)))).json() == {"key": "b1", "accepted": 2, "duplicates": 0}
@@ -52,19 +65,11 @@ async def test_deduplicates_batches_and_summaries_and_keeps_the_latest_revision(
             assert next(s for s in summaries if s["key"] == "c1:3")["readings"] == 9
             assert (await http.get("/api/communities")).json()[0]["summaries"] == 3
             assert "城市大脑" in (await http.get("/")).text
-    finally:
-        server.stop()
-        await task
-        store.close()
 
 
 async def test_a_batch_whose_signature_does_not_hold_is_refused_with_its_reason_logged_and_counted(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve())
-    await server.started()
-    try:
+    async with serving_city(tmp_path) as (server, store):
         async with httpx.AsyncClient(base_url=server.url) as http:
             body = _batch("b1", _s(1))
             post = lambda content, headers: http.post("/api/v1/batches", content=content, headers=headers)  # noqa: E731
@@ -89,10 +94,6 @@ async def test_a_batch_whose_signature_does_not_hold_is_refused_with_its_reason_
             # The right signature over a gzip body goes through.
             ok = await post(gzip.compress(body), {**signed(body), "content-encoding": "gzip"})
             assert ok.status_code == 200 and ok.json()["accepted"] == 1
-    finally:
-        server.stop()
-        await task
-        store.close()
 
 
 async def test_the_city_serves_each_communitys_kpis_and_an_overview_page_chromium_renders(tmp_path: Path) -> None:
@@ -100,11 +101,7 @@ async def test_the_city_serves_each_communitys_kpis_and_an_overview_page_chromiu
 
     from tests.hub.test_staff_page import CHROMIUM_ARGS, chromium
 
-    store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve())
-    await server.started()
-    try:
+    async with serving_city(tmp_path) as (server, store):
         async with httpx.AsyncClient(base_url=server.url) as http:
             for i in range(3):
                 summary = CommunitySummary(key=f"c1:{i}", community="c1", window_start=60.0 * i, window_end=60.0 * i + 60,
@@ -126,7 +123,3 @@ async def test_the_city_serves_each_communitys_kpis_and_an_overview_page_chromiu
             assert (await row.locator("td").nth(0).inner_text()) == "c1"
             assert (await row.locator("td").nth(3).inner_text()) == "70.0%"
             await browser.close()
-    finally:
-        server.stop()
-        await task
-        store.close()
