@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS pending (
 );
 CREATE TABLE IF NOT EXISTS batches (
     key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, summaries INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 1
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 1,
+    summary_keys TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS discarded (
     key TEXT NOT NULL, created REAL NOT NULL, discarded_at REAL NOT NULL, reason TEXT NOT NULL
@@ -72,6 +73,7 @@ class OutgoingBatch:
     body: bytes
     summaries: int
     attempts: int
+    summary_keys: tuple[str, ...] = ()
 
 
 class OutboxFull(Exception):
@@ -90,9 +92,11 @@ class Outbox:
         self.full_policy = full_policy
         self.ttl_s = ttl_s
         self._db = open_database(path, _SCHEMA, synchronous="FULL")  # an accepted summary survives power loss
-        for table in ("pending", "batches"):  # outboxes made before priorities
-            if "priority" not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
+        for table, column, declared in (("pending", "priority", "INTEGER NOT NULL DEFAULT 1"),  # older outboxes
+                                        ("batches", "priority", "INTEGER NOT NULL DEFAULT 1"),
+                                        ("batches", "summary_keys", "TEXT NOT NULL DEFAULT ''")):
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -186,8 +190,9 @@ class Outbox:
                     return 0
                 summaries = tuple(CommunitySummary.model_validate_json(body) for _, body, _ in rows)
                 batch = Batch(key=str(uuid.uuid4()), community=community, sent_at=time.time(), summaries=summaries)
-                db.execute("INSERT INTO batches (key, created, body, summaries, priority) VALUES (?, ?, ?, ?, ?)",
-                           (batch.key, time.time(), batch.model_dump_json(), len(summaries), rows[0][2]))
+                db.execute("INSERT INTO batches (key, created, body, summaries, priority, summary_keys) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (batch.key, time.time(), batch.model_dump_json(), len(summaries),
+                                                         rows[0][2], json.dumps([k for k, _, _ in rows])))
                 db.executemany("DELETE FROM pending WHERE key = ?", [(k,) for k, _, _ in rows])
                 db.execute("COMMIT")
             except BaseException:
@@ -197,9 +202,13 @@ class Outbox:
 
     def next_batch(self) -> OutgoingBatch | None:
         with self._lock:
-            row = self._db.execute("SELECT key, body, summaries, attempts FROM batches ORDER BY priority, created "
-                                   "LIMIT 1").fetchone()
-        return OutgoingBatch(row[0], row[1].encode(), row[2], row[3]) if row else None
+            row = self._db.execute("SELECT key, body, summaries, attempts, summary_keys FROM batches "
+                                   "ORDER BY priority, created LIMIT 1").fetchone()
+        if row is None:
+            return None
+        # Batches sealed before summary_keys existed: read the keys from the body.
+        keys = json.loads(row[4]) if row[4] else [s["key"] for s in json.loads(row[1])["summaries"]]
+        return OutgoingBatch(row[0], row[1].encode(), row[2], row[3], tuple(keys))
 
     def acknowledged(self, key: str) -> None:
         with self._lock:
@@ -246,7 +255,7 @@ class Outbox:
                     "seq": (last[0] + 1) if last else 1, "batch_key": batch.key, "sent_at": round(time.time(), 3),
                     "destination": destination, "body_sha256": hashlib.sha256(batch.body).hexdigest(),
                     "bytes": len(batch.body),
-                    "summaries": json.dumps([s["key"] for s in json.loads(batch.body)["summaries"]]),
+                    "summaries": json.dumps(list(batch.summary_keys)),
                     "prev_hash": last[1] if last else "",
                 }
                 digest = egress_entry_hash(entry)

@@ -10,22 +10,29 @@ it never accepts what the models refuse and always reads the same values.
 
 import json
 import math
+import re
 from typing import Annotated, Literal
 
 import msgspec
 
 from contract.codec import MAX_BACKLOG_BYTES, MAX_PAYLOAD_BYTES, decode_as
 from contract.ids import ID_PATTERN
+from contract.city import Batch
+from contract.classes import DeviceClass
 from contract.messages import BACKLOG_MAX_ITEMS, Backlog, Telemetry
 
 _Name = Annotated[str, msgspec.Meta(max_length=64)]
+# msgspec matches with re.search, where "$" also matches before a final newline; the
+# models' pattern (Rust's regex) does not. \Z keeps the fast path as strict.
+_FAST_ID_PATTERN = ID_PATTERN.removesuffix("$") + r"\Z"
+_Id = Annotated[str, msgspec.Meta(pattern=_FAST_ID_PATTERN)]
 
 
 class FastTelemetry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     seq: Annotated[int, msgspec.Meta(ge=0)]
     boot: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     ts: float
-    device: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+    device: _Id
     metrics: Annotated[dict[_Name, float], msgspec.Meta(min_length=1, max_length=64)]
     v: Literal[1] = 1
     hist: bool = False
@@ -75,3 +82,118 @@ def unpack_backlog(payload: bytes, *, max_bytes: int = MAX_BACKLOG_BYTES) -> lis
                 return items
     slow = decode_as(Backlog, payload, max_bytes=max_bytes)  # the verdict, with its reason
     return [(item.topic, json.dumps(item.message).encode()) for item in slow.items]
+
+
+# -- the city's intake: batches of community summaries ------------------------------------
+
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+_Text128 = Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class _Struct(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    pass
+
+
+class _FastCell(_Struct):
+    building: _Id
+    device_class: DeviceClass
+    devices: _Count
+    online: _Count
+    readings: _Count
+    means: dict[str, float] = {}
+
+
+class _FastSuppression(_Struct):
+    what: _Text128
+    action: Literal["merged", "suppressed"]
+    into: _Text128 = ""
+
+
+class _FastWorkOrders(_Struct):
+    opened: _Count
+    resolved: _Count
+    overdue: _Count
+    median_minutes_to_resolve: float | None = None
+
+
+class _FastUtilities(_Struct):
+    electricity_kwh: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    electricity_meters: _Count = 0
+    water_m3: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    water_meters: _Count = 0
+
+
+class _FastHub(_Struct):
+    readings_stored: _Count
+    dead_letters: _Count
+    alerts_raised: _Count
+    devices: _Count
+    devices_online: _Count
+
+
+class FastSummary(_Struct):
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    community: _Id
+    window_start: float
+    window_end: float
+    devices: _Count
+    online: _Count
+    readings: _Count
+    v: int = 1
+    revision: _Count = 0
+    cells: list[_FastCell] = []
+    alerts: dict[str, int] = {}
+    events: dict[str, int] = {}
+    alerts_by_severity: dict[str, int] = {}
+    requests: dict[str, int] = {}
+    work_orders: _FastWorkOrders | None = None
+    environment: dict[str, float] = {}
+    utilities: _FastUtilities | None = None
+    hub: _FastHub | None = None
+    k: Annotated[int, msgspec.Meta(ge=1)] = 5
+    suppressed: list[_FastSuppression] = []
+
+
+class _FastBatch(_Struct):
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    community: _Id
+    sent_at: float
+    summaries: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=10_000)]
+    v: int = 1
+
+
+_batch_decoder = msgspec.json.Decoder(_FastBatch)
+_EXPONENT = re.compile(rb"[0-9.][eE][+-]?[0-9]")  # a number with an exponent (or a string that looks like one)
+_summary_decoder = msgspec.json.Decoder(FastSummary)
+
+
+def decode_batch(body: bytes) -> tuple[str, str, list[tuple[FastSummary, bytes]]]:
+    """A batch's key, community, and each summary with its JSON as sent, checked against
+    :class:`contract.city.Batch`. What msgspec refuses goes to the pydantic models, whose
+    verdict stands: ValidationError (pydantic's) if they refuse it too."""
+    try:
+        batch = _batch_decoder.decode(body)
+        summaries = [(_summary_decoder.decode(raw), bytes(raw)) for raw in batch.summaries]
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    else:
+        # JSON has no infinities, but msgspec reads an overflowing exponent (1e999) as one,
+        # which the models refuse. Without an exponent in the body there is none to look for.
+        finite = _EXPONENT.search(body) is None or (
+            all(math.isfinite(x) for s, _ in summaries for x in _floats(s)) and math.isfinite(batch.sent_at))
+        if finite:
+            return batch.key, batch.community, summaries
+    slow = Batch.model_validate_json(body)  # the verdict, with its reason
+    return slow.key, slow.community, [(_summary_decoder.decode(raw := s.model_dump_json().encode()), raw)
+                                      for s in slow.summaries]
+
+
+def _floats(s: FastSummary) -> list[float]:
+    out = [s.window_start, s.window_end, *s.environment.values()]
+    for c in s.cells:
+        out.extend(c.means.values())
+    if s.work_orders is not None and s.work_orders.median_minutes_to_resolve is not None:
+        out.append(s.work_orders.median_minutes_to_resolve)
+    if s.utilities is not None:
+        out.extend((s.utilities.electricity_kwh, s.utilities.water_m3))
+    return out

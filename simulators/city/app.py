@@ -12,7 +12,8 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, Batch, BatchAck, verify
+from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, BatchAck, verify
+from contract.fastcodec import decode_batch
 from simulators.city.store import CityStore, kpis
 
 log = logging.getLogger(__name__)
@@ -67,15 +68,15 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
             raise refuse(request, 401, "signature does not match the body (wrong key, or the batch was altered)",
                          community)
         try:
-            batch = Batch.model_validate_json(body)
+            key, batch_community, summaries = decode_batch(body)
         except ValidationError as exc:
             first = exc.errors()[0]
             reason = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
             log.warning("rejected batch from %s: %s", request.client, reason)
             raise HTTPException(422, reason) from exc
-        if batch.community != community:
-            raise refuse(request, 403, f"batch of community {batch.community!r} signed as {community!r}", community)
-        return store.accept(batch)
+        if batch_community != community:
+            raise refuse(request, 403, f"batch of community {batch_community!r} signed as {community!r}", community)
+        return store.accept(key, community, summaries)
 
     @app.get("/api/communities")
     def communities() -> list[dict[str, object]]:

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contract.city import Batch, BatchAck
+from contract.city import BatchAck
+from contract.fastcodec import FastSummary
 from servicekit.sqlite import open_database
 
 _SCHEMA = """
@@ -32,38 +33,35 @@ class CityStore:
     def close(self) -> None:
         self._db.close()
 
-    def accept(self, batch: Batch) -> BatchAck:
-        """Store a batch once; a repeated batch or summary is acknowledged, not stored again."""
+    def accept(self, key: str, community: str, summaries: list[tuple[FastSummary, bytes]]) -> BatchAck:
+        """Store a batch once; a repeated batch, or a summary whose revision is not newer than
+        the one held, is acknowledged and not stored again. Each summary is stored as the JSON
+        it arrived as."""
         now = time.time()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("SELECT 1 FROM batches WHERE key = ?", (batch.key,)).fetchone():
+                if db.execute("SELECT 1 FROM batches WHERE key = ?", (key,)).fetchone():
                     db.execute("ROLLBACK")
                     self._bump("duplicate_batches", 1)
-                    return BatchAck(key=batch.key, accepted=0, duplicates=len(batch.summaries))
-                accepted = duplicates = 0
-                for s in batch.summaries:
-                    row = db.execute("SELECT revision FROM summaries WHERE key = ?", (s.key,)).fetchone()
-                    if row is not None and row[0] >= s.revision:
-                        duplicates += 1
-                        continue
-                    db.execute(
-                        "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                        "revision=excluded.revision, body=excluded.body, received_at=excluded.received_at",
-                        (s.key, batch.community, s.revision, s.window_start, s.window_end, now,
-                         s.model_dump_json()),
-                    )
-                    accepted += 1
-                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (batch.key, batch.community, now,
-                                                                      len(batch.summaries)))
+                    return BatchAck(key=key, accepted=0, duplicates=len(summaries))
+                before = db.total_changes
+                db.executemany(
+                    "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "revision=excluded.revision, body=excluded.body, received_at=excluded.received_at "
+                    "WHERE excluded.revision > summaries.revision",
+                    [(s.key, community, s.revision, s.window_start, s.window_end, now, raw.decode())
+                     for s, raw in summaries])
+                accepted = db.total_changes - before
+                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (key, community, now, len(summaries)))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            duplicates = len(summaries) - accepted
             self._bump("duplicate_summaries", duplicates)
-        return BatchAck(key=batch.key, accepted=accepted, duplicates=duplicates)
+        return BatchAck(key=key, accepted=accepted, duplicates=duplicates)
 
     def refused(self, community: str, reason: str) -> None:
         """A batch refused before it was read (signature, encoding): kept for a person to see."""

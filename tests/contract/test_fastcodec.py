@@ -92,3 +92,73 @@ def test_a_packed_backlog_is_a_valid_backlog_of_the_same_items(items: list[tuple
     payload = pack_backlog((topic, json.dumps(message).encode()) for topic, message in items)
     assert [(i.topic, i.message) for i in decode_as(Backlog, payload).items] == items
     assert [(t, json.loads(raw)) for t, raw in unpack_backlog(payload)] == items
+
+
+# -- the city's batches ------------------------------------------------------------------
+
+def _valid_batch() -> dict:
+    from contract.city import Batch, CellSummary, CommunitySummary
+    from contract.messages import HubHealth, UtilityUse, WorkOrderStats
+
+    summary = CommunitySummary(
+        key="c1:1", community="c1", window_start=0.0, window_end=60.0, devices=3, online=2, readings=9,
+        cells=(CellSummary(building="b1", device_class="smoke", devices=3, online=2, readings=9,
+                           means={"temperature": 21.5}),),
+        alerts={"fire": 1}, requests={"repair": 5}, work_orders=WorkOrderStats(opened=1, resolved=0, overdue=0),
+        environment={"temperature": 21.5}, utilities=UtilityUse(water_m3=0.5, water_meters=6),
+        hub=HubHealth(readings_stored=9, dead_letters=0, alerts_raised=1, devices=3, devices_online=2))
+    return json.loads(Batch(key="b", community="c1", sent_at=1.0, summaries=(summary,)).model_dump_json())
+
+
+_BATCH_MUTATIONS = [
+    ("community", "c1\n"), ("community", "C1"), ("key", ""), ("key", "k" * 129), ("summaries", []), ("sent_at", "x"),
+    ("summaries.0.community", "c1\n"), ("summaries.0.devices", -1), ("summaries.0.revision", -1),
+    ("summaries.0.window_end", 1e999), ("summaries.0.cells.0.device_class", "toaster"),
+    ("summaries.0.cells.0.building", "B 1"), ("summaries.0.cells.0.means", {"temperature": "hot"}),
+    ("summaries.0.cells.0.resident", "王小明"), ("summaries.0.device_id", "b1-smoke-01"), ("summaries.0.k", 0),
+    ("summaries.0.suppressed", [{"what": "x", "action": "hidden"}]), ("summaries.0.utilities.water_m3", -0.1),
+    ("summaries.0.work_orders.opened", 1.5), ("summaries.0.environment", {"temperature": 1e999}),
+    ("summaries.0.hub.devices", None),
+]
+
+
+def _mutate(doc: dict, path: str, value: object) -> bytes:
+    target: object = doc
+    *parents, last = path.split(".")
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]  # type: ignore[index]
+    target[int(last) if isinstance(target, list) else last] = value  # type: ignore[index]
+    return json.dumps(doc, ensure_ascii=False).replace("Infinity", "1e999").encode()
+
+
+@pytest.mark.parametrize(("path", "value"), _BATCH_MUTATIONS)
+def test_the_batch_fast_path_refuses_what_the_city_models_refuse(path: str, value: object) -> None:
+    from pydantic import ValidationError
+
+    from contract.city import Batch
+    from contract.fastcodec import decode_batch
+
+    body = _mutate(_valid_batch(), path, value)
+    with pytest.raises(ValidationError):
+        Batch.model_validate_json(body)
+    with pytest.raises(ValidationError):  # refused by msgspec, then by pydantic, whose verdict it raises
+        decode_batch(body)
+
+
+def test_the_batch_fast_path_reads_a_valid_batch_as_the_models_do() -> None:
+    from contract.city import Batch
+    from contract.fastcodec import decode_batch
+
+    body = json.dumps(_valid_batch()).encode()
+    key, community, summaries = decode_batch(body)
+    model = Batch.model_validate_json(body)
+    assert (key, community) == (model.key, model.community)
+    assert [json.loads(raw) for _, raw in summaries] == [json.loads(s.model_dump_json()) for s in model.summaries]
+    assert summaries[0][0].cells[0].means == {"temperature": 21.5}
+
+
+def test_an_id_with_a_trailing_newline_is_refused_by_the_telemetry_fast_path_too() -> None:
+    """msgspec matches patterns with re.search, where "$" also matches before a final newline."""
+    payload = b'{"v":1,"seq":1,"boot":"b","ts":1.0,"device":"b1-th-01\\n","metrics":{"temperature":1.0}}'
+    with pytest.raises(DecodeError):
+        decode_telemetry(payload)
