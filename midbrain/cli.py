@@ -220,6 +220,31 @@ def simulate_community(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel =
     run_until_signalled(main)
 
 
+@simulate_app.command("city-scale")
+def simulate_city_scale(
+        communities: Annotated[int, typer.Option(min=1, max=5000, help="Communities, each with its own bridge.")] = 200,
+        interval_s: Annotated[float, typer.Option(min=0.1, help="Each community sends a batch this often.")] = 60.0,
+        duration_s: Annotated[float, typer.Option(min=1, help="How long to run.")] = 600.0,
+        workdir: Annotated[Path, typer.Option(help="Outboxes (and the city's database) go here.")] = Path(
+            "var/city-scale"),
+        city_url: Annotated[Optional[str], typer.Option(help="A running city platform that holds every "
+                                                        "community's key; by default one is started here.")] = None,
+        report: Annotated[Optional[Path], typer.Option(help="Also write the report here as JSON.")] = None,
+        config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "WARNING") -> None:
+    """Many communities' bridges against one city platform: does its ingest keep up?"""
+    from midbrain.city_scale import run_city_scale
+
+    configure_logging(log_level)
+    result = asyncio.run(run_city_scale(communities, interval_s, duration_s, workdir, config, city_url))
+    typer.echo(f"{result['communities']} communities, {result['batches']} batches delivered, "
+               f"{result['delivery_failures']} failed attempts; city: {result.get('city')}")
+    typer.echo("minute  batches  lag p50 ms  lag p99 ms  lag max ms")
+    for m in result["per_minute"]:  # type: ignore[union-attr]
+        typer.echo(f"{m['minute']:>6}  {m['batches']:>7}  {m['p50_ms']:>10}  {m['p99_ms']:>10}  {m['max_ms']:>10}")
+    if report is not None:
+        write_json_atomically(report, result)
+
+
 @simulate_app.command("serial")
 def simulate_serial(protocol: Annotated[str, typer.Option(
                         help="dlt645 | cjt188 | modbus | line | pms5003")] = "dlt645",
