@@ -7,7 +7,8 @@ Runs `midbrain demo` (its 20 simulated devices and 3 gateways, Mosquitto when in
 with the hub summarising every --summary-interval seconds, as in production. At the end
 the hub's count of MQTT payload bytes received and the bridge's count of request body
 bytes sent (gzip included; HTTP headers not) give the share, and a per-day figure for
-this community scaled from the run.
+this community scaled from the run. The city records every batch request as received
+(`city.capture`), so the share is also given with each request's line and headers.
 """
 
 import argparse
@@ -38,18 +39,23 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mb-bench-egress-"))
     env = midbrain_env(MIDBRAIN_MQTT__PORT=str(free_port()), MIDBRAIN_HUB__HTTP_PORT=str(free_port()),
                        MIDBRAIN_CITY__HTTP_PORT=str(free_port()),
-                       MIDBRAIN_HUB__SUMMARY_INTERVAL_S=str(args.summary_interval))
+                       MIDBRAIN_HUB__SUMMARY_INTERVAL_S=str(args.summary_interval),
+                       MIDBRAIN_CITY__CAPTURE=str(work / "egress.jsonl"))
     subprocess.run([sys.executable, "-m", "midbrain", "demo", "--config", str(REPO / "config" / "demo.toml"),
                     "--duration", str(args.duration), "--workdir", str(work / "run"), "--report", str(work / "r.json")],
                    env=env, check=True, stdout=subprocess.DEVNULL)
     stats = work / "run" / "stats"
     ingested, sent = total(stats, "hub", "received_bytes"), total(stats, "bridge", "bytes_sent")
     report = json.loads((work / "r.json").read_text())
+    requests = [json.loads(line) for line in (work / "egress.jsonl").read_text().splitlines()]
+    heads = sum(len(f"{r['method']} {r['path']} HTTP/1.1\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in r["headers"].items())
+                + 2 for r in requests)
     per_day = 86400 / args.duration
     print(f"{args.duration} s of the demo community, summaries every {args.summary_interval:.0f} s: hub ingested "
           f"{ingested:,} bytes of MQTT payload, the bridge sent {sent:,} bytes to the city: "
           f"egress/ingest = {sent / ingested:.2%} (per day at this rate: {sent * per_day / 1e6:.2f} MB up, "
-          f"{ingested * per_day / 1e6:.1f} MB in); demo ok={report.get('ok')}")
+          f"{ingested * per_day / 1e6:.1f} MB in); with the {len(requests)} requests' lines and headers "
+          f"({heads:,} bytes): {(sent + heads) / ingested:.2%}; demo ok={report.get('ok')}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cloud_bridge.delivery import Deliverer, http_client
