@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
-    key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 1
+    key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 1,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches (
     key TEXT PRIMARY KEY, created REAL NOT NULL, body TEXT NOT NULL, summaries INTEGER NOT NULL,
@@ -93,6 +94,7 @@ class Outbox:
         self.ttl_s = ttl_s
         self._db = open_database(path, _SCHEMA, synchronous="FULL")  # an accepted summary survives power loss
         for table, column, declared in (("pending", "priority", "INTEGER NOT NULL DEFAULT 1"),  # older outboxes
+                                        ("pending", "revision", "INTEGER NOT NULL DEFAULT 0"),
                                         ("batches", "priority", "INTEGER NOT NULL DEFAULT 1"),
                                         ("batches", "summary_keys", "TEXT NOT NULL DEFAULT ''")):
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
@@ -109,17 +111,30 @@ class Outbox:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("SELECT 1 FROM seen WHERE key = ?", (summary.key,)).fetchone():
+                # A revision is a new summary under the same key: remembered as "key#revision".
+                seen_key = summary.key if not summary.revision else f"{summary.key}#{summary.revision}"
+                if db.execute("SELECT 1 FROM seen WHERE key = ?", (seen_key,)).fetchone():
                     db.execute("COMMIT")
                     return False
+                held = db.execute("SELECT revision FROM pending WHERE key = ?", (summary.key,)).fetchone()
+                if held is not None:
+                    # An earlier revision still waits unsealed: the newer one takes its place
+                    # (an older one, redelivered late, is dropped).
+                    if held[0] < summary.revision:
+                        db.execute("UPDATE pending SET body = ?, revision = ?, priority = MIN(priority, ?) "
+                                   "WHERE key = ?", (summary.model_dump_json(), summary.revision, priority, summary.key))
+                        self._bump("revised_pending", 1)
+                    db.execute("INSERT INTO seen VALUES (?, ?)", (seen_key, time.time()))
+                    db.execute("COMMIT")
+                    return held[0] < summary.revision
                 if self._waiting() >= self.max_summaries and not self._make_room():
                     self._bump("full_refused", 1)
                     db.execute("COMMIT")
                     raise OutboxFull(f"outbox holds {self.max_summaries} summaries (policy {self.full_policy})")
                 now = time.time()
-                db.execute("INSERT INTO seen VALUES (?, ?)", (summary.key, now))
-                db.execute("INSERT INTO pending VALUES (?, ?, ?, ?)", (summary.key, now, summary.model_dump_json(),
-                                                                      priority))
+                db.execute("INSERT INTO seen VALUES (?, ?)", (seen_key, now))
+                db.execute("INSERT INTO pending (key, created, body, priority, revision) VALUES (?, ?, ?, ?, ?)",
+                           (summary.key, now, summary.model_dump_json(), priority, summary.revision))
                 self._bump("produced", 1)
                 db.execute("COMMIT")
             except OutboxFull:

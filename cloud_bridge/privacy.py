@@ -115,6 +115,7 @@ def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
     environment = _means([c for c in summary.cells if c.device_class not in HOUSEHOLD_CLASSES])
     return CommunitySummary(
         key=summary_key(summary.community, summary.window_start),
+        revision=summary.revision,
         community=summary.community,
         window_start=summary.window_start,
         window_end=summary.window_end,

@@ -7,6 +7,7 @@ reason, time and raw bytes; nothing raises out of :meth:`Ingestor.handle`.
 
 import json
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -103,6 +104,15 @@ class Ingestor:
         self.interval_readings: dict[str, int] = {}
         self.interval_events: dict[str, int] = {}
         self.interval_requests: dict[str, int] = {}  # residents' requests (kiosk service_request), by category
+        # Late readings (an edge's replay after an outage): a reading older than late_before
+        # belongs to a window already summarised, and is gathered per window (its aligned
+        # start) for a revision of that window's summary; one older than revise_after is
+        # stored but no longer revises anything (counted as late_unsummarised).
+        self.late_before = float("-inf")
+        self.revise_after = float("-inf")
+        self.summary_step = 60.0
+        self.late_stats: dict[float, dict[tuple[str, str], list[float]]] = {}
+        self.late_readings: dict[float, dict[str, int]] = {}
         # Desired thresholds per device (the twin): metric -> (low, high); and which series
         # are outside now, so that one excursion raises one alert (hysteresis HYSTERESIS).
         self.thresholds: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
@@ -263,11 +273,14 @@ class Ingestor:
         detector = self.patterns.get(state.device_class)
         if detector is not None and not msg.hist:
             detector.add(msg.device, msg.ts, msg.metrics)
-        self.interval_readings[msg.device] = self.interval_readings.get(msg.device, 0) + 1
+        stats, readings = self.interval_stats, self.interval_readings
+        if msg.ts < self.late_before:
+            stats, readings = self._late_window(msg.ts)
+        readings[msg.device] = readings.get(msg.device, 0) + 1
         for name, value in msg.metrics.items():
-            acc = self.interval_stats.get((msg.device, name))
+            acc = stats.get((msg.device, name))
             if acc is None:
-                self.interval_stats[(msg.device, name)] = [1, value, value, value]
+                stats[(msg.device, name)] = [1, value, value, value]
             else:
                 acc[0] += 1
                 acc[1] += value
@@ -278,6 +291,20 @@ class Ingestor:
         limits = self.thresholds.get(msg.device)
         if limits and not msg.hist:  # history is stored, never alerted on
             self._check_thresholds(msg.device, msg.ts, msg.metrics, limits)
+
+    def _late_window(self, ts: float) -> tuple[dict[tuple[str, str], list[float]], dict[str, int]]:
+        if ts < self.revise_after:
+            self.metrics.count("late_unsummarised")
+            return {}, {}
+        self.metrics.count("late_readings")
+        window = math.floor(ts / self.summary_step) * self.summary_step
+        return self.late_stats.setdefault(window, {}), self.late_readings.setdefault(window, {})
+
+    def take_late(self) -> list[tuple[float, dict[tuple[str, str], list[float]], dict[str, int]]]:
+        """The late readings gathered since the last call, per window, oldest first."""
+        late = [(w, self.late_stats[w], self.late_readings[w]) for w in sorted(self.late_stats)]
+        self.late_stats, self.late_readings = {}, {}
+        return late
 
     def _check_thresholds(self, device: str, ts: float, metrics: Any,
                           limits: dict[str, tuple[float | None, float | None, float | None]]) -> None:

@@ -19,9 +19,9 @@ import aiomqtt
 
 from contract import topics
 from contract.classes import CATALOG
-from contract.codec import encode
+from contract.codec import decode_as, encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import Alert, Command, WorkOrderStats
+from contract.messages import Alert, Command, HubSummary, WorkOrderStats
 from contract.topology import Community
 from hub.accounts import Accounts
 from hub.alerts import KIND_ZH, AlertPolicy
@@ -33,7 +33,7 @@ from hub.registry import Registry
 from hub.rules import CombinationRules
 from hub.settings import HubSettings
 from hub.store import HubStore
-from hub.summary import build_summary
+from hub.summary import build_summary, late_summary, revise
 from hub.twin import DesiredPatch, TwinStore, commands_for, merge, sync_state
 from hub.workorders import WorkOrders, category_of_alert
 from hub.windows import Windows
@@ -79,6 +79,7 @@ class HubService:
         # The first interval starts now (not on the aligned boundary), so that a restarted
         # hub never produces a second summary for a window it already summarised.
         self._interval_start = time.time()
+        self._mark_late(self._interval_start)
         self._ingest_stop = asyncio.Event()
         self._ingest_task: asyncio.Task[None] | None = None
         # The summary task and the shutdown path both publish kept summaries: one at a time,
@@ -472,11 +473,38 @@ class HubService:
         self._interval_severity = Counter()
         self._interval_dead = 0
         self._interval_start = end
+        self._mark_late(end)
         assert self.store is not None
         # Kept in SQLite until the broker accepts it: a hub restarted while the broker is
         # unreachable still publishes every summary it produced.
-        await asyncio.to_thread(self.store.keep_summary, summary.window_start, encode(summary))
+        await asyncio.to_thread(self.store.keep_summary, summary.window_start, encode(summary), summary.window_end,
+                                self.settings.revise_within_s)
+        await self._revise_late()
         await self.publish_kept_summaries()
+
+    def _mark_late(self, interval_start: float) -> None:
+        """From now on, readings older than the current window (by more than the grace) revise
+        the summary of their own window."""
+        ing = self.ingestor
+        ing.summary_step = self.settings.summary_interval_s
+        ing.late_before = interval_start - self.settings.late_grace_s
+        ing.revise_after = time.time() - self.settings.revise_within_s + self.settings.summary_interval_s
+
+    async def _revise_late(self) -> None:
+        """Late readings gathered in the interval just closed: a new revision of each window
+        they belong to (same key at the bridge and the city, the next revision number)."""
+        assert self.store is not None
+        step = self.settings.summary_interval_s
+        for window, stats, readings in self.ingestor.take_late():
+            late = late_summary(self.registry, window, window + step, stats, readings)
+            body = await asyncio.to_thread(self.store.kept_summary, window, window + step)
+            kept = decode_as(HubSummary, body) if body is not None else None
+            revised = revise(kept, late)
+            await asyncio.to_thread(self.store.keep_summary, revised.window_start, encode(revised),
+                                    revised.window_end, self.settings.revise_within_s)
+            self.metrics.count("summary_revisions" if kept is not None else "summaries_from_late_data")
+            log.info("summary of window %.0f revised with %d late readings (revision %d)", revised.window_start,
+                     sum(readings.values()), revised.revision)
 
     async def publish_kept_summaries(self) -> None:
         """Publish, oldest first, every summary the broker has not yet accepted."""

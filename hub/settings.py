@@ -43,6 +43,11 @@ class HubSettings(BaseModel):
     window_s: float = Field(default=60.0, gt=0)
     stride_s: float = Field(default=10.0, gt=0)
     summary_interval_s: float = Field(default=60.0, gt=0)
+    # A reading older than the current summary window by more than late_grace_s is late: it
+    # revises the summary of its own window (a new revision under the same key), as long as
+    # that window is within revise_within_s.
+    late_grace_s: float = Field(default=30.0, ge=0)
+    revise_within_s: float = Field(default=86400.0, gt=0)
     offline_after_s: float = Field(default=120.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0)  # wait for the broker before keeping a summary for later
     # Retention per category (days), and the roll-up resolutions kept after raw data goes:

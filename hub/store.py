@@ -6,6 +6,7 @@ connection for the API; WAL lets them run side by side.
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ CREATE TABLE IF NOT EXISTS gateway_runs (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS summaries_unpublished (
     window_start REAL PRIMARY KEY, body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS summaries_kept (
+    window_start REAL PRIMARY KEY, window_end REAL NOT NULL, body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS telemetry_rollup (
     resolution INTEGER NOT NULL, bucket REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
@@ -280,10 +284,31 @@ class HubStore:
         with self._write_lock:
             return dict(self._writer.execute("SELECT name, value FROM counters"))
 
-    def keep_summary(self, window_start: float, body: bytes) -> None:
-        """Keep a summary until the broker has accepted it (survives a hub restart)."""
+    def keep_summary(self, window_start: float, body: bytes, window_end: float | None = None,
+                     revise_within_s: float = 86400.0) -> None:
+        """Keep a summary until the broker has accepted it (survives a hub restart), and as
+        its window's latest revision, for late data to revise (for ``revise_within_s``)."""
         with self._write_lock:
-            self._writer.execute("INSERT OR REPLACE INTO summaries_unpublished VALUES (?, ?)", (window_start, body))
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR REPLACE INTO summaries_unpublished VALUES (?, ?)", (window_start, body))
+                if window_end is not None:
+                    db.execute("INSERT OR REPLACE INTO summaries_kept VALUES (?, ?, ?)", (window_start, window_end, body))
+                    db.execute("DELETE FROM summaries_kept WHERE window_end < ?", (time.time() - revise_within_s,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def kept_summary(self, start: float, end: float) -> bytes | None:
+        """The latest revision of the summary kept for the window that overlaps [start, end)
+        most (the later one at a hub restart, which splits an aligned window in two)."""
+        with self._write_lock:
+            row = self._writer.execute("SELECT body FROM summaries_kept WHERE window_start < ? AND window_end > ? "
+                                       "ORDER BY MIN(window_end, ?) - MAX(window_start, ?) DESC, window_start DESC "
+                                       "LIMIT 1", (end, start, end, start)).fetchone()
+        return row[0] if row else None
 
     def summary_published(self, window_start: float) -> None:
         with self._write_lock:

@@ -70,3 +70,60 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
                       cells=out, alerts=dict(alerts), events=dict(events), dead_letters=dead_letters,
                       alerts_by_severity=dict(alerts_by_severity or {}), requests=dict(requests or {}),
                       work_orders=work_orders, utilities=utility_use(registry, stats), hub=health)
+
+
+def _merge_metric(a: MetricStats, b: MetricStats) -> MetricStats:
+    n = a.count + b.count
+    return MetricStats(count=n, mean=(a.mean * a.count + b.mean * b.count) / n if n else 0.0,
+                       min=min(a.min, b.min), max=max(a.max, b.max))
+
+
+def revise(kept: HubSummary | None, late: HubSummary) -> HubSummary:
+    """Fold a window's late readings (``late``, built from them alone) into the summary kept
+    for that window, as its next revision. Without a kept summary (the hub never summarised
+    that window, e.g. it was down) the late data is the window's first summary.
+
+    Device and online counts stay those of the kept summary (they describe the window as it
+    was). Utility use adds each late meter's register growth: exact when a meter's readings
+    for the window all came late (an edge's replay after an outage); a meter that reported
+    both in time and late is counted in both parts."""
+    if kept is None:
+        return late
+    cells = {(c.building, c.device_class): c for c in kept.cells}
+    for c in late.cells:
+        old = cells.get((c.building, c.device_class))
+        if old is None:
+            cells[(c.building, c.device_class)] = c
+            continue
+        metrics = dict(old.metrics)
+        for name, stats in c.metrics.items():
+            metrics[name] = _merge_metric(metrics[name], stats) if name in metrics else stats
+        cells[(c.building, c.device_class)] = old.model_copy(update={"readings": old.readings + c.readings,
+                                                                       "metrics": metrics})
+    utilities = kept.utilities
+    if late.utilities is not None:
+        u, v = kept.utilities or UtilityUse(), late.utilities
+        utilities = UtilityUse(electricity_kwh=round(u.electricity_kwh + v.electricity_kwh, 4),
+                               electricity_meters=u.electricity_meters + v.electricity_meters,
+                               water_m3=round(u.water_m3 + v.water_m3, 4), water_meters=u.water_meters + v.water_meters)
+    late_readings = sum(c.readings for c in late.cells)
+    hub = kept.hub
+    if hub is not None:
+        hub = hub.model_copy(update={"readings_stored": hub.readings_stored + late_readings})
+    return kept.model_copy(update={"revision": kept.revision + 1, "cells": tuple(v for _, v in sorted(cells.items())),
+                                   "utilities": utilities, "hub": hub})
+
+
+def late_summary(registry: Registry, window_start: float, window_end: float,
+                 stats: dict[tuple[str, str], list[float]], readings: dict[str, int]) -> HubSummary:
+    """A window's late readings alone, summarised. A device counts as online in that window
+    if it reported in it (its live status then is not known any more)."""
+    summary = build_summary(registry, window_start, window_end, stats, readings, Counter(), {}, 0)
+    reported = Counter((d.building, d.device_class.value) for d in registry.devices.values() if readings.get(d.id))
+    cells = tuple(c.model_copy(update={"online": reported[(c.building, c.device_class.value)]})
+                  for c in summary.cells if reported[(c.building, c.device_class.value)])
+    hub = summary.hub
+    if hub is not None:
+        hub = hub.model_copy(update={"devices": sum(c.devices for c in cells),
+                                     "devices_online": sum(c.online for c in cells)})
+    return summary.model_copy(update={"cells": cells, "hub": hub})

@@ -66,3 +66,25 @@ def test_produced_keys_are_remembered_for_a_bounded_time(tmp_path: Path) -> None
     box.seal("c1", 10)  # prunes keys past their time
     assert box.add(_summary(1)) is True  # long forgotten: produced again (the city deduplicates by key too)
     box.close()
+
+
+def test_a_revision_is_a_new_summary_under_the_same_key(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+
+    def rev(i: int, revision: int, readings: int) -> CommunitySummary:
+        return _summary(i).model_copy(update={"revision": revision, "readings": readings})
+
+    assert box.add(rev(1, 0, 10)) is True
+    assert box.add(rev(1, 1, 11)) is True  # not yet sealed: the revision takes the first one's place
+    assert box.add(rev(1, 0, 10)) is False  # the first, redelivered: already superseded
+    assert box.seal("c1", batch_max=10) == 1
+    batch = box.next_batch()
+    assert batch is not None
+    assert [(s["key"], s["revision"], s["readings"]) for s in json.loads(batch.body)["summaries"]] == [("c1:1", 1, 11)]
+    box.acknowledged(batch.key)
+    assert box.add(rev(1, 2, 12)) is True  # after delivery: sent again as revision 2
+    assert box.add(rev(1, 2, 12)) is False
+    assert box.seal("c1", batch_max=10) == 1
+    batch = box.next_batch()
+    assert batch is not None and [s["revision"] for s in json.loads(batch.body)["summaries"]] == [2]
+    assert box.stats()["produced"] == 2
