@@ -1,10 +1,11 @@
 """Egress volume: bytes the bridge sends to the city as a share of the telemetry bytes the
 hub ingests, over the same run of the demo community.
 
-    python benchmarks/egress_volume.py [--duration 300] [--summary-interval 60]
+    python benchmarks/egress_volume.py [--duration 900] [--summary-interval 60] [--linger 300]
 
 Runs `midbrain demo` (its 20 simulated devices and 3 gateways, Mosquitto when installed)
-with the hub summarising every --summary-interval seconds, as in production. At the end
+with the hub summarising every --summary-interval seconds and the bridge letting routine
+summaries wait up to --linger seconds to share a batch, as in production. At the end
 the hub's count of MQTT payload bytes received and the bridge's count of request body
 bytes sent (gzip included; HTTP headers not) give the share, and a per-day figure for
 this community scaled from the run. The city records every batch request as received
@@ -33,13 +34,15 @@ def total(stats_dir: Path, service: str, key: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=300)
+    ap.add_argument("--duration", type=int, default=900)
+    ap.add_argument("--linger", type=float, default=300.0)
     ap.add_argument("--summary-interval", type=float, default=60.0)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mb-bench-egress-"))
     env = midbrain_env(MIDBRAIN_MQTT__PORT=str(free_port()), MIDBRAIN_HUB__HTTP_PORT=str(free_port()),
                        MIDBRAIN_CITY__HTTP_PORT=str(free_port()),
                        MIDBRAIN_HUB__SUMMARY_INTERVAL_S=str(args.summary_interval),
+                       MIDBRAIN_BRIDGE__BATCH_LINGER_S=str(args.linger),
                        MIDBRAIN_CITY__CAPTURE=str(work / "egress.jsonl"))
     subprocess.run([sys.executable, "-m", "midbrain", "demo", "--config", str(REPO / "config" / "demo.toml"),
                     "--duration", str(args.duration), "--workdir", str(work / "run"), "--report", str(work / "r.json")],
@@ -51,7 +54,8 @@ def main() -> None:
     heads = sum(len(f"{r['method']} {r['path']} HTTP/1.1\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in r["headers"].items())
                 + 2 for r in requests)
     per_day = 86400 / args.duration
-    print(f"{args.duration} s of the demo community, summaries every {args.summary_interval:.0f} s: hub ingested "
+    print(f"{args.duration} s of the demo community, summaries every {args.summary_interval:.0f} s, batches lingering "
+          f"up to {args.linger:.0f} s: hub ingested "
           f"{ingested:,} bytes of MQTT payload, the bridge sent {sent:,} bytes to the city: "
           f"egress/ingest = {sent / ingested:.2%} (per day at this rate: {sent * per_day / 1e6:.2f} MB up, "
           f"{ingested * per_day / 1e6:.1f} MB in); with the {len(requests)} requests' lines and headers "

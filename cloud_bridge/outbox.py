@@ -123,7 +123,8 @@ class Outbox:
                     if held[0] < summary.revision:
                         db.execute("UPDATE pending SET body = ?, revision = ?, priority = MIN(priority, ?) "
                                    "WHERE key = ?", (summary.model_dump_json(), summary.revision, priority, summary.key))
-                        self._bump("revised_pending", 1)
+                        self._bump("produced", 1)
+                        self._bump("superseded", 1)  # the earlier revision will never be sent
                     db.execute("INSERT INTO seen VALUES (?, ?)", (seen_key, time.time()))
                     db.execute("COMMIT")
                     return held[0] < summary.revision
@@ -186,8 +187,12 @@ class Outbox:
                                     "ORDER BY discarded_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"key": k, "created": c, "discarded_at": d, "reason": r} for k, c, d, r in rows]
 
-    def seal(self, community: str, batch_max: int) -> int:
-        """Move up to ``batch_max`` pending summaries into a new batch; return how many."""
+    def seal(self, community: str, batch_max: int, linger_s: float = 0.0) -> int:
+        """Move up to ``batch_max`` pending summaries into a new batch; return how many.
+
+        ``linger_s``: routine summaries wait until ``batch_max`` of them are pending or the
+        oldest has waited this long, so that batches (and their per-request overhead) are
+        fewer; summaries with alerts never wait."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -197,18 +202,21 @@ class Outbox:
                 db.execute("DELETE FROM seen WHERE created < ?", (time.time() - self.remember_keys_s,))
                 self._expire(time.time())
                 # One priority per batch, the most urgent first.
-                rows = db.execute("SELECT key, body, priority FROM pending WHERE priority = "
+                rows = db.execute("SELECT key, body, priority, created FROM pending WHERE priority = "
                                   "(SELECT MIN(priority) FROM pending) ORDER BY created, key LIMIT ?",
                                   (batch_max,)).fetchall()
+                if rows and linger_s > 0 and rows[0][2] != PRIORITY_ALERT and len(rows) < batch_max \
+                        and rows[0][3] > time.time() - linger_s:
+                    rows = []  # routine, too few, and none has waited long enough yet
                 if not rows:
                     db.execute("COMMIT")
                     return 0
-                summaries = tuple(CommunitySummary.model_validate_json(body) for _, body, _ in rows)
+                summaries = tuple(CommunitySummary.model_validate_json(body) for _, body, _, _ in rows)
                 batch = Batch(key=str(uuid.uuid4()), community=community, sent_at=time.time(), summaries=summaries)
                 db.execute("INSERT INTO batches (key, created, body, summaries, priority, summary_keys) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (batch.key, time.time(), batch.model_dump_json(), len(summaries),
-                                                         rows[0][2], json.dumps([k for k, _, _ in rows])))
-                db.executemany("DELETE FROM pending WHERE key = ?", [(k,) for k, _, _ in rows])
+                                                         rows[0][2], json.dumps([r[0] for r in rows])))
+                db.executemany("DELETE FROM pending WHERE key = ?", [(r[0],) for r in rows])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -329,6 +337,6 @@ class Outbox:
         return {"produced": counters.get("produced", 0), "acknowledged": counters.get("acknowledged", 0),
                 "rejected": counters.get("rejected", 0), "pending": pending, "in_batches": in_batches,
                 "expired": counters.get("expired", 0), "dropped_full": counters.get("dropped_full", 0),
-                "full_refused": counters.get("full_refused", 0),
+                "full_refused": counters.get("full_refused", 0), "superseded": counters.get("superseded", 0),
                 "batches_waiting": batches, "batches_acknowledged": counters.get("batches_acknowledged", 0),
                 "oldest_age_s": round(time.time() - oldest, 3) if oldest is not None else 0.0}

@@ -94,7 +94,8 @@ class Bridge:
 
     async def _sealer(self, stop: asyncio.Event, deliverer: Deliverer) -> None:
         while True:
-            if await asyncio.to_thread(self.outbox.seal, self.community_id, self.settings.batch_max):
+            if await asyncio.to_thread(self.outbox.seal, self.community_id, self.settings.batch_max,
+                                       self.settings.batch_linger_s):
                 deliverer.wake.set()
                 continue
             if await wait_or_stop(stop, self.settings.batch_interval_s):

@@ -23,7 +23,10 @@ class BridgeSettings(BaseModel):
     ttl_s: float = Field(default=7 * 86400, gt=0)
     small_cell_k: int = Field(default=5, ge=2)  # counts about fewer households or residents are merged or suppressed
     batch_max: int = Field(default=500, ge=1)
-    batch_interval_s: float = Field(default=1.0, gt=0)
+    batch_interval_s: float = Field(default=1.0, gt=0)  # how often pending summaries are looked at for sealing
+    # Routine summaries wait up to this long for others to share their batch (fewer requests,
+    # better gzip); summaries with alerts are sealed at once. 0: seal whatever is pending.
+    batch_linger_s: float = Field(default=300.0, ge=0)
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     http_timeout_s: float = Field(default=10.0, gt=0)

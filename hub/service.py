@@ -502,7 +502,7 @@ class HubService:
             revised = revise(kept, late)
             await asyncio.to_thread(self.store.keep_summary, revised.window_start, encode(revised),
                                     revised.window_end, self.settings.revise_within_s)
-            self.metrics.count("summary_revisions" if kept is not None else "summaries_from_late_data")
+            self.metrics.count("summaries_revised" if kept is not None else "summaries_from_late_data")
             log.info("summary of window %.0f revised with %d late readings (revision %d)", revised.window_start,
                      sum(readings.values()), revised.revision)
 
@@ -524,6 +524,8 @@ class HubService:
             await asyncio.to_thread(self.store.summary_published, window_start)
             self.metrics.summaries.inc()
             self.metrics.count("summaries")
+            if decode_as(HubSummary, body).revision:
+                self.metrics.count("summary_revisions")  # published again under its key
 
     def live_snapshot(self) -> dict[str, object]:
         """What a live page watches: any change here makes it refresh."""
@@ -550,6 +552,9 @@ class HubService:
             "dead_announced_telemetry": t["dead_announced_telemetry"],
             "alerts": t["alerts"],
             "summaries": t["summaries"],
+            "summary_revisions": t["summary_revisions"],
+            "late_readings": t["late_readings"],
+            "late_unsummarised": t["late_unsummarised"],
             "summary_publish_failures": t["summary_publish_failures"],
             "pending": len(self.ingestor.pending),
             "devices_online": self.registry.online_count(),

@@ -240,7 +240,8 @@ class Demo:
         return result
 
     def _supervise(self, restart_after_s: float = 3.0) -> None:
-        """Restart the broker or a service that died (crashed or was killed), after a short pause."""
+        """Restart the broker or a service that died (crashed or was killed), after a short pause;
+        a service with a file of its name in ``<workdir>/hold/`` stays down until it is removed."""
         now = time.monotonic()
         if not self.broker.alive():
             if self._broker_down_since is None:
@@ -261,6 +262,8 @@ class Demo:
                 if self.console.is_terminal:
                     sys.stderr.write("\n")
                 self.console.print(f"[yellow]{svc.name} exited ({code}); restarting in {restart_after_s:.0f}s[/]")
+            elif (self.workdir / "hold" / svc.name).exists():
+                continue  # held down on purpose (a fault drill): restarted once the file is gone
             elif now - svc.down_since >= restart_after_s:
                 svc.restarts += 1
                 svc.start()
@@ -346,8 +349,12 @@ class Demo:
             "stored": stored,
             "dead_lettered": dead,
             "alerts_raised": hub_stats.get("alerts", 0),
+            # Revisions (late data for a window already summarised) count as summaries here,
+            # except at the city, which keeps one per key: its latest revision.
             "summaries_published_by_hub": hub_final.get("summaries", 0),
+            "summary_revisions_by_hub": hub_final.get("summary_revisions", 0),
             "summaries_produced": bridge.get("produced", 0),
+            "summaries_superseded": bridge.get("superseded", 0),  # revised before they were sent
             "summaries_acknowledged": bridge.get("acknowledged", 0),
             "summaries_at_city": city_communities.get(self.cfg.community.id, {}).get("summaries", 0),
             # Published by a simulator but neither stored nor dead-lettered anywhere.
@@ -374,7 +381,10 @@ class Demo:
         }
         report["ok"] = (stages["lost"] == 0 and all(c == 0 for c in codes.values())
                         and stages["summaries_published_by_hub"] == stages["summaries_produced"]
-                        == stages["summaries_acknowledged"] == stages["summaries_at_city"])
+                        and stages["summaries_produced"] - stages["summaries_superseded"]
+                        == stages["summaries_acknowledged"]
+                        and stages["summaries_at_city"]
+                        == stages["summaries_published_by_hub"] - stages["summary_revisions_by_hub"])
         self.console.print_json(json.dumps(report))
         return report
 

@@ -14,6 +14,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,27 @@ def _fields(value: object, path: str, allowed: frozenset[str], off: set[str]) ->
             _fields(inner, f"{path}[]", allowed, off)
 
 
+def scan_capture(capture: Path) -> tuple[list[dict[str, Any]], list[str], set[str], int]:
+    """Every request the city recorded: (requests, personal data found, fields off the
+    allow-list, body bytes as sent)."""
+    requests = [json.loads(line) for line in capture.read_text().splitlines()]
+    allowed, identifiers = egress_allow_list(), _identifiers()
+    assert "b1-wm-101" in identifiers and "1号楼101水表" in identifiers  # the scan knows what to look for
+    found: list[str] = []
+    off: set[str] = set()
+    sent_bytes = 0
+    for r in requests:
+        raw = base64.b64decode(r["body_b64"])
+        sent_bytes += len(raw)
+        body = gzip.decompress(raw) if r["headers"].get("content-encoding") == "gzip" else raw
+        text = body.decode() + "\n" + "\n".join(f"{k}: {v}" for k, v in r["headers"].items())
+        for what, pattern in PATTERNS.items():
+            found += [f"{what}: {m.group()}" for m in pattern.finditer(text)]
+        found += [f"identifier: {i}" for i in identifiers if re.search(rf"(?<![\w-]){re.escape(i)}(?![\w-])", text)]
+        _fields(json.loads(body), "", allowed, off)
+    return requests, found, off, sent_bytes
+
+
 def test_nothing_personal_and_nothing_off_the_allow_list_leaves_during_a_demo(tmp_path: Path) -> None:
     capture = tmp_path / "egress.jsonl"
     mqtt_port = free_port()
@@ -96,22 +118,8 @@ def test_nothing_personal_and_nothing_off_the_allow_list_leaves_during_a_demo(tm
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["ok"], report
 
-    requests = [json.loads(line) for line in capture.read_text().splitlines()]
+    requests, found, off, sent_bytes = scan_capture(capture)
     assert len(requests) >= 5  # summaries every 5 s for most of 45 s
-    allowed, identifiers = egress_allow_list(), _identifiers()
-    assert "b1-wm-101" in identifiers and "1号楼101水表" in identifiers  # the scan knows what to look for
-    found: list[str] = []
-    off: set[str] = set()
-    sent_bytes = 0
-    for r in requests:
-        raw = base64.b64decode(r["body_b64"])
-        sent_bytes += len(raw)
-        body = gzip.decompress(raw) if r["headers"].get("content-encoding") == "gzip" else raw
-        text = body.decode() + "\n" + "\n".join(f"{k}: {v}" for k, v in r["headers"].items())
-        for what, pattern in PATTERNS.items():
-            found += [f"{what}: {m.group()}" for m in pattern.finditer(text)]
-        found += [f"identifier: {i}" for i in identifiers if re.search(rf"(?<![\w-]){re.escape(i)}(?![\w-])", text)]
-        _fields(json.loads(body), "", allowed, off)
     assert found == [] and off == set(), (found, off)
     assert sent_bytes > 0
     # The personal data really was in the community: the hub stored the request as sent.

@@ -50,7 +50,8 @@ async def test_no_summary_is_lost_or_duplicated(tmp_path: Path, mosquitto: MqttE
            "MIDBRAIN_BRIDGE__CITY_URL": f"http://127.0.0.1:{city_port}",
            "MIDBRAIN_BRIDGE__OUTBOX": str(tmp_path / "outbox.sqlite3"),
            "MIDBRAIN_BRIDGE__RETRY_INITIAL_S": "0.1", "MIDBRAIN_BRIDGE__RETRY_MAX_S": "0.5",
-           "MIDBRAIN_BRIDGE__BATCH_INTERVAL_S": "0.1", "MIDBRAIN_BRIDGE__HTTP_PORT": str(bridge_port)}
+           "MIDBRAIN_BRIDGE__BATCH_INTERVAL_S": "0.1", "MIDBRAIN_BRIDGE__BATCH_LINGER_S": "0",
+           "MIDBRAIN_BRIDGE__HTTP_PORT": str(bridge_port)}
     city = Proc(["city"], env, tmp_path / "city.log")
     bridge = Proc(["bridge", "--stats-file", str(tmp_path / "bridge.json"), "--drain-s", "5"], env, tmp_path / "bridge.log")
     city.start()

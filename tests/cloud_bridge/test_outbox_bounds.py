@@ -90,6 +90,23 @@ def test_alert_windows_are_sealed_and_sent_before_routine_ones(tmp_path: Path) -
     outbox.close()
 
 
+@pytest.mark.unit
+def test_routine_summaries_linger_for_company_and_alert_ones_do_not(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    outbox.add(_s(0))
+    outbox.add(_s(1))
+    assert outbox.seal("c1", 3, linger_s=300) == 0  # two routine ones, fresh: they wait
+    outbox.add(_s(2), PRIORITY_ALERT)
+    assert outbox.seal("c1", 3, linger_s=300) == 1  # an alert window goes at once, alone
+    assert outbox.seal("c1", 3, linger_s=300) == 0
+    outbox.add(_s(3))
+    assert outbox.seal("c1", 3, linger_s=300) == 3  # batch_max reached
+    outbox.add(_s(4))
+    assert outbox.seal("c1", 3, linger_s=300) == 0
+    assert outbox.seal("c1", 3, linger_s=0) == 1  # waited long enough (or the bridge is draining)
+    outbox.close()
+
+
 @pytest.mark.real
 async def test_a_bridge_whose_outbox_is_full_loses_nothing_while_the_city_is_down(
         tmp_path: Path, mosquitto: MqttEndpoint) -> None:
@@ -100,7 +117,7 @@ async def test_a_bridge_whose_outbox_is_full_loses_nothing_while_the_city_is_dow
     server = HttpServer(create_app(store, {C: b"k"}), "127.0.0.1", 0)
     settings = BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k", http_port=None,
                               city_url="http://127.0.0.1:9", max_summaries=5, retry_initial_s=0.1, retry_max_s=0.3,
-                              batch_interval_s=0.1, batch_max=2)
+                              batch_interval_s=0.1, batch_max=2, batch_linger_s=0)
     bridge = Bridge(C, endpoint, settings)
     stop = asyncio.Event()
     run = asyncio.create_task(bridge.run(stop, drain_s=0))
