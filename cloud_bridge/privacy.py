@@ -12,12 +12,14 @@ hub's numbers go into them:
   event counts (requests at kiosks, by type) under ``k`` are merged into ``other``, and
   suppressed if ``other`` is still under ``k``. The summary lists every merge and
   suppression, so the city knows what it is not seeing and why.
-- Device and resident identifiers never appear in a hub summary, and none is added here.
+- Resident identifiers never appear in a hub summary. Device identifiers leave only as
+  salted per-community hashes (``contract.city.device_ref``) of shared devices offline at
+  a window's end, where the city needs continuity; household devices never.
 """
 
 from collections import defaultdict
 
-from contract.city import MERGED_BUILDING, CellSummary, CommunitySummary, Suppression
+from contract.city import MERGED_BUILDING, CellSummary, CommunitySummary, Suppression, device_ref
 from contract.classes import DeviceClass
 from contract.messages import HubSummary, SummaryCell, UtilityUse
 
@@ -106,7 +108,11 @@ def _utilities(use: UtilityUse | None, k: int, notes: list[Suppression]) -> Util
     return UtilityUse(**fields)
 
 
-def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
+def to_city(summary: HubSummary, *, k: int = K_DEFAULT, device_salt: bytes = b"",
+            household_devices: frozenset[str] = frozenset()) -> CommunitySummary:
+    """``device_salt``: the community's secret for device_ref; without one no device
+    reference is sent at all. ``household_devices``: devices of one household each (meters),
+    which are never referred to, not even by hash."""
     notes: list[Suppression] = []
     cells = _cells(summary, k, notes)
     events = _merge_small(summary.events, k, "events", notes, RESIDENT_EVENTS)  # residents' doing only
@@ -131,6 +137,8 @@ def to_city(summary: HubSummary, *, k: int = K_DEFAULT) -> CommunitySummary:
         environment={m: v for m, v in environment.items() if m in ENVIRONMENT},
         utilities=utilities,
         hub=summary.hub,
+        offline_devices=tuple(sorted(device_ref(device_salt, summary.community, d) for d in summary.offline_devices
+                                     if d not in household_devices)) if device_salt else (),
         k=k,
         suppressed=tuple(notes),
     )

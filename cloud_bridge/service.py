@@ -34,9 +34,14 @@ log = logging.getLogger(__name__)
 class Bridge:
     """Hub summaries in, city batches out. The caller closes ``outbox`` after :meth:`run`."""
 
-    def __init__(self, community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings) -> None:
+    def __init__(self, community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings,
+                 household_devices: frozenset[str] = frozenset()) -> None:
         self.community_id = community_id
         self.settings = settings
+        self.household_devices = household_devices  # never referred to upward, not even hashed
+        self.device_salt = settings.device_salt.get_secret_value().encode()
+        if not self.device_salt:
+            log.info("bridge.device_salt is not set: no device references are sent to the city")
         self.key = settings.community_key.get_secret_value().encode()
         if not self.key:
             raise ValueError("bridge.community_key is not set: the city refuses unsigned batches "
@@ -89,7 +94,9 @@ class Bridge:
             log.error("summary for community %s arrived at the bridge of %s", summary.community, self.community_id)
             return
         priority = PRIORITY_ALERT if summary.alerts else PRIORITY_ROUTINE  # alert windows go first
-        if not await asyncio.to_thread(self.outbox.add, to_city(summary, k=self.settings.small_cell_k), priority):
+        if not await asyncio.to_thread(self.outbox.add, to_city(summary, k=self.settings.small_cell_k,
+                                                             device_salt=self.device_salt,
+                                                             household_devices=self.household_devices), priority):
             self.redelivered += 1
 
     async def _sealer(self, stop: asyncio.Event, deliverer: Deliverer) -> None:
@@ -142,8 +149,9 @@ class Bridge:
 
 
 async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings, stop: asyncio.Event,
-                     *, stats_file: Path | None = None, drain_s: float = 10.0) -> None:
-    bridge = Bridge(community_id, mqtt, settings)
+                     *, stats_file: Path | None = None, drain_s: float = 10.0,
+                     household_devices: frozenset[str] = frozenset()) -> None:
+    bridge = Bridge(community_id, mqtt, settings, household_devices)
     try:
         await bridge.run(stop, drain_s=drain_s)
     finally:

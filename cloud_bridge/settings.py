@@ -35,4 +35,8 @@ class BridgeSettings(BaseModel):
     client_key: Path | None = None
     # HMAC-SHA256 key shared with the city: signs every batch and every egress-log entry.
     community_key: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_BRIDGE__COMMUNITY_KEY")
+    # Salt of the device references sent to the city (contract.city.device_ref). Known only
+    # inside the community (never the city: with it, guessed device ids could be checked);
+    # unset, no device reference leaves at all. Set MIDBRAIN_BRIDGE__DEVICE_SALT.
+    device_salt: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_BRIDGE__DEVICE_SALT")
     gzip_min_bytes: int = Field(default=1024, ge=0)  # batches at least this large are sent gzip-compressed

@@ -6,9 +6,9 @@ an undeclared field cannot be serialised into a batch (the egress allow-list).
 
 import hashlib
 import hmac
-from typing import Literal, get_args, get_origin
+from typing import Annotated, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contract.classes import DeviceClass
 from contract.ids import Ident
@@ -43,6 +43,16 @@ class Suppression(_Frozen):
     into: str = Field(default="", max_length=128)  # where a merged count went
 
 
+DeviceRef = Annotated[str, StringConstraints(pattern=r"^d-[0-9a-f]{20}$")]  # rust regex: $ is the very end
+
+
+def device_ref(salt: bytes, community: str, device: str) -> str:
+    """A device's identity for the city: HMAC-SHA256 of ``community/device`` under the
+    community's secret salt, 80 bits. Stable across windows, different in every community,
+    and not reversible without the salt (which never leaves the community)."""
+    return "d-" + hmac.new(salt, f"{community}/{device}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
 class CommunitySummary(_Frozen):
     v: int = CITY_SCHEMA_VERSION
     key: str = Field(min_length=1, max_length=128)  # idempotency key of this summary
@@ -62,6 +72,10 @@ class CommunitySummary(_Frozen):
     environment: dict[str, FiniteFloat] = Field(default_factory=dict)  # community means: temperature, humidity, pm2_5
     utilities: UtilityUse | None = None
     hub: HubHealth | None = None
+    # Shared devices (not one per household) offline at the window's end, each as a salted
+    # per-community hash (device_ref), so that the city can follow one across windows
+    # without learning which device it is.
+    offline_devices: tuple[DeviceRef, ...] = Field(default=(), max_length=10_000)
     k: int = Field(default=5, ge=1)  # the small-cell threshold these counts were checked against
     suppressed: tuple[Suppression, ...] = ()
 

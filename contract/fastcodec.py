@@ -150,6 +150,8 @@ class FastSummary(_Struct):
     environment: dict[str, float] = {}
     utilities: _FastUtilities | None = None
     hub: _FastHub | None = None
+    offline_devices: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^d-[0-9a-f]{20}\Z")]],
+                               msgspec.Meta(max_length=10_000)] = []
     k: Annotated[int, msgspec.Meta(ge=1)] = 5
     suppressed: list[_FastSuppression] = []
 

@@ -190,6 +190,9 @@ class HubSummary(Message):
     dead_letters: int = Field(default=0, ge=0)
     alerts_by_severity: dict[str, int] = Field(default_factory=dict)
     requests: dict[str, int] = Field(default_factory=dict)  # residents' requests at kiosks, by category
+    # Devices offline at the window's end. Hub to bridge only: the bridge sends shared
+    # (non-household) ones to the city as salted per-community hashes, never these ids.
+    offline_devices: tuple[Ident, ...] = Field(default=(), max_length=10_000)
     work_orders: "WorkOrderStats | None" = None
     utilities: "UtilityUse | None" = None
     hub: "HubHealth | None" = None

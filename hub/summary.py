@@ -69,6 +69,8 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
     return HubSummary(community=registry.community.id, window_start=window_start, window_end=window_end,
                       cells=out, alerts=dict(alerts), events=dict(events), dead_letters=dead_letters,
                       alerts_by_severity=dict(alerts_by_severity or {}), requests=dict(requests or {}),
+                      offline_devices=tuple(sorted(d.id for d in registry.devices.values()
+                                                   if not registry.online(d, window_end)))[:10_000],
                       work_orders=work_orders, utilities=utility_use(registry, stats), hub=health)
 
 

@@ -162,6 +162,7 @@ def edge(ctx: typer.Context) -> None:
 def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None,
            drain_s: Annotated[float, typer.Option(help="On SIGTERM, keep delivering this long.")] = 10.0) -> None:
     """Run the cloud bridge: privacy-safe summaries to the city platform, durably."""
+    from cloud_bridge.privacy import HOUSEHOLD_CLASSES
     from cloud_bridge.service import run_bridge
 
     cfg = _load(config)
@@ -170,8 +171,9 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", sta
         typer.echo("bridge: refusing to start: bridge.community_key is not set (the key the city holds for this "
                    "community; set MIDBRAIN_BRIDGE__COMMUNITY_KEY)", err=True)
         raise typer.Exit(2)
+    households = frozenset(d.id for d in cfg.community.devices if d.device_class in HOUSEHOLD_CLASSES)
     run_until_signalled(lambda stop: run_bridge(cfg.community.id, cfg.mqtt, cfg.bridge, stop,
-                                                stats_file=stats_file, drain_s=drain_s))
+                                                stats_file=stats_file, drain_s=drain_s, household_devices=households))
 
 
 @app.command()

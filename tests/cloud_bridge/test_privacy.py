@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from cloud_bridge.privacy import to_city
-from contract.city import CellSummary, CommunitySummary
+from contract.city import CellSummary, CommunitySummary, device_ref
 from contract.messages import HubSummary, MetricStats, SummaryCell
 
 pytestmark = pytest.mark.unit
@@ -101,3 +101,17 @@ def test_requests_and_utilities_that_concern_fewer_than_k_households_do_not_leav
         ("requests noise", "suppressed"), ("requests parking", "suppressed"), ("utilities electricity", "suppressed")}
     assert out.work_orders == summary.work_orders and out.hub == summary.hub
     assert out.alerts_by_severity == {"critical": 1, "warning": 1}
+
+
+@pytest.mark.unit
+def test_shared_devices_offline_leave_only_as_salted_per_community_hashes() -> None:
+    summary = HubSummary(community="c1", window_start=0.0, window_end=60.0, cells=(),
+                         offline_devices=("b1-lift-01", "b1-wm-101"))
+    sent = to_city(summary, device_salt=b"salt-of-c1", household_devices=frozenset({"b1-wm-101"}))
+    (ref,) = sent.offline_devices  # the household meter is not referred to at all
+    assert ref == device_ref(b"salt-of-c1", "c1", "b1-lift-01") and "b1-lift-01" not in sent.model_dump_json()
+    assert to_city(summary.model_copy(update={"window_start": 60.0, "window_end": 120.0}), device_salt=b"salt-of-c1",
+                   household_devices=frozenset({"b1-wm-101"})).offline_devices == (ref,)  # continuity across windows
+    other = summary.model_copy(update={"community": "c2"})
+    assert ref not in to_city(other, device_salt=b"salt-of-c2").offline_devices  # another community: unrelated
+    assert to_city(summary).offline_devices == ()  # no salt configured: no device reference leaves

@@ -106,7 +106,8 @@ def _valid_batch() -> dict:
                            means={"temperature": 21.5}),),
         alerts={"fire": 1}, requests={"repair": 5}, work_orders=WorkOrderStats(opened=1, resolved=0, overdue=0),
         environment={"temperature": 21.5}, utilities=UtilityUse(water_m3=0.5, water_meters=6),
-        hub=HubHealth(readings_stored=9, dead_letters=0, alerts_raised=1, devices=3, devices_online=2))
+        hub=HubHealth(readings_stored=9, dead_letters=0, alerts_raised=1, devices=3, devices_online=2),
+        offline_devices=("d-0123456789abcdef0123",))
     return json.loads(Batch(key="b", community="c1", sent_at=1.0, summaries=(summary,)).model_dump_json())
 
 
@@ -118,7 +119,8 @@ _BATCH_MUTATIONS = [
     ("summaries.0.cells.0.resident", "王小明"), ("summaries.0.device_id", "b1-smoke-01"), ("summaries.0.k", 0),
     ("summaries.0.suppressed", [{"what": "x", "action": "hidden"}]), ("summaries.0.utilities.water_m3", -0.1),
     ("summaries.0.work_orders.opened", 1.5), ("summaries.0.environment", {"temperature": 1e999}),
-    ("summaries.0.hub.devices", None),
+    ("summaries.0.hub.devices", None), ("summaries.0.offline_devices", ["b1-smoke-01"]),
+    ("summaries.0.offline_devices", ["d-0123456789abcdef0123\n"]), ("summaries.0.offline_devices", ["d-0123"]),
 ]
 
 
