@@ -16,7 +16,7 @@ from typing import Any
 import aiomqtt
 
 from contract import topics
-from contract.classes import DeviceClass
+from contract.classes import CATALOG, DeviceClass
 from contract.codec import DecodeError, decode
 from contract.messages import Birth
 from contract.topics import TopicKind
@@ -31,6 +31,17 @@ from simulators.signals import Device, Fault
 log = logging.getLogger(__name__)
 
 REQUEST_CATEGORIES = ("repair", "cleaning", "security", "greening", "parking", "noise")
+
+
+def in_range(device_class: DeviceClass, values: dict[str, float]) -> dict[str, float]:
+    """What the sensor reports: within its range (one drifting past 100 %RH reads 100), the
+    catalogue's range, which the hub enforces."""
+    spec = CATALOG[device_class]
+    out = {}
+    for name, value in values.items():
+        metric = spec.metric(name)
+        out[name] = min(max(value, metric.low), metric.high) if metric is not None else value
+    return out
 
 
 class CommunitySimulator:
@@ -118,7 +129,8 @@ class CommunitySimulator:
         while not stop.is_set():
             t = (time.monotonic() - self._start) * scale
             if not device.silent(t):
-                await self._publish(topic, {"ts": time.time(), "values": device.sample(t)}, spec.id, stop)
+                await self._publish(topic, {"ts": time.time(), "values": in_range(spec.device_class, device.sample(t))},
+                                    spec.id, stop)
             if spec.device_class is DeviceClass.KIOSK and rng.random() < 0.2:
                 event = {"ts": time.time(), "event": "service_request", "severity": "info",
                          "data": {"category": rng.choice(REQUEST_CATEGORIES)}}
