@@ -48,6 +48,12 @@ def create_app(bridge: "Bridge") -> FastAPI:
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "mqtt_connected": bridge.link.connected, "outbox": bridge.stats()}
 
+    @app.get("/api/downlink")
+    def downlink(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        """Items fetched from the city, newest first: refused here (and why), handed to the
+        hub, its answer, and whether the city has that answer yet."""
+        return bridge.downlink_state.items(limit)
+
     @app.get("/api/egress-log")
     def egress_log(limit: int = Query(100, ge=1, le=10_000), before: int | None = None) -> list[dict[str, Any]]:
         """Every batch that left the community, newest first: when, to whom, the sha256 of

@@ -14,19 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
+from pydantic import ValidationError
 
 from cloud_bridge.api import create_app
 from cloud_bridge.delivery import Deliverer, http_client
+from cloud_bridge.downlink import DownlinkState, Downlinker
 from cloud_bridge.outbox import PRIORITY_ALERT, PRIORITY_ROUTINE, Outbox, OutboxFull
 from cloud_bridge.privacy import to_city
 from cloud_bridge.settings import BridgeSettings
 from contract import topics
 from contract.codec import DecodeError, decode_as
 from contract.endpoints import MqttEndpoint
+from contract.downlink import DownlinkAck
 from contract.messages import HubSummary
 from servicekit.http import HttpServer
 from servicekit.lifecycle import wait_or_stop, write_json_atomically
-from servicekit.mqtt import MqttLink
+from servicekit.mqtt import MqttLink, NotConnected
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,21 @@ class Bridge:
         self.link = MqttLink(mqtt, client_id=f"{settings.client_id}-{community_id}", clean_session=False,
                              manual_ack=True, on_connect=self._subscribe, on_message=self._on_summary)
         self._deliverer: Deliverer | None = None
+        self._ack_topic = topics.hub_downlink_ack(community_id)
+        self.downlink_state = DownlinkState(settings.outbox)
+        self._downlinker: Downlinker | None = None
+        self._downlink_wake = asyncio.Event()
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         await client.subscribe(topics.filter_hub_summaries(self.community_id), qos=1)
+        await client.subscribe(topics.hub_downlink_ack(self.community_id), qos=1)
 
     async def _on_summary(self, message: aiomqtt.Message) -> None:
         session = self.link.session
+        if str(message.topic) == self._ack_topic:
+            await self._on_hub_answer(message)
+            self.link.ack(session, message.mid, message.qos)
+            return
         try:
             await self._keep(message)
         except OutboxFull as exc:
@@ -80,6 +93,37 @@ class Bridge:
             log.error("outbox could not keep a summary (%s); it stays with the broker", exc)
             raise aiomqtt.MqttError(f"outbox failure: {exc}") from exc
         self.link.ack(session, message.mid, message.qos)  # after the outbox commit (or the refusal)
+
+    async def _on_hub_answer(self, message: aiomqtt.Message) -> None:
+        """The hub's answer to a city item: kept (durably) until the city has it."""
+        raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        try:
+            ack = DownlinkAck.model_validate_json(raw)
+        except ValidationError as exc:
+            self.invalid += 1
+            log.error("invalid answer from the hub on %s: %s", message.topic, exc.errors()[0]["msg"])
+            return
+        if await asyncio.to_thread(self.downlink_state.answer, ack) and self._downlinker is not None:
+            self._downlink_wake.set()
+
+    async def _hand_to_hub(self, payload: bytes) -> None:
+        await self.link.publish(topics.city_downlink(self.community_id), payload, qos=1, timeout=10)
+
+    async def _downlink(self, stop: asyncio.Event, downlinker: Downlinker) -> None:
+        """Ask the city every downlink_poll_s, and at once when the hub has answered."""
+        while not stop.is_set():
+            try:
+                await downlinker.step()
+            except (httpx.HTTPError, OSError, NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+                downlinker.counts["fetch_failures"] += 1
+                log.warning("downlink: %s: %s; trying again", type(exc).__name__, exc)
+            self._downlink_wake.clear()
+            waiter = asyncio.create_task(self._downlink_wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([waiter, stopper], timeout=self.settings.downlink_poll_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
 
     async def _keep(self, message: aiomqtt.Message) -> None:
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
@@ -116,12 +160,15 @@ class Bridge:
             log.info("bridge health and metrics on %s", server.url)
         async with http_client(self.settings) as client:
             deliverer = self._deliverer = Deliverer(self.outbox, self.settings, client, self.community_id)
+            downlinker = self._downlinker = Downlinker(self.downlink_state, self.settings, client, self.community_id,
+                                                       self._hand_to_hub)
             async with asyncio.TaskGroup() as tg:
                 if server is not None:
                     tg.create_task(server.serve(), name="bridge-http")
                 tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
                 tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
                 tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
+                tg.create_task(self._downlink(work_stop, downlinker), name="bridge-downlink")
                 await stop.wait()
                 link_stop.set()
                 work_stop.set()
@@ -145,7 +192,8 @@ class Bridge:
                 "store_failures": self.store_failures,
                 "delivery_failures": d.failures if d is not None else 0,
                 "signature_refused": d.signature_refused if d is not None else 0,
-                "bytes_sent": d.bytes_sent if d is not None else 0}
+                "bytes_sent": d.bytes_sent if d is not None else 0,
+                **{f"downlink_{k}": v for k, v in (self._downlinker.counts if self._downlinker else {}).items()}}
 
 
 async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSettings, stop: asyncio.Event,
@@ -160,3 +208,4 @@ async def run_bridge(community_id: str, mqtt: MqttEndpoint, settings: BridgeSett
                 write_json_atomically(stats_file, bridge.stats())
         finally:
             bridge.outbox.close()
+            bridge.downlink_state.close()

@@ -39,4 +39,9 @@ class BridgeSettings(BaseModel):
     # inside the community (never the city: with it, guessed device ids could be checked);
     # unset, no device reference leaves at all. Set MIDBRAIN_BRIDGE__DEVICE_SALT.
     device_salt: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_BRIDGE__DEVICE_SALT")
+    # The city's Ed25519 public key (base64): items from the city are handed to the hub only
+    # if it verifies their signature. Unset, every item is refused and the refusal reported.
+    city_public_key: str = ""
+    downlink_poll_s: float = Field(default=10.0, gt=0)  # how often the city is asked for new items
+    downlink_resend_s: float = Field(default=60.0, gt=0)  # an item the hub has not answered is handed again
     gzip_min_bytes: int = Field(default=1024, ge=0)  # batches at least this large are sent gzip-compressed

@@ -135,3 +135,17 @@ def sign(key: bytes, body: bytes) -> str:
 def verify(key: bytes, body: bytes, signature: str) -> bool:
     """True if ``signature`` is ``key``'s over ``body`` (constant-time comparison)."""
     return signature.startswith(_SCHEME) and hmac.compare_digest(sign(key, body), signature)
+
+
+# -- downlink requests: a community asks for its items, signed the same way ---------------
+
+TIMESTAMP_HEADER = "x-midbrain-timestamp"
+DOWNLINK_PATH = "/api/v1/downlink"
+DOWNLINK_ACKS_PATH = "/api/v1/downlink/acks"
+REQUEST_SKEW_S = 300.0  # how far a signed request's timestamp may be from the city's clock
+
+
+def downlink_request(key: bytes, community: str, after: int, ts: float) -> str:
+    """Signature of "give community C its items after N" at time ts (so that a request
+    cannot be replayed much later)."""
+    return sign(key, f"GET {DOWNLINK_PATH}\n{community}\n{after}\n{ts:.3f}".encode())

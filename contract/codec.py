@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from contract.downlink import DownlinkAck, SignedItem
 from contract.messages import (
     Ack,
     Alert,
@@ -89,4 +90,6 @@ _MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.SUMMARY: HubSummary,
     TopicKind.BACKLOG: Backlog,
     TopicKind.ALERT: Alert,
+    TopicKind.DOWNLINK: SignedItem,
+    TopicKind.DOWNLINK_ACK: DownlinkAck,
 }

@@ -11,6 +11,8 @@ Namespace (``mb/v1`` is the contract version)::
     mb/v1/{community}/{gateway}/{device}/event        discrete events (edge -> hub)
     mb/v1/{community}/_hub/summary                    per-window community summary (hub -> bridge)
     mb/v1/{community}/_hub/alert                      an alert, as it is raised (hub -> anyone)
+    mb/v1/{community}/_hub/downlink_ack               the hub's answer to a city item (hub -> bridge)
+    mb/v1/{community}/_city/downlink                  a signed item from the city (bridge -> hub)
 
 Publish topics are built by the functions below; subscribe filters are separate
 functions, because a filter is not a topic.
@@ -24,6 +26,7 @@ from contract.ids import is_ident
 PREFIX = "mb"
 VERSION = "v1"
 HUB_LEVEL = "_hub"
+CITY_LEVEL = "_city"
 
 
 class TopicKind(StrEnum):
@@ -36,6 +39,8 @@ class TopicKind(StrEnum):
     EVENT = "event"
     SUMMARY = "summary"
     ALERT = "alert"
+    DOWNLINK = "downlink"
+    DOWNLINK_ACK = "downlink_ack"
 
 
 _GATEWAY_KINDS = {TopicKind.STATE, TopicKind.COMMAND, TopicKind.ACK, TopicKind.HEALTH, TopicKind.BACKLOG}
@@ -101,6 +106,14 @@ def hub_alert(community: str) -> str:
     return f"{_base(community)}/{HUB_LEVEL}/{TopicKind.ALERT}"
 
 
+def hub_downlink_ack(community: str) -> str:
+    return f"{_base(community)}/{HUB_LEVEL}/{TopicKind.DOWNLINK_ACK}"
+
+
+def city_downlink(community: str) -> str:
+    return f"{_base(community)}/{CITY_LEVEL}/{TopicKind.DOWNLINK}"
+
+
 # -- subscribe filters -------------------------------------------------------------
 
 
@@ -140,7 +153,13 @@ def parse(topic: str) -> Topic:
             return Topic(TopicKind.SUMMARY, community)
         if rest == [HUB_LEVEL, TopicKind.ALERT]:
             return Topic(TopicKind.ALERT, community)
+        if rest == [HUB_LEVEL, TopicKind.DOWNLINK_ACK]:
+            return Topic(TopicKind.DOWNLINK_ACK, community)
         raise TopicError(topic, "unknown hub topic")
+    if rest[0] == CITY_LEVEL:
+        if rest == [CITY_LEVEL, TopicKind.DOWNLINK]:
+            return Topic(TopicKind.DOWNLINK, community)
+        raise TopicError(topic, "unknown city topic")
     gateway = rest[0]
     if not is_ident(gateway):
         raise TopicError(topic, "invalid gateway id")

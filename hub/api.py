@@ -292,6 +292,27 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         assert store is not None
         return store.dead_letters(reason, limit, topic=topic, since=since, until=until)
 
+    @app.get("/api/notices")
+    def notices(request: Request, limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+        """Notices and broadcasts the city sent (verified and applied), newest first: what the
+        staff page (and kiosks) show. Expired ones are marked."""
+        store = hub_of(request).downlink_store
+        assert store is not None
+        now = time.time()
+        return [{"seq": i["seq"], "issued_at": i["issued_at"], "expires_at": i["expires_at"],
+                 "expired": i["expires_at"] is not None and i["expires_at"] < now,
+                 **{k: v for k, v in i["body"].items() if k != "kind"}}
+                for i in store.items("notice", limit) if i["status"] == "applied"]
+
+    @app.get("/api/downlink")
+    def downlink(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Every city item and what became of it (applied, or refused and why), and the items
+        that failed verification."""
+        hub = hub_of(request)
+        assert hub.downlink_store is not None and hub.downlink is not None
+        return {"items": hub.downlink_store.items(None, limit), "unverified": hub.downlink_store.unverified_items(limit),
+                "counts": hub.downlink.counts}
+
     @app.get("/api/models")
     def models(request: Request) -> dict[str, Any]:
         hub = hub_of(request)

@@ -61,10 +61,11 @@ class Pending:
     births: list[tuple[str, str, str, float]] = field(default_factory=list)
     # Threshold crossings: (ts, device, metric, value, bound "low"/"high", limit)
     crossings: list[tuple[float, str, str, float, str, float]] = field(default_factory=list)
+    downlinks: list[bytes] = field(default_factory=list)  # signed city items (SignedItem JSON)
 
     def __len__(self) -> int:
         return (len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks) + len(self.births)
-                + len(self.crossings))
+                + len(self.crossings) + len(self.downlinks))
 
 
 class _SeqWindow:
@@ -145,7 +146,8 @@ class Ingestor:
 
     def _limit(self, topic: str) -> int:
         """Largest payload accepted (and kept in a dead letter) on ``topic``."""
-        return MAX_BACKLOG_BYTES if topic.endswith("/" + TopicKind.BACKLOG) else self.max_payload_bytes
+        big = topic.endswith(("/" + TopicKind.BACKLOG, "/" + TopicKind.DOWNLINK))  # a model update is large too
+        return MAX_BACKLOG_BYTES if big else self.max_payload_bytes
 
     def _parse(self, topic: str) -> Topic:
         parsed = self._topics.get(topic)
@@ -166,8 +168,11 @@ class Ingestor:
             raise Rejected("bad-topic", exc.reason) from None
         if parsed.community != self.community:
             raise Rejected("foreign-community", parsed.community)
-        if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY, TopicKind.ALERT):
+        if parsed.kind in (TopicKind.COMMAND, TopicKind.SUMMARY, TopicKind.ALERT, TopicKind.DOWNLINK_ACK):
             return  # published by the hub itself
+        if parsed.kind is TopicKind.DOWNLINK:  # a city item, from the bridge: verified and applied at the flush
+            self.pending.downlinks.append(payload)
+            return
         counter = self._received.get(parsed.kind)
         if counter is None:
             counter = self._received[parsed.kind] = self.metrics.received.labels(parsed.kind)

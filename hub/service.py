@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import time
+from pathlib import Path
 from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from contract import topics
 from contract.classes import CATALOG
 from contract.codec import decode_as, encode
 from contract.endpoints import MqttEndpoint
+from contract.downlink import ConfigChange
 from contract.messages import Alert, Command, HubSummary, WorkOrderStats
 from contract.topology import Community
 from hub.accounts import Accounts
@@ -33,6 +35,7 @@ from hub.registry import Registry
 from hub.rules import CombinationRules
 from hub.settings import HubSettings
 from hub.store import HubStore
+from hub.downlink import DownlinkHandler, DownlinkStore
 from hub.summary import build_summary, late_summary, revise
 from hub.twin import DesiredPatch, TwinStore, commands_for, merge, sync_state
 from hub.workorders import WorkOrders, category_of_alert
@@ -55,6 +58,9 @@ class HubService:
         self.registry = Registry(community, offline_after_s=settings.offline_after_s)
         self.windows = Windows(model or WindowModel(settings.model_dir), settings.window_s)
         self.model_events: list[dict[str, object]] = []  # loads and refusals, newest last
+        # The version of the configured model folder last loaded: a model the city sent stays
+        # in use until that folder gets a new version.
+        self._folder_sha = WindowModel.manifest_sha256(settings.model_dir)
         self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
         self.rules = CombinationRules(settings.rules)
@@ -67,6 +73,8 @@ class HubService:
         self.accounts: Accounts | None = None
         self.twin: TwinStore | None = None
         self.workorders: WorkOrders | None = None
+        self.downlink_store: DownlinkStore | None = None
+        self.downlink: DownlinkHandler | None = None
         self._started = time.time()
         self.influx: InfluxSink | None = None
         self._mqtt = mqtt
@@ -102,6 +110,21 @@ class HubService:
         self.accounts = await asyncio.to_thread(Accounts, self.settings.database)
         self.twin = await asyncio.to_thread(TwinStore, self.settings.database)
         self.workorders = await asyncio.to_thread(WorkOrders, self.settings.database)
+        self.downlink_store = await asyncio.to_thread(DownlinkStore, self.settings.database)
+        model_root = self.settings.downlink_model_dir or self.settings.database.parent / "downlink-models"
+        self.downlink = DownlinkHandler(self.community.id, self.settings.city_public_key, self.downlink_store,
+                                        model_root, self._apply_city_config, self._load_city_model)
+        # What the city set before a restart still holds.
+        change = await asyncio.to_thread(self.downlink_store.latest_config)
+        if change is not None:
+            self._apply_city_config(change)
+        folder = await asyncio.to_thread(self.downlink_store.latest_model_dir, model_root)
+        if folder is not None and self.settings.model_dir is None:
+            try:
+                self._load_city_model(folder)
+            except Exception as exc:  # ModelError, or onnxruntime's: the shipped model stays
+                log.error("the model the city sent last does not load any more (%s); scoring with %s", exc,
+                          self.model.name)
         for device in self.twin.devices_with_desired():
             self._apply_thresholds(device, self.twin.desired(device)[1])
         if self.settings.influx is not None:
@@ -138,7 +161,7 @@ class HubService:
             await self._tg.__aexit__(et, e, tb)
             if self.store is not None:
                 await asyncio.to_thread(self.store.close)
-            for db in (self.accounts, self.twin, self.workorders):
+            for db in (self.accounts, self.twin, self.workorders, self.downlink_store):
                 if db is not None:
                     await asyncio.to_thread(db.close)
             if self.influx is not None:
@@ -212,6 +235,8 @@ class HubService:
             await self._raise(ts, device, metric, "rate_of_change" if bound == "rate" else "threshold", value,
                               "warning")
             log.warning("threshold: device=%s %s=%s beyond its %s limit %s", device, metric, value, bound, limit)
+        for raw in batch.downlinks:
+            await self._answer_city(raw)
         for gateway in {b[0] for b in batch.births}:
             assert self._tg is not None
             self._tg.create_task(self._reconcile(gateway), name=f"hub-reconcile-{gateway}")
@@ -320,7 +345,7 @@ class HubService:
         event loop, then swapped in between two scoring passes. A version that fails its
         checks is refused, with the reason, and the running model stays."""
         announced = WindowModel.manifest_sha256(self.settings.model_dir)
-        if announced is None or announced == self.model.sha256:
+        if announced is None or announced in (self.model.sha256, self._folder_sha):
             return {"loaded": False, "model": self.model.name}
         try:
             new = await asyncio.to_thread(WindowModel, self.settings.model_dir)
@@ -332,11 +357,44 @@ class HubService:
             return {"loaded": False, "model": self.model.name, "refused": str(exc)}
         previous = self.model.name
         self.windows.use(new)
+        self._folder_sha = new.sha256
         self.metrics.count("model_loads")
         self.model_events.append({"at": time.time(), "event": "loaded", "model": new.name, "sha256": new.sha256,
                                   "previous": previous})
         log.warning("model %s replaced by %s (sha256 %s)", previous, new.name, new.sha256[:12])
         return {"loaded": True, "model": new.name, "previous": previous}
+
+    # -- the city's items (from the bridge) ---------------------------------------------------
+
+    def _apply_city_config(self, change: ConfigChange) -> None:
+        if change.summary_interval_s is not None and change.summary_interval_s != self.settings.summary_interval_s:
+            log.warning("summary interval set by the city: %.0f s (was %.0f s), from the next window",
+                        change.summary_interval_s, self.settings.summary_interval_s)
+            self.settings = self.settings.model_copy(update={"summary_interval_s": change.summary_interval_s})
+
+    def _load_city_model(self, folder: Path) -> str:
+        new = WindowModel(folder)  # ModelError if it does not load or its hash is not its manifest's
+        previous = self.model.name
+        self.windows.use(new)
+        self.metrics.count("model_loads")
+        self.model_events.append({"at": time.time(), "event": "loaded", "model": new.name, "sha256": new.sha256,
+                                  "previous": previous, "from": "city"})
+        log.warning("model %s replaced by %s from the city (sha256 %s)", previous, new.name, new.sha256[:12])
+        return new.name
+
+    async def _answer_city(self, raw: bytes) -> None:
+        assert self.downlink is not None
+        ack = await asyncio.to_thread(self.downlink.handle, raw) if len(raw) > 64 * 1024 else self.downlink.handle(raw)
+        if ack is None:
+            self.metrics.count("downlink_unreadable")
+            return
+        self.metrics.count(f"downlink_{ack.status}")
+        try:
+            await self.publisher.publish(topics.hub_downlink_ack(self.community.id), ack.model_dump_json().encode(),
+                                         qos=1, timeout=self.settings.publish_timeout_s)
+        except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+            # The bridge sends the item again when no answer comes; the answer is kept.
+            log.error("answer to city item %d not published (%s); the bridge will ask again", ack.seq, exc)
 
     async def _sla_watch(self) -> None:
         """Escalate work orders past their category's SLA, once each."""
@@ -533,7 +591,8 @@ class HubService:
         return {"online": sum(self.registry.online(d, now) for d in self.registry.devices.values()),
                 "readings": sum(d.messages for d in self.registry.devices.values()),
                 "alerts": self.metrics.totals["alerts"],
-                "work_orders": self.workorders.version if self.workorders is not None else 0}
+                "work_orders": self.workorders.version if self.workorders is not None else 0,
+                "notices": self.downlink.counts["applied"] if self.downlink is not None else 0}
 
     def stats(self) -> dict[str, int]:
         t = self.metrics.totals

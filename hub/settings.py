@@ -64,6 +64,10 @@ class HubSettings(BaseModel):
     # and the hub loads the new version within model_poll_s (or at POST /api/models/reload).
     model_poll_s: float = Field(default=10.0, gt=0)
     model_dir: Path | None = None  # default: the model shipped in hub/models/window_anomaly
+    # The city's Ed25519 public key (base64): city items (notices, configuration, models) are
+    # applied only if it verifies their signature. Unset, every item is refused (and reported).
+    city_public_key: str = ""
+    downlink_model_dir: Path | None = None  # models the city sent; default: next to the database
     # Pattern detectors (hub/models/<name>): water leaks at night, elevator faults.
     pattern_models: tuple[str, ...] = ("water_leak", "elevator_fault")
     timezone: str = "Asia/Shanghai"  # the community's local time: what "night" means

@@ -186,6 +186,18 @@ def city(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats
     run_until_signalled(lambda stop: run_city(cfg.city, stop, stats_file=stats_file))
 
 
+@app.command()
+def keygen() -> None:
+    """Make the city's Ed25519 key pair for signing downlink items: the private half goes to
+    the city (city.signing_key), the public half to every community (bridge.city_public_key
+    and hub.city_public_key)."""
+    from contract.downlink import new_signing_key
+
+    private, public = new_signing_key()
+    typer.echo(f"MIDBRAIN_CITY__SIGNING_KEY={private}\n"
+               f"MIDBRAIN_BRIDGE__CITY_PUBLIC_KEY={public}\nMIDBRAIN_HUB__CITY_PUBLIC_KEY={public}")
+
+
 @app.command(hidden=False)
 def broker(port: Annotated[int, typer.Option(help="TCP port.")] = 1883,
            host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",

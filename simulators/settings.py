@@ -17,6 +17,12 @@ class CitySettings(BaseModel):
     # Append every batch request as received (headers and the raw body, base64) to this
     # JSON-lines file: what an auditor, or the egress scan test, reads.
     capture: Path | None = None
+    # The city's Ed25519 signing key (base64 of the 32-byte private key; `midbrain keygen`
+    # makes a pair): it signs every item sent down. Communities hold its public half.
+    signing_key: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_CITY__SIGNING_KEY")
+    # Bearer token of the city's operators, who issue notices, configuration and models
+    # (POST /api/v1/downlink). Unset, nothing can be issued.
+    operator_token: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_CITY__OPERATOR_TOKEN")
 
 
 class FaultSpec(BaseModel):

@@ -1,18 +1,23 @@
 """The city platform's HTTP API and overview page."""
 
 import base64
+import hashlib
+import hmac
 import html
 import json
 import logging
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, BatchAck, verify
+from contract.city import (COMMUNITY_HEADER, DOWNLINK_ACKS_PATH, DOWNLINK_PATH, REQUEST_SKEW_S, SIGNATURE_HEADER,
+                           TIMESTAMP_HEADER, BatchAck, downlink_request, verify)
+from contract.downlink import AckBatch, ConfigChange, DownlinkItem, ModelUpdate, Notice, sign_item
 from contract.fastcodec import decode_batch
 from simulators.city.store import CityStore, kpis
 
@@ -21,9 +26,30 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
-def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path | None = None) -> FastAPI:
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=32)
+    manifest: dict[str, Any]
+    file_b64: str = Field(max_length=1024 * 1024)
+
+
+class IssueRequest(BaseModel):
+    """What an operator issues: a notice, a configuration change, or a model (its file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    community: str
+    notice: Notice | None = None
+    config: ConfigChange | None = None
+    model: _Model | None = None
+    expires_in_s: float | None = Field(default=None, gt=0)
+
+
+def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path | None = None,
+               signing_key: str = "", operator_token: str = "") -> FastAPI:
     """``community_keys``: each community's batch signing key; other communities are refused.
-    ``capture``: a JSON-lines file that gets every batch request exactly as received."""
+    ``capture``: a JSON-lines file that gets every batch request exactly as received.
+    ``signing_key``: the city's Ed25519 key for items sent down; ``operator_token``: who may
+    issue them."""
     app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
     keys = dict(community_keys)
 
@@ -78,6 +104,92 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
             raise refuse(request, 403, f"batch of community {batch_community!r} signed as {community!r}", community)
         return store.accept(key, community, summaries)
 
+    # -- downlink ---------------------------------------------------------------------------
+
+    @app.post("/api/v1/downlink", status_code=201)
+    def issue(req: IssueRequest, authorization: str = Header("")) -> dict[str, object]:
+        """Issue one signed item to a community (operators only)."""
+        if not operator_token or not hmac.compare_digest(authorization.encode(), f"Bearer {operator_token}".encode()):
+            raise HTTPException(401, "operator token required (city.operator_token)")
+        if not signing_key:
+            raise HTTPException(409, "city.signing_key is not set: nothing can be signed")
+        if req.community not in keys:
+            raise HTTPException(404, f"unknown community {req.community!r}")
+        given = [b for b in (req.notice, req.config, req.model) if b is not None]
+        if len(given) != 1:
+            raise HTTPException(422, "give exactly one of notice, config, model")
+        blob = b""
+        body: Notice | ConfigChange | ModelUpdate
+        if req.model is not None:
+            try:
+                blob = base64.b64decode(req.model.file_b64, validate=True)
+            except ValueError:
+                raise HTTPException(422, "model.file_b64 is not base64") from None
+            try:
+                body = ModelUpdate(version=req.model.version, sha256=hashlib.sha256(blob).hexdigest(), size=len(blob),
+                                   manifest=req.model.manifest)
+            except ValidationError as exc:
+                raise HTTPException(422, str(exc.errors()[0]["msg"])) from None
+        else:
+            body = given[0]  # type: ignore[assignment]
+        now = time.time()
+        seq = store.next_seq(req.community)
+        item = DownlinkItem(seq=seq, community=req.community, issued_at=now, body=body,
+                            expires_at=now + req.expires_in_s if req.expires_in_s else None)
+        signed = sign_item(signing_key, item, blob)
+        store.issue(req.community, seq, body.kind, json.dumps(signed.model_dump(), separators=(",", ":")))
+        log.info("issued %s %d to %s", body.kind, seq, req.community)
+        return {"community": req.community, "seq": seq, "kind": body.kind}
+
+    def community_of(request: Request, signature: str, raw: bytes) -> str:
+        community = request.headers.get(COMMUNITY_HEADER, "")
+        key = keys.get(community)
+        if key is None or not verify(key, raw, signature):
+            raise refuse(request, 401, "unknown community, or the request's signature does not match", community)
+        return community
+
+    @app.get(DOWNLINK_PATH)
+    def fetch_downlink(request: Request, after: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
+                       ) -> dict[str, object]:
+        """A community's items after ``after``, signed by the city; the request itself is
+        signed with the community's key (``contract.city.downlink_request``)."""
+        community = request.headers.get(COMMUNITY_HEADER, "")
+        try:
+            ts = float(request.headers.get(TIMESTAMP_HEADER, ""))
+        except ValueError:
+            raise refuse(request, 401, f"{TIMESTAMP_HEADER} missing", community) from None
+        if abs(time.time() - ts) > REQUEST_SKEW_S:
+            raise refuse(request, 401, f"request time {ts:.0f} is more than {REQUEST_SKEW_S:.0f} s from the city's",
+                         community)
+        key = keys.get(community)
+        if key is None or not hmac.compare_digest(downlink_request(key, community, after, ts),
+                                                  request.headers.get(SIGNATURE_HEADER, "")):
+            raise refuse(request, 401, "unknown community, or the request's signature does not match", community)
+        return {"items": [json.loads(s) for s in store.downlink_after(community, after, limit)]}
+
+    @app.post(DOWNLINK_ACKS_PATH)
+    async def downlink_acks(request: Request) -> dict[str, int]:
+        """A community's answers to its items (applied, or refused and why), signed like batches."""
+        raw = await request.body()
+        community = community_of(request, request.headers.get(SIGNATURE_HEADER, ""), raw)
+        try:
+            batch = AckBatch.model_validate_json(raw)
+        except ValidationError as exc:
+            raise HTTPException(422, str(exc.errors()[0]["msg"])) from None
+        if batch.community != community:
+            raise refuse(request, 403, f"answers of community {batch.community!r} signed as {community!r}", community)
+        known = 0
+        for ack in batch.acks:
+            known += store.answered(community, ack.seq, ack.status, ack.reason, ack.at)
+            if ack.status == "refused":
+                log.warning("community %s refused item %d: %s", community, ack.seq, ack.reason)
+        return {"recorded": known}
+
+    @app.get("/api/downlink")
+    def downlink_list(community: str | None = None, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, object]]:
+        """Items issued, newest first, with each community's answer."""
+        return store.downlink(community, limit)
+
     @app.get("/api/communities")
     def communities() -> list[dict[str, object]]:
         return store.communities()
@@ -125,11 +237,19 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         head = ["社区 Community", "汇总数 Summaries", "最新窗口 Latest window", "设备在线率 Online",
                 "告警 Alerts", "严重告警 Critical", "超时工单 Overdue orders", "居民诉求 Requests",
                 "小样本抑制 Suppressed"]
+        status_zh = {"issued": "已下发 issued", "applied": "已执行 applied", "refused": "被拒绝 refused"}
+        down = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                d["community"], d["seq"], d["kind"], d["summary"], status_zh.get(str(d["status"]), d["status"]),
+                d["reason"])) + "</tr>" for d in store.downlink(None, 50))
         return ("<!doctype html><html lang='zh-CN'><meta charset='utf-8'><title>城市大脑 · 社区概览</title>"
                 "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #999;padding:.3em .6em}</style>"
                 f"<h1>城市大脑 · 社区概览 (City overview)</h1><p>{len(rows)} 个社区 communities</p>"
                 "<table id='communities'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
-                + "".join(rows) + "</table></html>")
+                + "".join(rows) + "</table>"
+                "<h2>下行指令 Downlink</h2><table id='downlink'><tr><th>社区 Community</th><th>序号 Seq</th>"
+                "<th>类型 Kind</th><th>内容 What</th><th>状态 Status</th><th>原因 Reason</th></tr>" + down
+                + "</table></html>")
 
     return app

@@ -17,7 +17,8 @@ async def run_city(settings: CitySettings, stop: asyncio.Event, *, ready: asynci
                    stats_file: Path | None = None) -> None:
     store = CityStore(settings.database)
     keys = {c: k.get_secret_value().encode() for c, k in settings.community_keys.items()}
-    server = HttpServer(create_app(store, keys, settings.capture), settings.http_host, settings.http_port,
+    server = HttpServer(create_app(store, keys, settings.capture, settings.signing_key.get_secret_value(),
+                                   settings.operator_token.get_secret_value()), settings.http_host, settings.http_port,
                         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
                         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None)
     log.info("city platform listening on %s", server.url)

@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS summaries (
 CREATE INDEX IF NOT EXISTS summaries_by_community ON summaries (community, window_start);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (at REAL NOT NULL, community TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS downlink (
+    community TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, signed TEXT NOT NULL, created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'issued', reason TEXT NOT NULL DEFAULT '', answered_at REAL,
+    PRIMARY KEY (community, seq)
+);
 """
 
 
@@ -74,6 +79,51 @@ class CityStore:
             rows = self._db.execute("SELECT at, community, reason FROM refusals ORDER BY at DESC LIMIT ?",
                                     (limit,)).fetchall()
         return [{"at": a, "community": c, "reason": r} for a, c, r in rows]
+
+    # -- downlink: items issued to a community, and its answers ------------------------------
+
+    def next_seq(self, community: str) -> int:
+        with self._lock:
+            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM downlink WHERE community = ?",
+                                       (community,)).fetchone()
+        return int(last) + 1
+
+    def issue(self, community: str, seq: int, kind: str, signed: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO downlink (community, seq, kind, signed, created) VALUES (?, ?, ?, ?, ?)",
+                             (community, seq, kind, signed, time.time()))
+
+    def downlink_after(self, community: str, after: int, limit: int) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT signed FROM downlink WHERE community = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                    (community, after, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def answered(self, community: str, seq: int, status: str, reason: str, at: float) -> bool:
+        """Record a community's answer to an item; False for an item it was never sent."""
+        with self._lock:
+            cur = self._db.execute("UPDATE downlink SET status = ?, reason = ?, answered_at = ? "
+                                   "WHERE community = ? AND seq = ?", (status, reason[:500], at, community, seq))
+            if cur.rowcount and status == "refused":
+                self._bump("downlink_refused", 1)
+        return bool(cur.rowcount)
+
+    def downlink(self, community: str | None, limit: int) -> list[dict[str, object]]:
+        sql = "SELECT community, seq, kind, signed, created, status, reason, answered_at FROM downlink"
+        args: tuple[object, ...] = ()
+        if community:
+            sql += " WHERE community = ?"
+            args = (community,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
+        out = []
+        for c, seq, kind, signed, created, status, reason, answered_at in rows:
+            body = json.loads(json.loads(signed)["item"])["body"]
+            out.append({"community": c, "seq": seq, "kind": kind, "created": created, "status": status,
+                        "reason": reason, "answered_at": answered_at,
+                        "summary": body.get("title") or body.get("version") or
+                        {k: v for k, v in body.items() if k != "kind"}})
+        return out
 
     def _bump(self, name: str, by: int) -> None:
         self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",

@@ -162,3 +162,36 @@ async def test_staff_log_in_see_a_device_go_offline_and_claim_and_resolve_its_al
     assert [(e["actor"], e["action"]) for e in order["events"]][-3:] == [
         ("wang", "claim"), ("wang", "start"), ("wang", "resolve")]
     assert order["events"][-1]["note"] == "更换了滤网，复测正常"
+
+
+async def test_a_city_notice_appears_on_the_open_staff_page_and_a_forgery_does_not(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    from contract.downlink import DownlinkItem, Notice, envelope, new_signing_key, sign_item
+
+    private, public = new_signing_key()
+    async with serving_hub(tmp_path, community, mosquitto, city_public_key=public) as (url, hub), \
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as bridge_side, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(f"{url}/staff")
+        await expect(page.locator("#devices tbody tr").first).to_be_visible()
+        assert not await page.locator("#notices-panel").is_visible()
+
+        def item(seq: int, title: str) -> DownlinkItem:
+            return DownlinkItem(seq=seq, community=C, issued_at=time.time(),
+                                body=Notice(level="emergency", title=title, body="请住户远离地下车库"))
+
+        # As the bridge hands them over: one signed by the city, one by somebody else.
+        await bridge_side.publish(topics.city_downlink(C), envelope(sign_item(new_signing_key()[0], item(1, "假通知"))),
+                                  qos=1)
+        await bridge_side.publish(topics.city_downlink(C), envelope(sign_item(private, item(2, "台风红色预警"))), qos=1)
+        notice = page.locator("#notices li")
+        await expect(notice).to_contain_text("台风红色预警", timeout=10_000)  # live, without a reload
+        await expect(notice).to_contain_text("紧急")
+        await expect(notice).to_have_count(1)
+        await page.click("#lang")
+        await expect(page.locator("#notices-panel h2")).to_have_text("City notices")
+        await expect(notice).to_contain_text("emergency")
+        await page.screenshot(path=str(tmp_path / "staff-notice.png"))
+        await browser.close()
+        assert hub.downlink is not None and hub.downlink.counts["refused"] == 1

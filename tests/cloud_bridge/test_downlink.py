@@ -1,0 +1,131 @@
+"""The city's voice, down the real path: city platform (HTTP) -> bridge -> Mosquitto -> hub,
+and each answer back up. A notice reaches the staff API, a configuration change and a model
+update are applied, a model that does not load and a forged item are refused, and the city
+is told which and why."""
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cloud_bridge.service import Bridge
+from cloud_bridge.settings import BridgeSettings
+from contract.downlink import DownlinkItem, Notice, new_signing_key, sign_item
+from contract.endpoints import MqttEndpoint
+from contract.topology import Community
+from hub.inference import DEFAULT_MODEL_DIR
+from servicekit.http import HttpServer
+from simulators.city.app import create_app
+from simulators.city.store import CityStore
+from tests.conftest import wait_until
+from tests.hub.conftest import serving_hub
+
+pytestmark = pytest.mark.real
+
+C = "xihu-demo"
+KEY = "k-xihu"
+PRIVATE, PUBLIC = new_signing_key()
+TOKEN = "operator-token"
+
+
+async def test_notices_configuration_and_models_come_down_signed_and_every_answer_goes_up(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    store = CityStore(tmp_path / "city.sqlite3")
+    city = HttpServer(create_app(store, {C: KEY.encode()}, None, PRIVATE, TOKEN), "127.0.0.1", 0)
+    city_task = asyncio.create_task(city.serve())
+    await city.started()
+    endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
+    bridge = Bridge(C, endpoint, BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key=KEY, http_port=None,
+                                                city_url=city.url, city_public_key=PUBLIC, downlink_poll_s=0.2,
+                                                batch_linger_s=0))
+    stop = asyncio.Event()
+    bridge_task = asyncio.create_task(bridge.run(stop, drain_s=0))
+    operator = httpx.AsyncClient(base_url=city.url, headers={"authorization": f"Bearer {TOKEN}"})
+
+    async def issue(**what: object) -> int:
+        r = await operator.post("/api/v1/downlink", json={"community": C, **what})
+        assert r.status_code == 201, r.text
+        return int(r.json()["seq"])
+
+    async def city_status(seq: int) -> tuple[str, str]:
+        items = (await operator.get("/api/downlink", params={"community": C})).json()
+        item = next(i for i in items if i["seq"] == seq)
+        return item["status"], item["reason"]
+
+    manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    onnx = (DEFAULT_MODEL_DIR / manifest["file"]).read_bytes()
+    try:
+        await bridge.link.wait_connected(10)
+        async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (url, hub), \
+                httpx.AsyncClient(base_url=url) as staff:
+            notice = await issue(notice={"level": "emergency", "title": "台风预警", "body": "今晚关闭地下车库"})
+            config = await issue(config={"summary_interval_s": 120})
+            model = await issue(model={"version": "2.1.1", "manifest": {**manifest, "version": "2.1.1"},
+                                       "file_b64": base64.b64encode(onnx).decode()})
+            broken = await issue(model={"version": "2.1.2", "manifest": {
+                **manifest, "version": "2.1.2", "inputs": {**manifest["inputs"], "features": ["z_last"]}},
+                "file_b64": base64.b64encode(onnx).decode()})
+            # A forgery: in the city's queue, but signed with a key that is not the city's.
+            forged = store.next_seq(C)
+            fake = sign_item(new_signing_key()[0], DownlinkItem(seq=forged, community=C, issued_at=0.0,
+                                                                body=Notice(title="假通知：请转账")))
+            store.issue(C, forged, "notice", json.dumps(fake.model_dump()))
+
+            async def all_answered() -> bool:
+                items = (await operator.get("/api/downlink", params={"community": C})).json()
+                return len(items) == 5 and all(i["status"] != "issued" for i in items)
+            await wait_until(all_answered, timeout=20)
+
+            assert await city_status(notice) == ("applied", "")
+            assert await city_status(config) == ("applied", "")
+            assert await city_status(model) == ("applied", "")
+            status, reason = await city_status(broken)
+            assert status == "refused" and "does not load" in reason and "features" in reason
+            status, reason = await city_status(forged)
+            assert status == "refused" and "bad signature" in reason
+
+            notices = (await staff.get("/api/notices")).json()
+            assert [(n["title"], n["level"]) for n in notices] == [("台风预警", "emergency")]  # not the forgery
+            assert hub.settings.summary_interval_s == 120
+            assert hub.model.name == "window_anomaly@2.1.1" and hub.model_events[-1]["from"] == "city"
+            down = (await staff.get("/api/downlink")).json()
+            assert {i["seq"]: i["status"] for i in down["items"]} == {
+                notice: "applied", config: "applied", model: "applied", broken: "refused"}
+            assert forged not in {i["seq"] for i in down["items"]}  # the bridge kept it from the hub
+        assert bridge.stats()["downlink_refused_here"] == 1
+
+        # What the city set outlives a hub restart.
+        async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
+            assert hub.settings.summary_interval_s == 120 and hub.model.name == "window_anomaly@2.1.1"
+    finally:
+        stop.set()
+        await asyncio.wait_for(bridge_task, 20)
+        bridge.outbox.close()
+        bridge.downlink_state.close()
+        await operator.aclose()
+        city.stop()
+        await city_task
+        store.close()
+
+
+async def test_operators_alone_may_issue(tmp_path: Path) -> None:
+    store = CityStore(tmp_path / "city.sqlite3")
+    city = HttpServer(create_app(store, {C: KEY.encode()}, None, PRIVATE, TOKEN), "127.0.0.1", 0)
+    task = asyncio.create_task(city.serve())
+    await city.started()
+    try:
+        async with httpx.AsyncClient(base_url=city.url) as client:
+            body = {"community": C, "notice": {"title": "x"}}
+            assert (await client.post("/api/v1/downlink", json=body)).status_code == 401
+            assert (await client.post("/api/v1/downlink", json=body,
+                                      headers={"authorization": "Bearer wrong"})).status_code == 401
+            r = await client.get("/api/v1/downlink", params={"after": 0}, headers={"x-midbrain-community": C})
+            assert r.status_code == 401  # a community's items only to that community, signed
+        assert store.downlink(C, 10) == []
+    finally:
+        city.stop()
+        await task
+        store.close()
