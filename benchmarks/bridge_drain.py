@@ -74,7 +74,7 @@ def wait_up(url: str) -> None:
 
 async def drain(outbox: Outbox, settings: BridgeSettings) -> tuple[int, float]:
     async with http_client(settings) as client:
-        deliverer = Deliverer(outbox, settings, client, C)
+        deliverer = Deliverer.http(outbox, settings, client, C)
         start = time.perf_counter()
         while (result := await deliverer.deliver_one()) is not None:
             if result is False:

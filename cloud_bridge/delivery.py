@@ -1,9 +1,11 @@
-"""Deliver sealed batches to the city platform over HTTP(S), with jittered backoff."""
+"""Deliver sealed batches to the city platform, with jittered backoff, over one transport:
+HTTPS (:class:`HttpTransport`) or the city's MQTT broker (cloud_bridge/city_mqtt.py)."""
 
 import asyncio
 import gzip
 import logging
 import ssl
+from typing import Protocol
 
 import httpx
 
@@ -29,17 +31,47 @@ def http_client(settings: BridgeSettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=settings.city_url, verify=verify, timeout=settings.http_timeout_s)
 
 
+class TransportError(Exception):
+    """The batch may not have arrived (no answer, link down): retry later."""
+
+
+class Transport(Protocol):
+    async def send(self, key: str, community: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """Deliver one signed batch; the city's answer as (HTTP-like status, text)."""
+        ...
+
+
+class HttpTransport:
+    """POST /api/v1/batches (HTTPS in production: the server certificate is verified)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def send(self, key: str, community: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        try:
+            response = await self.client.post(BATCHES_PATH, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        return response.status_code, response.text
+
+
 class Deliverer:
-    def __init__(self, outbox: Outbox, settings: BridgeSettings, client: httpx.AsyncClient, community: str) -> None:
+    def __init__(self, outbox: Outbox, settings: BridgeSettings, transport: Transport, community: str,
+                 destination: str) -> None:
         self._outbox = outbox
         self._community = community
+        self._destination = destination  # what the egress log records as "to whom"
         self.bytes_sent = 0  # request bodies, as sent (gzip included)
         self.signature_refused = 0
         self._settings = settings
-        self._client = client
+        self._transport = transport
         self._backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
         self.wake = asyncio.Event()
         self.failures = 0
+
+    @classmethod
+    def http(cls, outbox: Outbox, settings: BridgeSettings, client: httpx.AsyncClient, community: str) -> "Deliverer":
+        return cls(outbox, settings, HttpTransport(client), community, f"{settings.city_url}{BATCHES_PATH}")
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -61,7 +93,7 @@ class Deliverer:
         if batch is None:
             return None
         key = self._settings.community_key.get_secret_value().encode()
-        await asyncio.to_thread(self._outbox.log_sent, batch, f"{self._settings.city_url}{BATCHES_PATH}", key)
+        await asyncio.to_thread(self._outbox.log_sent, batch, self._destination, key)
         headers = {"content-type": "application/json", "idempotency-key": batch.key,
                    SIGNATURE_HEADER: sign(key, batch.body), COMMUNITY_HEADER: self._community}
         body = batch.body
@@ -69,26 +101,26 @@ class Deliverer:
             body = gzip.compress(body, compresslevel=6, mtime=0)
             headers["content-encoding"] = "gzip"
         try:
-            response = await self._client.post(BATCHES_PATH, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return await self._failed(batch.key, f"{type(exc).__name__}: {exc}")
+            status, text = await self._transport.send(batch.key, self._community, body, headers)
+        except TransportError as exc:
+            return await self._failed(batch.key, str(exc))
         self.bytes_sent += len(body)
-        if response.status_code in (401, 403):
+        if status in (401, 403):
             # A key that does not match the city's: keep the batch (nothing is lost once the
             # keys agree) and say so loudly.
             self.signature_refused += 1
-            log.error("city refused the signature of batch %s: %s", batch.key, response.text[:300])
-            return await self._failed(batch.key, f"HTTP {response.status_code}: {response.text[:300]}")
-        if response.status_code == 200:
+            log.error("city refused the signature of batch %s: %s", batch.key, text[:300])
+            return await self._failed(batch.key, f"HTTP {status}: {text[:300]}")
+        if status == 200:
             await asyncio.to_thread(self._outbox.acknowledged, batch.key)
             self._backoff.reset()
             return True
-        if response.status_code in (400, 413, 422):
-            reason = f"HTTP {response.status_code}: {response.text[:500]}"
+        if status in (400, 413, 422):
+            reason = f"HTTP {status}: {text[:500]}"
             log.error("city rejected batch %s for good: %s", batch.key, reason)
             await asyncio.to_thread(self._outbox.reject, batch.key, reason)
             return True
-        return await self._failed(batch.key, f"HTTP {response.status_code}")
+        return await self._failed(batch.key, f"HTTP {status}")
 
     async def _failed(self, key: str, error: str) -> bool:
         self.failures += 1

@@ -18,6 +18,7 @@ import httpx
 from pydantic import ValidationError
 
 from cloud_bridge.api import create_app
+from cloud_bridge.city_mqtt import MqttTransport
 from cloud_bridge.delivery import Deliverer, http_client
 from cloud_bridge.downlink import DownlinkState, Downlinker
 from cloud_bridge.outbox import PRIORITY_ALERT, PRIORITY_ROUTINE, Outbox, OutboxFull
@@ -153,28 +154,49 @@ class Bridge:
                 return
 
     async def run(self, stop: asyncio.Event, *, drain_s: float = 10.0) -> None:
-        link_stop, work_stop = asyncio.Event(), asyncio.Event()
         server = None
         if self.settings.http_port is not None:
             server = HttpServer(create_app(self), self.settings.http_host, self.settings.http_port)
             log.info("bridge health and metrics on %s", server.url)
         async with http_client(self.settings) as client:
-            deliverer = self._deliverer = Deliverer(self.outbox, self.settings, client, self.community_id)
-            downlinker = self._downlinker = Downlinker(self.downlink_state, self.settings, client, self.community_id,
-                                                       self._hand_to_hub)
-            async with asyncio.TaskGroup() as tg:
-                if server is not None:
-                    tg.create_task(server.serve(), name="bridge-http")
-                tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
-                tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
-                tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
-                tg.create_task(self._downlink(work_stop, downlinker), name="bridge-downlink")
-                await stop.wait()
-                link_stop.set()
-                work_stop.set()
-                if server is not None:
-                    server.stop()
-            await self._drain(deliverer, drain_s)
+            city_mqtt = None
+            if self.settings.transport == "mqtt":
+                assert self.settings.city_mqtt is not None
+                city_mqtt = MqttTransport(self.settings.city_mqtt, self.community_id,
+                                          f"{self.settings.client_id}-{self.community_id}-city", self.outbox,
+                                          self.settings.http_timeout_s)
+                deliverer = Deliverer(self.outbox, self.settings, city_mqtt, self.community_id, city_mqtt.destination)
+            else:
+                deliverer = Deliverer.http(self.outbox, self.settings, client, self.community_id)
+            self._deliverer = deliverer
+            city_stop = asyncio.Event()  # the city link outlives the drain below
+            city_link = asyncio.create_task(city_mqtt.link.run(city_stop), name="bridge-city-mqtt") \
+                if city_mqtt is not None else None
+            try:
+                await self._serve(stop, server, deliverer, client, drain_s)
+            finally:
+                city_stop.set()
+                if city_link is not None:
+                    await city_link
+
+    async def _serve(self, stop: asyncio.Event, server: HttpServer | None, deliverer: Deliverer,
+                     client: httpx.AsyncClient, drain_s: float) -> None:
+        link_stop, work_stop = asyncio.Event(), asyncio.Event()
+        downlinker = self._downlinker = Downlinker(self.downlink_state, self.settings, client, self.community_id,
+                                                   self._hand_to_hub)
+        async with asyncio.TaskGroup() as tg:
+            if server is not None:
+                tg.create_task(server.serve(), name="bridge-http")
+            tg.create_task(self.link.run(link_stop), name="bridge-mqtt")
+            tg.create_task(self._sealer(work_stop, deliverer), name="bridge-seal")
+            tg.create_task(deliverer.run(work_stop), name="bridge-deliver")
+            tg.create_task(self._downlink(work_stop, downlinker), name="bridge-downlink")
+            await stop.wait()
+            link_stop.set()
+            work_stop.set()
+            if server is not None:
+                server.stop()
+        await self._drain(deliverer, drain_s)
 
     async def _drain(self, deliverer: Deliverer, drain_s: float) -> None:
         deadline = time.monotonic() + drain_s

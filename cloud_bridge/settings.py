@@ -3,7 +3,9 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from contract.endpoints import MqttEndpoint
 
 
 class BridgeSettings(BaseModel):
@@ -11,7 +13,11 @@ class BridgeSettings(BaseModel):
 
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=8310, ge=0, le=65535)  # /healthz and /metrics; None turns them off
+    # How batches reach the city: "https" (POST to city_url) or "mqtt" (the city's broker,
+    # city_mqtt; cloud_bridge/city_mqtt.py). The downlink always uses city_url.
+    transport: Literal["https", "mqtt"] = "https"
     city_url: str = "http://127.0.0.1:8400"
+    city_mqtt: MqttEndpoint | None = None
     outbox: Path = Path("var/bridge-outbox.sqlite3")
     client_id: str = "midbrain-bridge"
     remember_keys_s: float = Field(default=7 * 86400, gt=0)  # how long a produced key is remembered against redelivery
@@ -45,3 +51,9 @@ class BridgeSettings(BaseModel):
     downlink_poll_s: float = Field(default=10.0, gt=0)  # how often the city is asked for new items
     downlink_resend_s: float = Field(default=60.0, gt=0)  # an item the hub has not answered is handed again
     gzip_min_bytes: int = Field(default=1024, ge=0)  # batches at least this large are sent gzip-compressed
+
+    @model_validator(mode="after")
+    def _transport_has_its_endpoint(self) -> "BridgeSettings":
+        if self.transport == "mqtt" and self.city_mqtt is None:
+            raise ValueError('transport "mqtt" needs bridge.city_mqtt (the city broker: host, port, credentials)')
+        return self

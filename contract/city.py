@@ -149,3 +149,50 @@ def downlink_request(key: bytes, community: str, after: int, ts: float) -> str:
     """Signature of "give community C its items after N" at time ts (so that a request
     cannot be replayed much later)."""
     return sign(key, f"GET {DOWNLINK_PATH}\n{community}\n{after}\n{ts:.3f}".encode())
+
+
+# -- the MQTT transport: batches through the city's broker -------------------------------
+#
+# A batch is published (QoS 1) on city/v1/{community}/batches as one line of JSON header
+# ({"community", "key", "signature", "encoding"}), a newline, then the body exactly as it
+# would be POSTed (gzip or not). The city answers on city/v1/{community}/acks with a
+# BatchAnswer; the bridge deletes the batch only on an answer that accepts it.
+
+CITY_TOPIC_PREFIX = "city/v1"
+CITY_BATCHES_FILTER = f"{CITY_TOPIC_PREFIX}/+/batches"
+
+
+def city_batches_topic(community: str) -> str:
+    return f"{CITY_TOPIC_PREFIX}/{community}/batches"
+
+
+def city_acks_topic(community: str) -> str:
+    return f"{CITY_TOPIC_PREFIX}/{community}/acks"
+
+
+class MqttBatchHeader(_Frozen):
+    community: Ident
+    key: str = Field(min_length=1, max_length=128)
+    signature: str = Field(max_length=200)
+    encoding: Literal["", "gzip"] = ""
+
+
+class BatchAnswer(_Frozen):
+    """The city's answer to a batch that came by MQTT: ``status`` as HTTP would say it."""
+
+    key: str = Field(min_length=1, max_length=128)
+    status: int
+    ack: BatchAck | None = None
+    reason: str = Field(default="", max_length=1000)
+
+
+def mqtt_batch(header: MqttBatchHeader, body: bytes) -> bytes:
+    return header.model_dump_json().encode() + b"\n" + body
+
+
+def parse_mqtt_batch(payload: bytes) -> tuple[MqttBatchHeader, bytes]:
+    """ValueError (a pydantic ValidationError is one) if there is no valid header line."""
+    head, sep, body = payload.partition(b"\n")
+    if not sep:
+        raise ValueError("no header line")
+    return MqttBatchHeader.model_validate_json(head), body

@@ -59,7 +59,7 @@ async def _community(n: int, settings: BridgeSettings, client: httpx.AsyncClient
     community = community_id(n)
     rng = random.Random(n)
     outbox = Outbox(settings.outbox)
-    deliverer = Deliverer(outbox, settings, client, community)
+    deliverer = Deliverer.http(outbox, settings, client, community)
     offset = (n * 0.6180339887 % 1.0) * interval_s  # communities spread over the interval
     try:
         k = 0

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from contract.endpoints import MqttEndpoint
+
 
 class CitySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -17,6 +19,8 @@ class CitySettings(BaseModel):
     # Append every batch request as received (headers and the raw body, base64) to this
     # JSON-lines file: what an auditor, or the egress scan test, reads.
     capture: Path | None = None
+    # The city broker, for communities whose bridge sends by MQTT (bridge.transport = "mqtt").
+    mqtt: MqttEndpoint | None = None
     # The city's Ed25519 signing key (base64 of the 32-byte private key; `midbrain keygen`
     # makes a pair): it signs every item sent down. Communities hold its public half.
     signing_key: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_CITY__SIGNING_KEY")

@@ -7,7 +7,6 @@ import html
 import json
 import logging
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,30 @@ from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contract.city import (COMMUNITY_HEADER, DOWNLINK_ACKS_PATH, DOWNLINK_PATH, REQUEST_SKEW_S, SIGNATURE_HEADER,
-                           TIMESTAMP_HEADER, BatchAck, downlink_request, verify)
-from contract.downlink import AckBatch, ConfigChange, DownlinkItem, ModelUpdate, Notice, sign_item
-from contract.fastcodec import decode_batch
+from contract.city import (
+    COMMUNITY_HEADER,
+    DOWNLINK_ACKS_PATH,
+    DOWNLINK_PATH,
+    REQUEST_SKEW_S,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    BatchAck,
+    downlink_request,
+    verify,
+)
+from contract.downlink import (
+    AckBatch,
+    ConfigChange,
+    DownlinkItem,
+    ModelUpdate,
+    Notice,
+    sign_item,
+)
+from simulators.city.receiver import BatchReceiver, BatchRefused
 from simulators.city.store import CityStore, kpis
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
 class _Model(BaseModel):
@@ -52,6 +66,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     issue them."""
     app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
     keys = dict(community_keys)
+    receiver = BatchReceiver(store, keys)
 
     def record(request: Request, raw: bytes) -> None:
         if capture is None:
@@ -66,7 +81,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         return {"status": "ok"}
 
     def refuse(request: Request, status: int, reason: str, community: str) -> HTTPException:
-        log.warning("refused batch %s from %s (community %r): %s", request.headers.get("idempotency-key", "?"),
+        log.warning("refused request %s from %s (community %r): %s", request.headers.get("idempotency-key", "?"),
                     request.client.host if request.client else "?", community, reason)
         store.refused(community, reason)
         return HTTPException(status, reason)
@@ -75,34 +90,13 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     async def post_batch(request: Request) -> BatchAck:
         body = await request.body()
         record(request, body)
-        community = request.headers.get(COMMUNITY_HEADER, "")
-        if request.headers.get("content-encoding") == "gzip":
-            inflate = zlib.decompressobj(wbits=31)
-            try:  # bounded: a small gzip body must not expand without limit
-                body = inflate.decompress(body, MAX_BATCH_BYTES + 1)
-            except zlib.error as exc:
-                raise refuse(request, 400, f"body is not valid gzip: {exc}", community) from None
-            if len(body) <= MAX_BATCH_BYTES and (not inflate.eof or inflate.unused_data):
-                raise refuse(request, 400, "body is not valid gzip: truncated, or bytes after its end", community)
-        if len(body) > MAX_BATCH_BYTES:
-            raise HTTPException(413, f"batch of {len(body)} bytes exceeds {MAX_BATCH_BYTES}")
-        key = keys.get(community)
-        if key is None:
-            raise refuse(request, 401, f"unknown community {community!r}: no signing key is registered for it",
-                         community)
-        if not verify(key, body, request.headers.get(SIGNATURE_HEADER, "")):
-            raise refuse(request, 401, "signature does not match the body (wrong key, or the batch was altered)",
-                         community)
+        source = f"{request.client.host if request.client else '?'} (batch {request.headers.get('idempotency-key', '?')})"
         try:
-            key, batch_community, summaries = decode_batch(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            reason = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
-            log.warning("rejected batch from %s: %s", request.client, reason)
-            raise HTTPException(422, reason) from exc
-        if batch_community != community:
-            raise refuse(request, 403, f"batch of community {batch_community!r} signed as {community!r}", community)
-        return store.accept(key, community, summaries)
+            return receiver.receive(request.headers.get(COMMUNITY_HEADER, ""),
+                                    request.headers.get(SIGNATURE_HEADER, ""),
+                                    request.headers.get("content-encoding", ""), body, source)
+        except BatchRefused as exc:
+            raise HTTPException(exc.status, exc.reason) from None
 
     # -- downlink ---------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from servicekit.http import HttpServer
 from servicekit.lifecycle import write_json_atomically
 from simulators.city.app import create_app
+from simulators.city.mqtt_ingest import CityMqtt
+from simulators.city.receiver import BatchReceiver
 from simulators.city.store import CityStore
 from simulators.settings import CitySettings
 
@@ -22,9 +24,12 @@ async def run_city(settings: CitySettings, stop: asyncio.Event, *, ready: asynci
                         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
                         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None)
     log.info("city platform listening on %s", server.url)
+    city_mqtt = CityMqtt(settings.mqtt, BatchReceiver(store, keys), settings.capture) if settings.mqtt else None
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.serve(), name="city-http")
+            if city_mqtt is not None:
+                tg.create_task(city_mqtt.link.run(stop), name="city-mqtt")
             await server.started()
             if ready is not None:
                 ready.set()

@@ -34,14 +34,14 @@ async def test_a_wrong_key_keeps_the_batch_and_the_right_key_delivers_it(tmp_pat
         outbox.seal("c1", 100)
         wrong = BridgeSettings(city_url=server.url, community_key="an-old-key")
         async with http_client(wrong) as client:
-            deliverer = Deliverer(outbox, wrong, client, "c1")
+            deliverer = Deliverer.http(outbox, wrong, client, "c1")
             assert await deliverer.deliver_one() is False
         assert deliverer.signature_refused == 1 and outbox.stats()["batches_waiting"] == 1  # kept, not dropped
         assert store.stats()["refused_batches"] == 1
 
         right = BridgeSettings(city_url=server.url, community_key="the-city-knows-this")
         async with http_client(right) as client:
-            deliverer = Deliverer(outbox, right, client, "c1")
+            deliverer = Deliverer.http(outbox, right, client, "c1")
             assert await deliverer.deliver_one() is True
         assert store.stats()["summaries"] == 40 and outbox.stats()["acknowledged"] == 40
         body = outbox.egress_log()[0]

@@ -52,12 +52,12 @@ async def test_delivery_over_verified_tls_and_refusal_of_an_unknown_certificate(
         # Without our CA the city's certificate cannot be verified: not sent, kept, retried later.
         unverified = BridgeSettings(city_url=url, community_key="k1")
         async with http_client(unverified) as client:
-            assert await Deliverer(outbox, unverified, client, "c1").deliver_one() is False
+            assert await Deliverer.http(outbox, unverified, client, "c1").deliver_one() is False
         assert outbox.stats()["batches_waiting"] == 1
 
         settings = BridgeSettings(city_url=url, ca_file=ca, community_key="k1")
         async with http_client(settings) as client:
-            assert await Deliverer(outbox, settings, client, "c1").deliver_one() is True
+            assert await Deliverer.http(outbox, settings, client, "c1").deliver_one() is True
         assert outbox.stats()["acknowledged"] == 1
         assert store.stats()["summaries"] == 1
     finally:

@@ -1,7 +1,6 @@
 """The optional InfluxDB sink against a real line-protocol server: VictoriaMetrics, which
 accepts the InfluxDB v2 write API and reads back through its /api/v1/export API."""
 
-import asyncio
 import json
 import shutil
 import subprocess
