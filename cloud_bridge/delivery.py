@@ -2,6 +2,7 @@
 HTTPS (:class:`HttpTransport`) or the city's MQTT broker (cloud_bridge/city_mqtt.py)."""
 
 import asyncio
+import dataclasses
 import gzip
 import logging
 import ssl
@@ -93,6 +94,14 @@ class Deliverer:
         if batch is None:
             return None
         key = self._settings.community_key.get_secret_value().encode()
+        reshape = getattr(self._transport, "body_of", None)  # a transport with a body of its own (NGSI-LD)
+        if reshape is not None:
+            try:
+                batch = dataclasses.replace(batch, body=reshape(batch.body))
+            except ValueError as exc:  # it would not fit the city's models: never sent, kept for a person
+                log.error("batch %s cannot be sent: %s", batch.key, exc)
+                await asyncio.to_thread(self._outbox.reject, batch.key, str(exc))
+                return True
         await asyncio.to_thread(self._outbox.log_sent, batch, self._destination, key)
         headers = {"content-type": "application/json", "idempotency-key": batch.key,
                    SIGNATURE_HEADER: sign(key, batch.body), COMMUNITY_HEADER: self._community}

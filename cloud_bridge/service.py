@@ -21,6 +21,7 @@ from cloud_bridge.api import create_app
 from cloud_bridge.city_mqtt import MqttTransport
 from cloud_bridge.delivery import Deliverer, http_client
 from cloud_bridge.downlink import DownlinkState, Downlinker
+from cloud_bridge.ngsi_ld import NgsiLdTransport
 from cloud_bridge.outbox import PRIORITY_ALERT, PRIORITY_ROUTINE, Outbox, OutboxFull
 from cloud_bridge.privacy import to_city
 from cloud_bridge.settings import BridgeSettings
@@ -166,6 +167,11 @@ class Bridge:
                                           f"{self.settings.client_id}-{self.community_id}-city", self.outbox,
                                           self.settings.http_timeout_s)
                 deliverer = Deliverer(self.outbox, self.settings, city_mqtt, self.community_id, city_mqtt.destination)
+            elif self.settings.transport == "ngsi-ld":
+                assert self.settings.ngsi_ld_location is not None
+                ngsi = NgsiLdTransport(client, self.settings.ngsi_ld_url or self.settings.city_url,
+                                       self.settings.ngsi_ld_location, self.settings.ngsi_ld_tenant)
+                deliverer = Deliverer(self.outbox, self.settings, ngsi, self.community_id, ngsi.destination)
             else:
                 deliverer = Deliverer.http(self.outbox, self.settings, client, self.community_id)
             self._deliverer = deliverer

@@ -15,9 +15,14 @@ class BridgeSettings(BaseModel):
     http_port: int | None = Field(default=8310, ge=0, le=65535)  # /healthz and /metrics; None turns them off
     # How batches reach the city: "https" (POST to city_url) or "mqtt" (the city's broker,
     # city_mqtt; cloud_bridge/city_mqtt.py). The downlink always uses city_url.
-    transport: Literal["https", "mqtt"] = "https"
+    transport: Literal["https", "mqtt", "ngsi-ld"] = "https"
     city_url: str = "http://127.0.0.1:8400"
     city_mqtt: MqttEndpoint | None = None
+    # "ngsi-ld": the context broker's base URL (default city_url), the community's public
+    # location (longitude, latitude; AirQualityObserved requires one) and an optional tenant.
+    ngsi_ld_url: str | None = None
+    ngsi_ld_location: tuple[float, float] | None = None
+    ngsi_ld_tenant: str | None = None
     outbox: Path = Path("var/bridge-outbox.sqlite3")
     client_id: str = "midbrain-bridge"
     remember_keys_s: float = Field(default=7 * 86400, gt=0)  # how long a produced key is remembered against redelivery
@@ -56,4 +61,6 @@ class BridgeSettings(BaseModel):
     def _transport_has_its_endpoint(self) -> "BridgeSettings":
         if self.transport == "mqtt" and self.city_mqtt is None:
             raise ValueError('transport "mqtt" needs bridge.city_mqtt (the city broker: host, port, credentials)')
+        if self.transport == "ngsi-ld" and self.ngsi_ld_location is None:
+            raise ValueError('transport "ngsi-ld" needs bridge.ngsi_ld_location: the community\'s [longitude, latitude]')
         return self

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.city import (
@@ -25,6 +25,8 @@ from contract.city import (
     downlink_request,
     verify,
 )
+from contract.ngsild import CONTENT_TYPE as NGSI_CONTENT_TYPE
+from contract.ngsild import UPSERT_PATH, check
 from contract.downlink import (
     AckBatch,
     ConfigChange,
@@ -97,6 +99,51 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
                                     request.headers.get("content-encoding", ""), body, source)
         except BatchRefused as exc:
             raise HTTPException(exc.status, exc.reason) from None
+
+    # -- NGSI-LD (a context broker's batch upsert and entity query, for bridges that send
+    # Smart Data Model entities: bridge.transport = "ngsi-ld") -------------------------------
+
+    @app.post(UPSERT_PATH)
+    async def ngsi_upsert(request: Request) -> JSONResponse:
+        raw = await request.body()
+        record(request, raw)
+        if not request.headers.get("content-type", "").startswith(NGSI_CONTENT_TYPE):
+            raise HTTPException(415, f"entities with an @context come as {NGSI_CONTENT_TYPE}")
+        community = request.headers.get(COMMUNITY_HEADER, "")
+        try:
+            body = receiver.open(community, request.headers.get(SIGNATURE_HEADER, ""),
+                                 request.headers.get("content-encoding", ""), raw, f"NGSI-LD upsert of {community}")
+        except BatchRefused as exc:
+            raise HTTPException(exc.status, exc.reason) from None
+        try:
+            items = json.loads(body)
+        except ValueError as exc:
+            raise HTTPException(400, f"body is not JSON: {exc}") from None
+        if not isinstance(items, list) or not all(isinstance(e, dict) for e in items):
+            raise HTTPException(400, "an upsert body is a JSON array of entities")
+        good, errors = [], []
+        for e in items:
+            problems = check(e)
+            if not str(e.get("id", "")).startswith(f"urn:ngsi-ld:{e.get('type')}:{community}:"):
+                problems.append(f"entity of another community than {community!r}")
+            if problems:
+                errors.append({"entityId": e.get("id"), "error": {
+                    "type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "entity does not fit "
+                    "its Smart Data Model", "detail": "; ".join(problems)[:1000]}})
+            else:
+                good.append(e)
+        store.upsert_entities(community, good)
+        if errors:
+            log.warning("NGSI-LD upsert from %s: %d entities refused: %s", community, len(errors),
+                        errors[0]["error"]["detail"])
+            return JSONResponse({"success": [e["id"] for e in good], "errors": errors}, status_code=207)
+        return JSONResponse([e["id"] for e in good], status_code=201)
+
+    @app.get("/ngsi-ld/v1/entities")
+    def ngsi_entities(type: str | None = None, idPrefix: str | None = None,  # noqa: A002, N803 (NGSI-LD names)
+                      limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, object]]:
+        """Entities held, by type (and, not standard, an id prefix such as urn:ngsi-ld:AirQualityObserved:c1:)."""
+        return store.entities(type, idPrefix, limit)
 
     # -- downlink ---------------------------------------------------------------------------
 

@@ -36,6 +36,21 @@ class BatchReceiver:
         return BatchRefused(status, reason)
 
     def receive(self, community: str, signature: str, encoding: str, body: bytes, source: str) -> BatchAck:
+        body = self.open(community, signature, encoding, body, source)
+        try:
+            batch_key, batch_community, summaries = decode_batch(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            reason = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
+            log.warning("rejected a batch from %s: %s", source, reason)
+            raise BatchRefused(422, reason) from exc
+        if batch_community != community:
+            raise self._refuse(403, f"batch of community {batch_community!r} signed as {community!r}", community,
+                               source)
+        return self.store.accept(batch_key, community, summaries)
+
+    def open(self, community: str, signature: str, encoding: str, body: bytes, source: str) -> bytes:
+        """The body inflated and its signature verified (BatchRefused if not)."""
         if encoding == "gzip":
             inflate = zlib.decompressobj(wbits=31)
             try:  # bounded: a small gzip body must not expand without limit
@@ -55,14 +70,4 @@ class BatchReceiver:
         if not verify(key, body, signature):
             raise self._refuse(401, "signature does not match the body (wrong key, or the batch was altered)",
                                community, source)
-        try:
-            batch_key, batch_community, summaries = decode_batch(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            reason = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
-            log.warning("rejected a batch from %s: %s", source, reason)
-            raise BatchRefused(422, reason) from exc
-        if batch_community != community:
-            raise self._refuse(403, f"batch of community {batch_community!r} signed as {community!r}", community,
-                               source)
-        return self.store.accept(batch_key, community, summaries)
+        return body

@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS summaries (
 CREATE INDEX IF NOT EXISTS summaries_by_community ON summaries (community, window_start);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (at REAL NOT NULL, community TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ngsi_entities (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, community TEXT NOT NULL, body TEXT NOT NULL, modified REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS downlink (
     community TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, signed TEXT NOT NULL, created REAL NOT NULL,
     status TEXT NOT NULL DEFAULT 'issued', reason TEXT NOT NULL DEFAULT '', answered_at REAL,
@@ -79,6 +82,28 @@ class CityStore:
             rows = self._db.execute("SELECT at, community, reason FROM refusals ORDER BY at DESC LIMIT ?",
                                     (limit,)).fetchall()
         return [{"at": a, "community": c, "reason": r} for a, c, r in rows]
+
+    # -- NGSI-LD entities (the context-broker face of the city) ----------------------------
+
+    def upsert_entities(self, community: str, entities: list[dict[str, object]]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT INTO ngsi_entities VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                                 "body = excluded.body, modified = excluded.modified",
+                                 [(e["id"], e["type"], community, json.dumps(e, ensure_ascii=False), now)
+                                  for e in entities])
+
+    def entities(self, kind: str | None, id_prefix: str | None, limit: int) -> list[dict[str, object]]:
+        sql, args = "SELECT body FROM ngsi_entities WHERE 1=1", []
+        if kind:
+            sql += " AND type = ?"
+            args.append(kind)
+        if id_prefix:
+            sql += " AND substr(id, 1, ?) = ?"
+            args += [len(id_prefix), id_prefix]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # -- downlink: items issued to a community, and its answers ------------------------------
 
