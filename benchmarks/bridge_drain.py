@@ -1,22 +1,24 @@
 """Backlog drain: summary records/s from the bridge's outbox into the city platform, on loopback.
 
-    python benchmarks/bridge_drain.py [--summaries 100000] [--batch-max 500]
+    python benchmarks/bridge_drain.py [--summaries 100000] [--batch-max 500] [--in-flight 2] [--stages]
 
 The outbox is filled with --summaries typical summaries (2 buildings x 8 device classes,
 work orders, utilities, environment, hub health) and sealed into batches, as after a long
-outage. The bridge's deliverer then sends them (signed, gzip, one batch at a time, each
-deleted on the city's acknowledgement) to `midbrain city`, which verifies, deduplicates
+outage. The bridge's deliverer then sends them (signed, gzip, bridge.max_in_flight batches
+at a time, each deleted on the city's acknowledgement) to `midbrain city`, which verifies, deduplicates
 and stores every summary. The reference, in the same run: the same request bodies posted
-the same way to a bare HTTP server (the same uvicorn and FastAPI) that only reads them.
+one at a time to a bare HTTP server (the same uvicorn and FastAPI) that only reads them.
 """
 
 import argparse
 import asyncio
+import gzip
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -72,13 +74,69 @@ def wait_up(url: str) -> None:
     sys.exit(f"{url} did not come up")
 
 
+STAGES: dict[str, float] = defaultdict(float)
+
+
+def timed(name: str, f):  # type: ignore[no-untyped-def]
+    def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        try:
+            return f(*args, **kwargs)
+        finally:
+            STAGES[name] += time.perf_counter() - t
+    return call
+
+
+def bridge_stages(outbox: Outbox) -> None:
+    """Time the bridge's steps of each delivery (its outbox calls, gzip, the request)."""
+    from cloud_bridge import delivery
+
+    for name in ("next_batch", "log_sent", "acknowledged"):
+        setattr(outbox, name, timed(name, getattr(outbox, name)))
+    delivery.gzip.compress = timed("gzip", gzip.compress)  # type: ignore[attr-defined]
+    send = delivery.HttpTransport.send
+
+    async def timed_send(self, *args):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        try:
+            return await send(self, *args)
+        finally:
+            STAGES["request (the city's whole answer)"] += time.perf_counter() - t
+    delivery.HttpTransport.send = timed_send  # type: ignore[method-assign]
+
+
+def city_stages(bodies: list[tuple[bytes, dict[str, str]]], work: Path) -> dict[str, float]:
+    """The city's steps, in this process, on the same bodies and a fresh database: ms per batch."""
+    import zlib
+
+    from contract.city import SIGNATURE_HEADER, verify
+    from contract.fastcodec import decode_batch
+    from simulators.city.store import CityStore
+
+    store = CityStore(work / "stages.sqlite3")
+    spent: dict[str, float] = defaultdict(float)
+    for body, headers in bodies:
+        t0 = time.perf_counter()
+        raw = zlib.decompressobj(wbits=31).decompress(body)
+        t1 = time.perf_counter()
+        assert verify(KEY.encode(), raw, headers[SIGNATURE_HEADER])
+        t2 = time.perf_counter()
+        key, community, summaries = decode_batch(raw)
+        t3 = time.perf_counter()
+        store.accept(key, community, summaries)
+        t4 = time.perf_counter()
+        for name, dt in (("gunzip", t1 - t0), ("verify", t2 - t1), ("decode", t3 - t2), ("store", t4 - t3)):
+            spent[name] += dt
+    store.close()
+    return {k: round(v / len(bodies) * 1000, 1) for k, v in spent.items()}
+
+
 async def drain(outbox: Outbox, settings: BridgeSettings) -> tuple[int, float]:
     async with http_client(settings) as client:
         deliverer = Deliverer.http(outbox, settings, client, C)
         start = time.perf_counter()
-        while (result := await deliverer.deliver_one()) is not None:
-            if result is False:
-                sys.exit(f"a delivery failed: {outbox.next_batch()}")
+        if await deliverer.drain():
+            sys.exit(f"a delivery failed: {outbox.next_batch()}")
         return deliverer.bytes_sent, time.perf_counter() - start
 
 
@@ -94,6 +152,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--summaries", type=int, default=100_000)
     ap.add_argument("--batch-max", type=int, default=500)
+    ap.add_argument("--in-flight", type=int, default=BridgeSettings().max_in_flight)
+    ap.add_argument("--stages", action="store_true",
+                    help="also print where each batch's time goes: the bridge's steps (timed as they run) and "
+                         "the city's (the same bodies again, in this process)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mb-bench-drain-"))
     city_port, sink_port = free_port(), free_port()
@@ -107,7 +169,8 @@ def main() -> None:
         wait_up(f"http://127.0.0.1:{city_port}/healthz")
         wait_up(f"http://127.0.0.1:{sink_port}/docs")
         settings = BridgeSettings(city_url=f"http://127.0.0.1:{city_port}", community_key=KEY,
-                                  outbox=work / "outbox.sqlite3", batch_max=args.batch_max)
+                                  outbox=work / "outbox.sqlite3", batch_max=args.batch_max,
+                                  max_in_flight=args.in_flight)
         outbox = Outbox(settings.outbox)
         t0 = time.perf_counter()
         for i in range(args.summaries):
@@ -120,8 +183,6 @@ def main() -> None:
               f"({fill_s:.1f} s)", flush=True)
 
         # The reference gets the very bodies the bridge will send (read before they are deleted).
-        import gzip
-
         from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, sign
 
         rows = outbox._db.execute("SELECT body FROM batches ORDER BY priority, created").fetchall()
@@ -131,6 +192,8 @@ def main() -> None:
                   for (b,) in rows]
         ref_s = asyncio.run(reference(f"http://127.0.0.1:{sink_port}", bodies))
 
+        if args.stages:
+            bridge_stages(outbox)
         sent, drain_s = asyncio.run(drain(outbox, settings))
         city_stats = httpx.get(f"http://127.0.0.1:{city_port}/api/stats").json()
         assert city_stats["summaries"] == args.summaries, city_stats
@@ -139,6 +202,10 @@ def main() -> None:
               f"at {rate:,.0f} summaries/s ({drain_s:.2f} s, {sent / 1e6:.1f} MB on the wire); the same bodies posted "
               f"to a bare uvicorn endpoint: {ref_rate:,.0f}/s; drain/bare = {rate / ref_rate:.2f}")
         print(f"city: {city_stats}")
+        if args.stages:
+            per = {k: round(v / len(bodies) * 1000, 1) for k, v in STAGES.items()}
+            print(f"bridge, ms per batch ({args.in_flight} in flight, so steps overlap): {per}")
+            print(f"city, ms per batch, one at a time in this process: {city_stages(bodies, work)}")
         outbox.close()
     finally:
         for p in (city, sink):

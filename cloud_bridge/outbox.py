@@ -100,6 +100,7 @@ class Outbox:
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
         self._lock = threading.Lock()
+        self._waiting_count: int | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -138,17 +139,24 @@ class Outbox:
                            (summary.key, now, summary.model_dump_json(), priority, summary.revision))
                 self._bump("produced", 1)
                 db.execute("COMMIT")
+                if self._waiting_count is not None:
+                    self._waiting_count += 1
             except OutboxFull:
                 raise
             except BaseException:
+                self._waiting_count = None
                 db.execute("ROLLBACK")
                 raise
         return True
 
     def _waiting(self) -> int:
-        (pending,) = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()
-        (in_batches,) = self._db.execute("SELECT COALESCE(SUM(summaries), 0) FROM batches").fetchone()
-        return int(pending) + int(in_batches)
+        """Summaries waiting (pending or sealed): counted once, then kept up to date by add();
+        whatever else removes summaries forgets the count, to be counted again."""
+        if self._waiting_count is None:
+            (pending,) = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()
+            (in_batches,) = self._db.execute("SELECT COALESCE(SUM(summaries), 0) FROM batches").fetchone()
+            self._waiting_count = int(pending) + int(in_batches)
+        return self._waiting_count
 
     def _make_room(self) -> bool:
         """Under ``drop_oldest``: drop the oldest pending summary, routine ones first."""
@@ -157,6 +165,7 @@ class Outbox:
         row = self._db.execute("SELECT key, created FROM pending ORDER BY priority DESC, created LIMIT 1").fetchone()
         if row is None:  # everything waiting is sealed in batches: those are never changed
             return False
+        self._waiting_count = None
         self._db.execute("DELETE FROM pending WHERE key = ?", (row[0],))
         self._db.execute("INSERT INTO discarded VALUES (?, ?, ?, 'full')", (row[0], row[1], time.time()))
         self._bump("dropped_full", 1)
@@ -172,6 +181,7 @@ class Outbox:
         if not old and not batches:
             return
         db.executemany("INSERT INTO discarded VALUES (?, ?, ?, 'ttl')", [(k, c, now) for k, c in old])
+        self._waiting_count = None
         db.execute("DELETE FROM pending WHERE created < ?", (horizon,))
         db.executemany("INSERT INTO discarded VALUES (?, ?, ?, 'ttl-batch')", [(k, c, now) for k, c, _ in batches])
         db.execute("DELETE FROM batches WHERE created < ?", (horizon,))
@@ -223,10 +233,14 @@ class Outbox:
                 raise
         return len(rows)
 
-    def next_batch(self) -> OutgoingBatch | None:
+    def next_batch(self, skip: frozenset[str] = frozenset()) -> OutgoingBatch | None:
+        """The batch to send next (most urgent, then oldest), other than those in ``skip``
+        (already on their way)."""
+        marks = ",".join("?" * len(skip))
         with self._lock:
             row = self._db.execute("SELECT key, body, summaries, attempts, summary_keys FROM batches "
-                                   "ORDER BY priority, created LIMIT 1").fetchone()
+                                   + (f"WHERE key NOT IN ({marks}) " if skip else "")
+                                   + "ORDER BY priority, created LIMIT 1", tuple(skip)).fetchone()
         if row is None:
             return None
         # Batches sealed before summary_keys existed: read the keys from the body.
@@ -236,13 +250,24 @@ class Outbox:
     def acknowledged(self, key: str) -> None:
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("UPDATE egress_log SET acknowledged_at = ? WHERE batch_key = ?", (round(time.time(), 3), key))
-            (n,) = db.execute("SELECT summaries FROM batches WHERE key = ?", (key,)).fetchone() or (0,)
-            db.execute("DELETE FROM batches WHERE key = ?", (key,))
-            self._bump("acknowledged", n)
-            self._bump("batches_acknowledged", 1 if n else 0)
-            db.execute("COMMIT")
+            # Without waiting for the disk: lost at a power cut, this deletion costs only a
+            # repeated sending, which the city drops by the batch's key.
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._acknowledged(key)
+            finally:
+                db.execute("PRAGMA synchronous=FULL")
+
+    def _acknowledged(self, key: str) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("UPDATE egress_log SET acknowledged_at = ? WHERE batch_key = ?", (round(time.time(), 3), key))
+        (n,) = db.execute("SELECT summaries FROM batches WHERE key = ?", (key,)).fetchone() or (0,)
+        self._waiting_count = None
+        db.execute("DELETE FROM batches WHERE key = ?", (key,))
+        self._bump("acknowledged", n)
+        self._bump("batches_acknowledged", 1 if n else 0)
+        db.execute("COMMIT")
 
     def failed(self, key: str, error: str) -> None:
         with self._lock:
@@ -256,6 +281,7 @@ class Outbox:
             row = db.execute("SELECT body, summaries FROM batches WHERE key = ?", (key,)).fetchone()
             if row:
                 db.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)", (key, time.time(), reason[:1000], row[0]))
+                self._waiting_count = None
                 db.execute("DELETE FROM batches WHERE key = ?", (key,))
                 self._bump("rejected", row[1])
             db.execute("COMMIT")

@@ -1,5 +1,6 @@
 """The city platform's HTTP API and overview page."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -94,9 +95,11 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         record(request, body)
         source = f"{request.client.host if request.client else '?'} (batch {request.headers.get('idempotency-key', '?')})"
         try:
-            return receiver.receive(request.headers.get(COMMUNITY_HEADER, ""),
-                                    request.headers.get(SIGNATURE_HEADER, ""),
-                                    request.headers.get("content-encoding", ""), body, source)
+            # In a worker thread: SQLite lets go of the GIL while it writes, so one batch is
+            # stored while the next is read and checked.
+            return await asyncio.to_thread(receiver.receive, request.headers.get(COMMUNITY_HEADER, ""),
+                                           request.headers.get(SIGNATURE_HEADER, ""),
+                                           request.headers.get("content-encoding", ""), body, source)
         except BatchRefused as exc:
             raise HTTPException(exc.status, exc.reason) from None
 
