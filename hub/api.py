@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -358,5 +359,26 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     @app.get("/staff", include_in_schema=False)
     def staff() -> FileResponse:
         return FileResponse(STATIC / "staff.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/api/egress-log")
+    async def egress_log(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """What left the community: the bridge's signed egress log, newest first, and the
+        check of its whole chain (every hash, link and signature)."""
+        if not settings.bridge_url:
+            raise HTTPException(404, "hub.bridge_url is not set: the hub does not know where the bridge is")
+        try:
+            async with httpx.AsyncClient(base_url=settings.bridge_url, timeout=10) as bridge:
+                entries = await bridge.get("/api/egress-log", params={"limit": limit})
+                verified = await bridge.get("/api/egress-log/verify")
+            entries.raise_for_status()
+            verified.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise HTTPException(502, f"the bridge at {settings.bridge_url} did not answer: {exc}") from None
+        return {"bridge": settings.bridge_url, "verified": verified.json(), "entries": entries.json()}
+
+    @app.get("/egress", include_in_schema=False)
+    def egress_page() -> FileResponse:
+        """出境记录: what left the community, for staff and the residents' committee."""
+        return FileResponse(STATIC / "egress.html", media_type="text/html; charset=utf-8")
 
     return app

@@ -67,6 +67,8 @@ class HubSettings(BaseModel):
     # The city's Ed25519 public key (base64): city items (notices, configuration, models) are
     # applied only if it verifies their signature. Unset, every item is refused (and reported).
     city_public_key: str = ""
+    # The bridge's API, whose egress log (what left the community) the hub shows at /egress.
+    bridge_url: str | None = "http://127.0.0.1:8310"
     downlink_model_dir: Path | None = None  # models the city sent; default: next to the database
     # Pattern detectors (hub/models/<name>): water leaks at night, elevator faults.
     pattern_models: tuple[str, ...] = ("water_leak", "elevator_fault")

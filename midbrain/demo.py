@@ -109,6 +109,7 @@ class Demo:
             "MIDBRAIN_BRIDGE__OUTBOX": str(w / "bridge-outbox.sqlite3"),
             "MIDBRAIN_BRIDGE__CITY_URL": self.city_url,
             "MIDBRAIN_BRIDGE__HTTP_PORT": str(self.bridge_port),
+            "MIDBRAIN_HUB__BRIDGE_URL": f"http://127.0.0.1:{self.bridge_port}",
             "MIDBRAIN_CITY__HTTP_PORT": str(self.city_port),
             "MIDBRAIN_CITY__DATABASE": str(w / "city.sqlite3"),
             "MIDBRAIN_EDGE__STATE_DIR": str(w / "edge"),
