@@ -56,7 +56,7 @@ def device_ref(salt: bytes, community: str, device: str) -> str:
 class CommunitySummary(_Frozen):
     v: int = CITY_SCHEMA_VERSION
     key: str = Field(min_length=1, max_length=128)  # idempotency key of this summary
-    revision: int = Field(default=0, ge=0)
+    revision: int = Field(default=0, ge=0, le=2**63 - 1)  # stored as an SQLite integer
     community: Ident
     window_start: FiniteFloat
     window_end: FiniteFloat

@@ -150,7 +150,7 @@ class FastSummary(_Struct):
     online: _Count
     readings: _Count
     v: int = 1
-    revision: _Count = 0
+    revision: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
     cells: list[_FastCell] = []
     alerts: dict[str, int] = {}
     events: dict[str, int] = {}

@@ -183,7 +183,7 @@ class HubSummary(Message):
     window_end: FiniteFloat
     # 0 when first published; each revision (late data for the window, e.g. an edge's replay
     # after an outage) carries the whole window again with the next number.
-    revision: int = Field(default=0, ge=0)
+    revision: int = Field(default=0, ge=0, le=2**63 - 1)
     cells: tuple[SummaryCell, ...]
     alerts: dict[str, int] = Field(default_factory=dict)  # by alert type
     events: dict[str, int] = Field(default_factory=dict)  # by event type

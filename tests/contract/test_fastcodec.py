@@ -114,6 +114,7 @@ def _valid_batch() -> dict:
 _BATCH_MUTATIONS = [
     ("community", "c1\n"), ("community", "C1"), ("key", ""), ("key", "k" * 129), ("summaries", []), ("sent_at", "x"),
     ("summaries.0.community", "c1\n"), ("summaries.0.devices", -1), ("summaries.0.revision", -1),
+    ("summaries.0.revision", 2**64),
     ("summaries.0.window_end", 1e999), ("summaries.0.cells.0.device_class", "toaster"),
     ("summaries.0.cells.0.building", "B 1"), ("summaries.0.cells.0.means", {"temperature": "hot"}),
     ("summaries.0.cells.0.resident", "王小明"), ("summaries.0.device_id", "b1-smoke-01"), ("summaries.0.k", 0),
