@@ -10,27 +10,18 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from cloud_bridge.service import Bridge
-from cloud_bridge.settings import BridgeSettings
-from contract import topics
 from contract.city import BatchAnswer, MqttBatchHeader, city_acks_topic, city_batches_topic, mqtt_batch, sign
-from contract.codec import encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import HubSummary, SummaryCell
 from midbrain.broker import BrokerProcess, free_port
 from simulators.city.service import run_city
 from simulators.city.store import CityStore
 from simulators.settings import CitySettings
+from tests.city_and_bridge import publish_summaries, running_bridge
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.real
 
 C = "xihu-demo"
-
-
-def _summary(i: int) -> bytes:
-    return encode(HubSummary(community=C, window_start=1_000.0 + 60 * i, window_end=1_060.0 + 60 * i,
-                             cells=(SummaryCell(building="b1", device_class="smoke", devices=5, online=5, readings=i),)))
 
 
 async def test_batches_through_the_city_broker_arrive_once_across_a_city_outage(
@@ -41,10 +32,9 @@ async def test_batches_through_the_city_broker_arrive_once_across_a_city_outage(
     city_settings = CitySettings(http_port=free_port(), database=db, community_keys={C: "k"}, mqtt=city_broker,
                                  capture=tmp_path / "egress.jsonl")
     hub_broker = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
-    settings = BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k", http_port=None,
-                              transport="mqtt", city_mqtt=city_broker, city_url="http://127.0.0.1:9",
-                              batch_linger_s=0, batch_interval_s=0.1, batch_max=2, retry_initial_s=0.1,
-                              retry_max_s=0.5, http_timeout_s=1.0)
+    settings = {"outbox": tmp_path / "outbox.sqlite3", "community_key": "k", "transport": "mqtt",
+                "city_mqtt": city_broker, "city_url": "http://127.0.0.1:9", "batch_max": 2, "retry_initial_s": 0.1,
+                "retry_max_s": 0.5, "http_timeout_s": 1.0}
 
     def at_city() -> dict[str, int]:
         store = CityStore(db)
@@ -56,29 +46,23 @@ async def test_batches_through_the_city_broker_arrive_once_across_a_city_outage(
     with BrokerProcess("mosquitto", city_port, tmp_path / "city-broker"):
         city_stop = asyncio.Event()
         city = asyncio.create_task(run_city(city_settings, city_stop))
-        bridge = Bridge(C, hub_broker, settings)
-        stop = asyncio.Event()
-        run = asyncio.create_task(bridge.run(stop, drain_s=0))
         try:
-            await bridge.link.wait_connected(10)
-            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub:
-                for i in range(4):
-                    await hub.publish(topics.hub_summary(C), _summary(i), qos=1)
+            async with running_bridge(C, hub_broker, **settings) as bridge:
+                await publish_summaries(mosquitto, C, range(4))
                 await wait_until(lambda: len(at_city()) == 4, timeout=15)
 
                 city_stop.set()  # the city platform goes away; its broker keeps its session
                 await city
-                for i in range(4, 9):
-                    await hub.publish(topics.hub_summary(C), _summary(i), qos=1)
+                await publish_summaries(mosquitto, C, range(4, 9))
                 await wait_until(lambda: bridge.stats()["delivery_failures"] >= 1, timeout=15)
                 assert len(at_city()) == 4
 
                 city_stop = asyncio.Event()
                 city = asyncio.create_task(run_city(city_settings, city_stop))
                 await wait_until(lambda: bridge.stats()["acknowledged"] == 9, timeout=30)
-            got = at_city()
-            assert sorted(got.values()) == list(range(9))  # every one, each once
-            assert bridge.stats()["pending"] == bridge.stats()["in_batches"] == 0
+                got = at_city()
+                assert sorted(got.values()) == list(range(9))  # every one, each once
+                assert bridge.stats()["pending"] == bridge.stats()["in_batches"] == 0
 
             # A batch not signed with the community's key: answered with the refusal.
             async with aiomqtt.Client("127.0.0.1", city_port) as forger:
@@ -96,10 +80,6 @@ async def test_batches_through_the_city_broker_arrive_once_across_a_city_outage(
             assert answer.status == 401 and "signature" in answer.reason
             assert at_city() == got
         finally:
-            stop.set()
-            await asyncio.wait_for(run, 20)
-            bridge.outbox.close()
-            bridge.downlink_state.close()
             city_stop.set()
             await city
     store = CityStore(db)

@@ -3,7 +3,6 @@ and each answer back up. A notice reaches the staff API, a configuration change 
 update are applied, a model that does not load and a forged item are refused, and the city
 is told which and why."""
 
-import asyncio
 import base64
 import json
 from pathlib import Path
@@ -11,15 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud_bridge.service import Bridge
-from cloud_bridge.settings import BridgeSettings
 from contract.downlink import DownlinkItem, Notice, new_signing_key, sign_item
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
 from hub.inference import DEFAULT_MODEL_DIR
-from servicekit.http import HttpServer
-from simulators.city.app import create_app
-from simulators.city.store import CityStore
+from tests.city_and_bridge import running_bridge, serving_city
 from tests.conftest import wait_until
 from tests.hub.conftest import serving_hub
 
@@ -33,32 +28,23 @@ TOKEN = "operator-token"
 
 async def test_notices_configuration_and_models_come_down_signed_and_every_answer_goes_up(
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
-    store = CityStore(tmp_path / "city.sqlite3")
-    city = HttpServer(create_app(store, {C: KEY.encode()}, None, PRIVATE, TOKEN), "127.0.0.1", 0)
-    city_task = asyncio.create_task(city.serve())
-    await city.started()
-    endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
-    bridge = Bridge(C, endpoint, BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key=KEY, http_port=None,
-                                                city_url=city.url, city_public_key=PUBLIC, downlink_poll_s=0.2,
-                                                batch_linger_s=0))
-    stop = asyncio.Event()
-    bridge_task = asyncio.create_task(bridge.run(stop, drain_s=0))
-    operator = httpx.AsyncClient(base_url=city.url, headers={"authorization": f"Bearer {TOKEN}"})
-
-    async def issue(**what: object) -> int:
-        r = await operator.post("/api/v1/downlink", json={"community": C, **what})
-        assert r.status_code == 201, r.text
-        return int(r.json()["seq"])
-
-    async def city_status(seq: int) -> tuple[str, str]:
-        items = (await operator.get("/api/downlink", params={"community": C})).json()
-        item = next(i for i in items if i["seq"] == seq)
-        return item["status"], item["reason"]
-
     manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
     onnx = (DEFAULT_MODEL_DIR / manifest["file"]).read_bytes()
-    try:
-        await bridge.link.wait_connected(10)
+    endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
+    async with serving_city(tmp_path, {C: KEY.encode()}, signing_key=PRIVATE, operator_token=TOKEN) as (city, store), \
+            running_bridge(C, endpoint, outbox=tmp_path / "outbox.sqlite3", community_key=KEY, city_url=city.url,
+                           city_public_key=PUBLIC, downlink_poll_s=0.2) as bridge, \
+            httpx.AsyncClient(base_url=city.url, headers={"authorization": f"Bearer {TOKEN}"}) as operator:
+        async def issue(**what: object) -> int:
+            r = await operator.post("/api/v1/downlink", json={"community": C, **what})
+            assert r.status_code == 201, r.text
+            return int(r.json()["seq"])
+
+        async def city_status(seq: int) -> tuple[str, str]:
+            items = (await operator.get("/api/downlink", params={"community": C})).json()
+            item = next(i for i in items if i["seq"] == seq)
+            return item["status"], item["reason"]
+
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (url, hub), \
                 httpx.AsyncClient(base_url=url) as staff:
             notice = await issue(notice={"level": "emergency", "title": "台风预警", "body": "今晚关闭地下车库"})
@@ -100,32 +86,15 @@ async def test_notices_configuration_and_models_come_down_signed_and_every_answe
         # What the city set outlives a hub restart.
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
             assert hub.settings.summary_interval_s == 120 and hub.model.name == "window_anomaly@2.1.1"
-    finally:
-        stop.set()
-        await asyncio.wait_for(bridge_task, 20)
-        bridge.outbox.close()
-        bridge.downlink_state.close()
-        await operator.aclose()
-        city.stop()
-        await city_task
-        store.close()
 
 
 async def test_operators_alone_may_issue(tmp_path: Path) -> None:
-    store = CityStore(tmp_path / "city.sqlite3")
-    city = HttpServer(create_app(store, {C: KEY.encode()}, None, PRIVATE, TOKEN), "127.0.0.1", 0)
-    task = asyncio.create_task(city.serve())
-    await city.started()
-    try:
-        async with httpx.AsyncClient(base_url=city.url) as client:
-            body = {"community": C, "notice": {"title": "x"}}
-            assert (await client.post("/api/v1/downlink", json=body)).status_code == 401
-            assert (await client.post("/api/v1/downlink", json=body,
-                                      headers={"authorization": "Bearer wrong"})).status_code == 401
-            r = await client.get("/api/v1/downlink", params={"after": 0}, headers={"x-midbrain-community": C})
-            assert r.status_code == 401  # a community's items only to that community, signed
+    async with serving_city(tmp_path, {C: KEY.encode()}, signing_key=PRIVATE, operator_token=TOKEN) as (city, store), \
+            httpx.AsyncClient(base_url=city.url) as client:
+        body = {"community": C, "notice": {"title": "x"}}
+        assert (await client.post("/api/v1/downlink", json=body)).status_code == 401
+        assert (await client.post("/api/v1/downlink", json=body,
+                                  headers={"authorization": "Bearer wrong"})).status_code == 401
+        r = await client.get("/api/v1/downlink", params={"after": 0}, headers={"x-midbrain-community": C})
+        assert r.status_code == 401  # a community's items only to that community, signed
         assert store.downlink(C, 10) == []
-    finally:
-        city.stop()
-        await task
-        store.close()

@@ -1,7 +1,6 @@
 """NGSI-LD transport: Smart Data Model entities, checked against the models' attribute
 definitions, upserted to the city's context-broker endpoint over real sockets."""
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +9,13 @@ import aiomqtt
 import httpx
 import pytest
 
-from cloud_bridge.service import Bridge
-from cloud_bridge.settings import BridgeSettings
 from contract import topics
 from contract.city import CommunitySummary
 from contract.codec import encode
 from contract.endpoints import MqttEndpoint
 from contract.messages import HubSummary, MetricStats, SummaryCell, UtilityUse, WorkOrderStats
 from contract.ngsild import check, entities
-from servicekit.http import HttpServer
-from simulators.city.app import create_app
-from simulators.city.store import CityStore
+from tests.city_and_bridge import running_bridge, serving_city
 from tests.conftest import wait_until
 
 C = "xihu-demo"
@@ -79,17 +74,6 @@ def test_the_check_names_what_does_not_fit(change, problem: str) -> None:  # typ
 @pytest.mark.real
 async def test_a_bridge_upserts_each_window_as_entities_and_a_revision_replaces_them(
         tmp_path: Path, mosquitto: MqttEndpoint) -> None:
-    store = CityStore(tmp_path / "city.sqlite3")
-    city = HttpServer(create_app(store, {C: b"k"}, tmp_path / "egress.jsonl"), "127.0.0.1", 0)
-    city_task = asyncio.create_task(city.serve())
-    await city.started()
-    endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
-    bridge = Bridge(C, endpoint, BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k", http_port=None,
-                                                city_url=city.url, transport="ngsi-ld", ngsi_ld_location=WEST_LAKE,
-                                                batch_linger_s=0, batch_interval_s=0.1))
-    stop = asyncio.Event()
-    run = asyncio.create_task(bridge.run(stop, drain_s=0))
-
     def hub_summary(i: int, temperature: float, revision: int = 0) -> bytes:
         return encode(HubSummary(
             community=C, window_start=1_764_230_000.0 + 60 * i, window_end=1_764_230_060.0 + 60 * i, revision=revision,
@@ -98,30 +82,23 @@ async def test_a_bridge_upserts_each_window_as_entities_and_a_revision_replaces_
                                         "humidity": MetricStats(count=10, mean=50.0, min=40, max=60)}),),
             utilities=UtilityUse(water_m3=2.0, water_meters=8)))
 
-    try:
-        await bridge.link.wait_connected(10)
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub, httpx.AsyncClient(base_url=city.url) as api:
-            for i in range(3):
-                await hub.publish(topics.hub_summary(C), hub_summary(i, 21.0 + i), qos=1)
+    async with serving_city(tmp_path, {C: b"k"}, capture=tmp_path / "egress.jsonl") as (city, store), \
+            running_bridge(C, mosquitto, outbox=tmp_path / "outbox.sqlite3", community_key="k", city_url=city.url,
+                           transport="ngsi-ld", ngsi_ld_location=WEST_LAKE) as bridge, \
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as hub, httpx.AsyncClient(base_url=city.url) as api:
+        for i in range(3):
+            await hub.publish(topics.hub_summary(C), hub_summary(i, 21.0 + i), qos=1)
 
-            async def air() -> list[dict[str, object]]:
-                return (await api.get("/ngsi-ld/v1/entities", params={"type": "AirQualityObserved"})).json()  # type: ignore[no-any-return]
-            await wait_until(lambda: bridge.stats()["acknowledged"] == 3, timeout=15)
-            assert sorted(e["temperature"]["value"] for e in await air()) == [21.0, 22.0, 23.0]  # type: ignore[index]
-            water = (await api.get("/ngsi-ld/v1/entities", params={"type": "WaterConsumptionObserved"})).json()
-            assert [e["waterConsumption"]["value"] for e in water] == [2.0, 2.0, 2.0]
+        async def air() -> list[dict[str, object]]:
+            return (await api.get("/ngsi-ld/v1/entities", params={"type": "AirQualityObserved"})).json()  # type: ignore[no-any-return]
+        await wait_until(lambda: bridge.stats()["acknowledged"] == 3, timeout=15)
+        assert sorted(e["temperature"]["value"] for e in await air()) == [21.0, 22.0, 23.0]  # type: ignore[index]
+        water = (await api.get("/ngsi-ld/v1/entities", params={"type": "WaterConsumptionObserved"})).json()
+        assert [e["waterConsumption"]["value"] for e in water] == [2.0, 2.0, 2.0]
 
-            await hub.publish(topics.hub_summary(C), hub_summary(0, 25.0, revision=1), qos=1)  # late data for window 0
-            await wait_until(lambda: bridge.stats()["acknowledged"] == 4, timeout=15)
-            assert sorted(e["temperature"]["value"] for e in await air()) == [22.0, 23.0, 25.0]  # type: ignore[index]
+        await hub.publish(topics.hub_summary(C), hub_summary(0, 25.0, revision=1), qos=1)  # late data for window 0
+        await wait_until(lambda: bridge.stats()["acknowledged"] == 4, timeout=15)
+        assert sorted(e["temperature"]["value"] for e in await air()) == [22.0, 23.0, 25.0]  # type: ignore[index]
         assert store.stats()["refused_batches"] == 0
         log = bridge.outbox.egress_log(10)
         assert all(str(e["destination"]).endswith("/ngsi-ld/v1/entityOperations/upsert") for e in log)
-    finally:
-        stop.set()
-        await asyncio.wait_for(run, 20)
-        bridge.outbox.close()
-        bridge.downlink_state.close()
-        city.stop()
-        await city_task
-        store.close()

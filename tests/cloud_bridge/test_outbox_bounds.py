@@ -4,20 +4,12 @@ import asyncio
 import time
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
 from cloud_bridge.outbox import PRIORITY_ALERT, Outbox, OutboxFull
-from cloud_bridge.service import Bridge
-from cloud_bridge.settings import BridgeSettings
-from contract import topics
 from contract.city import CommunitySummary
-from contract.codec import encode
 from contract.endpoints import MqttEndpoint
-from contract.messages import HubSummary, SummaryCell
-from servicekit.http import HttpServer
-from simulators.city.app import create_app
-from simulators.city.store import CityStore
+from tests.city_and_bridge import publish_summaries, running_bridge, serving_city
 from tests.conftest import wait_until
 
 C = "xihu-demo"
@@ -113,44 +105,18 @@ async def test_a_bridge_whose_outbox_is_full_loses_nothing_while_the_city_is_dow
     """max_summaries 5, the city down, 12 summaries from the hub: 5 are kept, the rest stay
     with the broker; once the city is back all 12 arrive, each once."""
     endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
-    store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store, {C: b"k"}), "127.0.0.1", 0)
-    settings = BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k", http_port=None,
-                              city_url="http://127.0.0.1:9", max_summaries=5, retry_initial_s=0.1, retry_max_s=0.3,
-                              batch_interval_s=0.1, batch_max=2, batch_linger_s=0)
-    bridge = Bridge(C, endpoint, settings)
-    stop = asyncio.Event()
-    run = asyncio.create_task(bridge.run(stop, drain_s=0))
-    try:
-        await bridge.link.wait_connected(10)
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub:
-            for i in range(12):
-                await hub.publish(topics.hub_summary(C), encode(HubSummary(
-                    community=C, window_start=1_000.0 + 60 * i, window_end=1_060.0 + 60 * i,
-                    cells=(SummaryCell(building="b1", device_class="smoke", devices=5, online=5, readings=i),))), qos=1)
+    settings = {"outbox": tmp_path / "outbox.sqlite3", "community_key": "k", "city_url": "http://127.0.0.1:9",
+                "max_summaries": 5, "retry_initial_s": 0.1, "retry_max_s": 0.3, "batch_max": 2}
+    async with running_bridge(C, endpoint, **settings) as bridge:
+        await publish_summaries(mosquitto, C, range(12))
         await wait_until(lambda: bridge.stats()["full_refused"] >= 1, timeout=15)
         held = bridge.stats()
         assert held["pending"] + held["in_batches"] == 5 and held["produced"] == 5
-    finally:
-        stop.set()
-        await asyncio.wait_for(run, 30)
-        bridge.outbox.close()
 
     # The city comes up; a bridge pointed at it (a restart, as after a config change) drains all.
-    serving = asyncio.create_task(server.serve())
-    await server.started()
-    bridge = Bridge(C, endpoint, settings.model_copy(update={"city_url": server.url}))
-    stop = asyncio.Event()
-    run = asyncio.create_task(bridge.run(stop, drain_s=0))
-    try:
+    async with serving_city(tmp_path, {C: b"k"}) as (server, store), \
+            running_bridge(C, endpoint, **{**settings, "city_url": server.url}) as bridge:
         await wait_until(lambda: store.stats()["summaries"] == 12, timeout=30)
         await asyncio.sleep(0.3)
         assert store.stats()["summaries"] == 12 and bridge.stats()["produced"] == 12
         assert bridge.stats()["acknowledged"] == 12 and bridge.stats()["dropped_full"] == 0
-    finally:
-        stop.set()
-        await asyncio.wait_for(run, 30)
-        bridge.outbox.close()
-        server.stop()
-        await serving
-        store.close()

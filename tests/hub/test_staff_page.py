@@ -201,31 +201,14 @@ async def test_what_left_the_community_is_shown_on_the_hub_and_a_tampered_log_sh
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     import sqlite3
 
-    from cloud_bridge.service import Bridge
-    from cloud_bridge.settings import BridgeSettings
-    from contract.messages import HubSummary, SummaryCell
     from midbrain.broker import free_port
-    from servicekit.http import HttpServer
-    from simulators.city.app import create_app as city_app
-    from simulators.city.store import CityStore
+    from tests.city_and_bridge import publish_summaries, running_bridge, serving_city
 
-    store = CityStore(tmp_path / "city.sqlite3")
-    city = HttpServer(city_app(store, {C: b"k"}), "127.0.0.1", 0)
-    city_task = asyncio.create_task(city.serve())
-    await city.started()
     bridge_port = free_port()
-    bridge = Bridge(C, mosquitto, BridgeSettings(outbox=tmp_path / "outbox.sqlite3", community_key="k",
-                                                 http_port=bridge_port, city_url=city.url, batch_linger_s=0,
-                                                 batch_interval_s=0.1))
-    stop = asyncio.Event()
-    run = asyncio.create_task(bridge.run(stop, drain_s=0))
-    try:
-        await bridge.link.wait_connected(10)
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hub_side:
-            for i in range(3):
-                await hub_side.publish(topics.hub_summary(C), encode(HubSummary(
-                    community=C, window_start=1_000.0 + 60 * i, window_end=1_060.0 + 60 * i,
-                    cells=(SummaryCell(building="b1", device_class="smoke", devices=5, online=5, readings=9),))), qos=1)
+    async with serving_city(tmp_path, {C: b"k"}) as (city, _), running_bridge(
+            C, mosquitto, outbox=tmp_path / "outbox.sqlite3", community_key="k", http_port=bridge_port,
+            city_url=city.url) as bridge:
+        await publish_summaries(mosquitto, C, range(3))
         await wait_until(lambda: bridge.stats()["acknowledged"] == 3, timeout=15)
         entries = len(bridge.outbox.egress_log(100))
         async with serving_hub(tmp_path, community, mosquitto, bridge_url=f"http://127.0.0.1:{bridge_port}") as (url, _), \
@@ -248,11 +231,3 @@ async def test_what_left_the_community_is_shown_on_the_hub_and_a_tampered_log_sh
             await page.reload()
             await expect(page.locator("#status")).to_have_text("核验失败：第 1 条（hash）")
             await browser.close()
-    finally:
-        stop.set()
-        await asyncio.wait_for(run, 20)
-        bridge.outbox.close()
-        bridge.downlink_state.close()
-        city.stop()
-        await city_task
-        store.close()

@@ -1,22 +1,15 @@
 """The reference city platform over real HTTP."""
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import gzip
 from pathlib import Path
 
 import httpx
 import pytest
 
-import gzip
-
 from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, Batch, CommunitySummary, sign
-from simulators.city.app import create_app
-from simulators.city.store import CityStore
-from servicekit.http import HttpServer
+from tests.city_and_bridge import serving_city as shared_serving_city
 
 pytestmark = pytest.mark.real
-
 
 KEY = b"key-of-c1"
 
@@ -25,19 +18,9 @@ def signed(body: bytes, community: str = "c1", key: bytes = KEY) -> dict[str, st
     return {COMMUNITY_HEADER: community, SIGNATURE_HEADER: sign(key, body)}
 
 
-@asynccontextmanager
-async def serving_city(tmp_path: Path) -> AsyncIterator[tuple[HttpServer, CityStore]]:
-    """The city platform's app on a free port, with c1's key."""
-    store = CityStore(tmp_path / "city.sqlite3")
-    server = HttpServer(create_app(store, {"c1": KEY}), "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve())
-    await server.started()
-    try:
-        yield server, store
-    finally:
-        server.stop()
-        await task
-        store.close()
+def serving_city(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The city platform on a free port, with c1's key."""
+    return shared_serving_city(tmp_path, {"c1": KEY})
 
 
 def _batch(key: str, *summaries: CommunitySummary) -> bytes:
