@@ -185,10 +185,11 @@ def main() -> None:
         # The reference gets the very bodies the bridge will send (read before they are deleted).
         from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, sign
 
-        rows = outbox._db.execute("SELECT body FROM batches ORDER BY priority, created").fetchall()
-        bodies = [(gzip.compress(b.encode(), 6, mtime=0), {"content-encoding": "gzip", COMMUNITY_HEADER: C,
-                                                            SIGNATURE_HEADER: sign(KEY.encode(), b.encode()),
-                                                            "content-type": "application/json"})
+        rows = [(b if isinstance(b, bytes) else b.encode(),)
+                for (b,) in outbox._db.execute("SELECT body FROM batches ORDER BY priority, created").fetchall()]
+        bodies = [(gzip.compress(b, 6, mtime=0), {"content-encoding": "gzip", COMMUNITY_HEADER: C,
+                                                   SIGNATURE_HEADER: sign(KEY.encode(), b),
+                                                   "content-type": "application/json"})
                   for (b,) in rows]
         ref_s = asyncio.run(reference(f"http://127.0.0.1:{sink_port}", bodies))
 

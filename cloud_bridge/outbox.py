@@ -20,6 +20,7 @@ Bounds, each with its counter:
 import hashlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -101,8 +102,14 @@ class Outbox:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
         self._lock = threading.Lock()
         self._waiting_count: int | None = None
+        # Batches are read on a connection of their own: in WAL mode a reader does not wait
+        # for the writer, whose commits here wait for the disk (synchronous=FULL).
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._reader.execute("PRAGMA busy_timeout=5000")
+        self._read_lock = threading.Lock()
 
     def close(self) -> None:
+        self._reader.close()
         self._db.close()
 
     def add(self, summary: CommunitySummary, priority: int = PRIORITY_ROUTINE) -> bool:
@@ -224,7 +231,7 @@ class Outbox:
                 summaries = tuple(CommunitySummary.model_validate_json(body) for _, body, _, _ in rows)
                 batch = Batch(key=str(uuid.uuid4()), community=community, sent_at=time.time(), summaries=summaries)
                 db.execute("INSERT INTO batches (key, created, body, summaries, priority, summary_keys) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (batch.key, time.time(), batch.model_dump_json(), len(summaries),
+                           "VALUES (?, ?, ?, ?, ?, ?)", (batch.key, time.time(), batch.model_dump_json().encode(), len(summaries),
                                                          rows[0][2], json.dumps([r[0] for r in rows])))
                 db.executemany("DELETE FROM pending WHERE key = ?", [(r[0],) for r in rows])
                 db.execute("COMMIT")
@@ -237,15 +244,16 @@ class Outbox:
         """The batch to send next (most urgent, then oldest), other than those in ``skip``
         (already on their way)."""
         marks = ",".join("?" * len(skip))
-        with self._lock:
-            row = self._db.execute("SELECT key, body, summaries, attempts, summary_keys FROM batches "
+        with self._read_lock:
+            row = self._reader.execute("SELECT key, body, summaries, attempts, summary_keys FROM batches "
                                    + (f"WHERE key NOT IN ({marks}) " if skip else "")
                                    + "ORDER BY priority, created LIMIT 1", tuple(skip)).fetchone()
         if row is None:
             return None
         # Batches sealed before summary_keys existed: read the keys from the body.
         keys = json.loads(row[4]) if row[4] else [s["key"] for s in json.loads(row[1])["summaries"]]
-        return OutgoingBatch(row[0], row[1].encode(), row[2], row[3], tuple(keys))
+        body = row[1] if isinstance(row[1], bytes) else row[1].encode()  # stored as bytes (older outboxes: text)
+        return OutgoingBatch(row[0], body, row[2], row[3], tuple(keys))
 
     def acknowledged(self, key: str) -> None:
         with self._lock:

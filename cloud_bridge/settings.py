@@ -34,7 +34,7 @@ class BridgeSettings(BaseModel):
     ttl_s: float = Field(default=7 * 86400, gt=0)
     small_cell_k: int = Field(default=5, ge=2)  # counts about fewer households or residents are merged or suppressed
     batch_max: int = Field(default=500, ge=1)
-    max_in_flight: int = Field(default=2, ge=1, le=16)  # batches on their way to the city at once
+    max_in_flight: int = Field(default=3, ge=1, le=16)  # batches on their way to the city at once
     batch_interval_s: float = Field(default=1.0, gt=0)  # how often pending summaries are looked at for sealing
     # Routine summaries wait up to this long for others to share their batch (fewer requests,
     # better gzip); summaries with alerts are sealed at once. 0: seal whatever is pending.
