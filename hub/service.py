@@ -22,7 +22,7 @@ from contract import topics
 from contract.classes import CATALOG
 from contract.codec import decode_as, encode
 from contract.endpoints import MqttEndpoint
-from contract.downlink import ConfigChange
+from contract.downlink import ConfigChange, DownlinkAck
 from contract.messages import Alert, Command, HubSummary, WorkOrderStats
 from contract.topology import Community
 from hub.accounts import Accounts
@@ -389,11 +389,15 @@ class HubService:
             self.metrics.count("downlink_unreadable")
             return
         self.metrics.count(f"downlink_{ack.status}")
+        assert self._tg is not None  # the answer is kept: its publishing need not hold up the writer
+        self._tg.create_task(self._publish_answer(ack), name=f"hub-downlink-answer-{ack.seq}")
+
+    async def _publish_answer(self, ack: DownlinkAck) -> None:
         try:
             await self.publisher.publish(topics.hub_downlink_ack(self.community.id), ack.model_dump_json().encode(),
                                          qos=1, timeout=self.settings.publish_timeout_s)
         except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
-            # The bridge sends the item again when no answer comes; the answer is kept.
+            # The bridge hands the item again when no answer comes, and gets the kept answer.
             log.error("answer to city item %d not published (%s); the bridge will ask again", ack.seq, exc)
 
     async def _sla_watch(self) -> None:
