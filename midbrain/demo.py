@@ -218,6 +218,7 @@ class Demo:
                 f"  hub API      {self.hub_url}/docs\n"
                 f"  staff page   {self.hub_url}/staff   log in as "
                 + ", ".join(f"{name} / {password} ({role})" for name, role, password in self.logins) + "\n"
+                f"  what left    {self.hub_url}/egress  (the signed egress log, for the residents' committee)\n"
                 f"  metrics      {self.hub_url}/metrics\n"
                 f"  bridge       http://127.0.0.1:{self.bridge_port}/metrics  (outbox)\n"
                 f"  city         {self.city_url}/  ({self.city_url}/api/summaries)\n"
