@@ -173,11 +173,11 @@ class DownlinkHandler:
         elif isinstance(body, ConfigChange):
             self.apply_config(body)
         elif isinstance(body, ModelUpdate):
+            file_name = str(body.manifest.get("file", "model.onnx"))
+            if "/" in file_name or "\\" in file_name or file_name.startswith(".") or file_name == "manifest.json":
+                raise DownlinkRefused(f"model manifest names an unsafe file {file_name!r}")
             folder = model_folder(self.model_root, item)
             folder.mkdir(parents=True, exist_ok=True)
-            file_name = str(body.manifest.get("file", "model.onnx"))
-            if "/" in file_name or file_name.startswith("."):
-                raise DownlinkRefused(f"model manifest names an unsafe file {file_name!r}")
             (folder / file_name).write_bytes(blob)
             (folder / "manifest.json").write_text(json.dumps(body.manifest, ensure_ascii=False, indent=2))
             try:
