@@ -2,7 +2,6 @@
 HTTPS (:class:`HttpTransport`) or the city's MQTT broker (cloud_bridge/city_mqtt.py)."""
 
 import asyncio
-import dataclasses
 import gzip
 import logging
 import ssl
@@ -10,7 +9,7 @@ from typing import Protocol
 
 import httpx
 
-from cloud_bridge.outbox import Outbox, OutgoingBatch
+from cloud_bridge.outbox import Outbox, OutgoingBatch, key_id
 from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, sign
 from cloud_bridge.settings import BridgeSettings
 from servicekit.backoff import Backoff
@@ -129,22 +128,25 @@ class Deliverer:
         reshape = getattr(self._transport, "body_of", None)  # a transport with a body of its own (NGSI-LD)
         if reshape is not None:
             try:
-                batch = dataclasses.replace(batch, body=reshape(batch.body))
+                body = reshape(batch.body)
             except ValueError as exc:  # it would not fit the city's models: never sent, kept for a person
                 log.error("batch %s cannot be sent: %s", batch.key, exc)
                 await asyncio.to_thread(self._outbox.reject, batch.key, str(exc))
                 return True
+            batch = await asyncio.to_thread(OutgoingBatch.of, batch.key, body, batch.summaries, batch.attempts,
+                                            batch.summary_keys, signing_key=key,
+                                            gzip_min_bytes=self._settings.gzip_min_bytes)
         await asyncio.to_thread(self._outbox.log_sent, batch, self._destination, key)
+        # Sealed batches come compressed and signed already; a batch sealed under another key
+        # (or by an older bridge) is signed again now.
+        signature = batch.signature if batch.signature and batch.key_id == key_id(key) else sign(key, batch.body)
         headers = {"content-type": "application/json", "idempotency-key": batch.key,
-                   SIGNATURE_HEADER: sign(key, batch.body), COMMUNITY_HEADER: self._community}
-        body = batch.body
-        if len(body) >= self._settings.gzip_min_bytes:
-            # Level 6 for routine batches (the fewest bytes up); level 1, a third of the CPU,
-            # for the large batches of a backlog drain.
-            if len(body) > 256 * 1024:  # off the event loop only when it is worth the hop
-                body = await asyncio.to_thread(gzip.compress, body, 1, mtime=0)
-            else:
-                body = gzip.compress(body, 6, mtime=0)
+                   SIGNATURE_HEADER: signature, COMMUNITY_HEADER: self._community}
+        body = batch.payload
+        if batch.encoding == "gzip":
+            headers["content-encoding"] = "gzip"
+        elif len(body) >= self._settings.gzip_min_bytes:  # sealed uncompressed by an older bridge
+            body = await asyncio.to_thread(gzip.compress, body, 6, mtime=0)
             headers["content-encoding"] = "gzip"
         try:
             status, text = await self._transport.send(batch.key, self._community, body, headers)

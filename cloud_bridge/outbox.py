@@ -17,6 +17,7 @@ Bounds, each with its counter:
   (routine).
 """
 
+import gzip
 import hashlib
 import json
 import logging
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS batches (
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 1,
     summary_keys TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS pending_by_age ON pending (created);
+CREATE INDEX IF NOT EXISTS batches_by_age ON batches (created);
 CREATE TABLE IF NOT EXISTS discarded (
     key TEXT NOT NULL, created REAL NOT NULL, discarded_at REAL NOT NULL, reason TEXT NOT NULL
 );
@@ -69,13 +72,44 @@ def egress_entry_hash(entry: dict[str, object]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def key_id(key: bytes) -> str:
+    """A short fingerprint of a signing key: tells whether a stored signature is still the
+    current key's, without keeping the key itself next to it."""
+    return hashlib.sha256(b"midbrain-batch-key:" + key).hexdigest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingBatch:
+    """A sealed batch as it goes out: ``payload`` is the request body (gzip-compressed when
+    ``encoding`` is "gzip"), ``signature`` the signing key's HMAC of the uncompressed body,
+    made when the batch was sealed ("" if it was not), ``key_id`` that key's fingerprint."""
+
     key: str
-    body: bytes
+    payload: bytes
     summaries: int
     attempts: int
     summary_keys: tuple[str, ...] = ()
+    encoding: str = ""
+    signature: str = ""
+    key_id: str = ""
+    body_sha256: str = ""
+    body_bytes: int = 0
+
+    @classmethod
+    def of(cls, key: str, body: bytes, summaries: int, attempts: int, summary_keys: tuple[str, ...], *,
+           signing_key: bytes = b"", gzip_min_bytes: int | None = None) -> "OutgoingBatch":
+        """Prepare an uncompressed ``body`` once for every sending: compressed (at level 6,
+        the fewest bytes up) when at least ``gzip_min_bytes``, hashed, and signed."""
+        compress = gzip_min_bytes is not None and len(body) >= gzip_min_bytes
+        return cls(key, gzip.compress(body, 6, mtime=0) if compress else body, summaries, attempts, summary_keys,
+                   encoding="gzip" if compress else "", signature=sign(signing_key, body) if signing_key else "",
+                   key_id=key_id(signing_key) if signing_key else "", body_sha256=hashlib.sha256(body).hexdigest(),
+                   body_bytes=len(body))
+
+    @property
+    def body(self) -> bytes:
+        """The batch's JSON, uncompressed."""
+        return gzip.decompress(self.payload) if self.encoding == "gzip" else self.payload
 
 
 class OutboxFull(Exception):
@@ -88,8 +122,13 @@ PRIORITY_ALERT, PRIORITY_ROUTINE = 0, 1
 
 class Outbox:
     def __init__(self, path: Path, *, remember_keys_s: float = 7 * 86400, max_summaries: int = 1_000_000,
-                 full_policy: FullPolicy = "refuse", ttl_s: float = 7 * 86400) -> None:
+                 full_policy: FullPolicy = "refuse", ttl_s: float = 7 * 86400, signing_key: bytes = b"",
+                 gzip_min_bytes: int | None = 1024) -> None:
         self.remember_keys_s = remember_keys_s
+        # A batch is compressed and signed once, when it is sealed, and stored as it will be
+        # sent: a backlog costs a fifth of the disk, and draining it costs no compression.
+        self.signing_key = signing_key
+        self.gzip_min_bytes = gzip_min_bytes
         self.max_summaries = max_summaries
         self.full_policy = full_policy
         self.ttl_s = ttl_s
@@ -97,7 +136,12 @@ class Outbox:
         for table, column, declared in (("pending", "priority", "INTEGER NOT NULL DEFAULT 1"),  # older outboxes
                                         ("pending", "revision", "INTEGER NOT NULL DEFAULT 0"),
                                         ("batches", "priority", "INTEGER NOT NULL DEFAULT 1"),
-                                        ("batches", "summary_keys", "TEXT NOT NULL DEFAULT ''")):
+                                        ("batches", "summary_keys", "TEXT NOT NULL DEFAULT ''"),
+                                        ("batches", "encoding", "TEXT NOT NULL DEFAULT ''"),
+                                        ("batches", "signature", "TEXT NOT NULL DEFAULT ''"),
+                                        ("batches", "key_id", "TEXT NOT NULL DEFAULT ''"),
+                                        ("batches", "body_sha256", "TEXT NOT NULL DEFAULT ''"),
+                                        ("batches", "body_bytes", "INTEGER NOT NULL DEFAULT 0")):
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
         self._lock = threading.Lock()
@@ -230,9 +274,13 @@ class Outbox:
                     return 0
                 summaries = tuple(CommunitySummary.model_validate_json(body) for _, body, _, _ in rows)
                 batch = Batch(key=str(uuid.uuid4()), community=community, sent_at=time.time(), summaries=summaries)
-                db.execute("INSERT INTO batches (key, created, body, summaries, priority, summary_keys) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (batch.key, time.time(), batch.model_dump_json().encode(), len(summaries),
-                                                         rows[0][2], json.dumps([r[0] for r in rows])))
+                out = OutgoingBatch.of(batch.key, batch.model_dump_json().encode(), len(summaries), 0, (),
+                                       signing_key=self.signing_key, gzip_min_bytes=self.gzip_min_bytes)
+                db.execute("INSERT INTO batches (key, created, body, summaries, priority, summary_keys, encoding, "
+                           "signature, key_id, body_sha256, body_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (batch.key, time.time(), out.payload, len(summaries), rows[0][2],
+                            json.dumps([r[0] for r in rows]), out.encoding, out.signature, out.key_id,
+                            out.body_sha256, out.body_bytes))
                 db.executemany("DELETE FROM pending WHERE key = ?", [(r[0],) for r in rows])
                 db.execute("COMMIT")
             except BaseException:
@@ -245,15 +293,19 @@ class Outbox:
         (already on their way)."""
         marks = ",".join("?" * len(skip))
         with self._read_lock:
-            row = self._reader.execute("SELECT key, body, summaries, attempts, summary_keys FROM batches "
-                                   + (f"WHERE key NOT IN ({marks}) " if skip else "")
-                                   + "ORDER BY priority, created LIMIT 1", tuple(skip)).fetchone()
+            row = self._reader.execute("SELECT key, body, summaries, attempts, summary_keys, encoding, signature, "
+                                       "key_id, body_sha256, body_bytes FROM batches "
+                                       + (f"WHERE key NOT IN ({marks}) " if skip else "")
+                                       + "ORDER BY priority, created LIMIT 1", tuple(skip)).fetchone()
         if row is None:
             return None
-        # Batches sealed before summary_keys existed: read the keys from the body.
-        keys = json.loads(row[4]) if row[4] else [s["key"] for s in json.loads(row[1])["summaries"]]
-        body = row[1] if isinstance(row[1], bytes) else row[1].encode()  # stored as bytes (older outboxes: text)
-        return OutgoingBatch(row[0], body, row[2], row[3], tuple(keys))
+        key, payload, summaries, attempts, summary_keys, encoding, signature, kid, sha256, size = row
+        payload = payload if isinstance(payload, bytes) else payload.encode()  # older outboxes stored text
+        if not sha256:  # sealed by an older bridge: stored uncompressed, unsigned, unhashed
+            keys = json.loads(summary_keys) if summary_keys else [s["key"] for s in json.loads(payload)["summaries"]]
+            return OutgoingBatch.of(key, payload, summaries, attempts, tuple(keys))
+        return OutgoingBatch(key, payload, summaries, attempts, tuple(json.loads(summary_keys)), encoding, signature,
+                             kid, sha256, size)
 
     def acknowledged(self, key: str) -> None:
         with self._lock:
@@ -286,9 +338,11 @@ class Outbox:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT body, summaries FROM batches WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT body, summaries, encoding FROM batches WHERE key = ?", (key,)).fetchone()
             if row:
-                db.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)", (key, time.time(), reason[:1000], row[0]))
+                body = gzip.decompress(row[0]) if row[2] == "gzip" else row[0]  # kept readable, for a person
+                db.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)",
+                           (key, time.time(), reason[:1000], body.decode() if isinstance(body, bytes) else body))
                 self._waiting_count = None
                 db.execute("DELETE FROM batches WHERE key = ?", (key,))
                 self._bump("rejected", row[1])
@@ -310,8 +364,7 @@ class Outbox:
                 last = db.execute("SELECT seq, entry_hash FROM egress_log ORDER BY seq DESC LIMIT 1").fetchone()
                 entry: dict[str, object] = {
                     "seq": (last[0] + 1) if last else 1, "batch_key": batch.key, "sent_at": round(time.time(), 3),
-                    "destination": destination, "body_sha256": hashlib.sha256(batch.body).hexdigest(),
-                    "bytes": len(batch.body),
+                    "destination": destination, "body_sha256": batch.body_sha256, "bytes": batch.body_bytes,
                     "summaries": json.dumps(list(batch.summary_keys)),
                     "prev_hash": last[1] if last else "",
                 }

@@ -53,7 +53,8 @@ class Bridge:
             raise ValueError("bridge.community_key is not set: the city refuses unsigned batches "
                              "(set MIDBRAIN_BRIDGE__COMMUNITY_KEY, the key the city holds for this community)")
         self.outbox = Outbox(settings.outbox, remember_keys_s=settings.remember_keys_s,
-                             max_summaries=settings.max_summaries, full_policy=settings.full_policy, ttl_s=settings.ttl_s)
+                             max_summaries=settings.max_summaries, full_policy=settings.full_policy, ttl_s=settings.ttl_s,
+                             signing_key=self.key, gzip_min_bytes=settings.gzip_min_bytes)
         self.invalid = 0
         self.redelivered = 0
         self.store_failures = 0

@@ -58,7 +58,8 @@ async def _community(n: int, settings: BridgeSettings, client: httpx.AsyncClient
                      until: float, lags: list[tuple[float, float]], failures: list[int]) -> None:
     community = community_id(n)
     rng = random.Random(n)
-    outbox = Outbox(settings.outbox)
+    outbox = Outbox(settings.outbox, signing_key=settings.community_key.get_secret_value().encode(),
+                    gzip_min_bytes=settings.gzip_min_bytes)
     deliverer = Deliverer.http(outbox, settings, client, community)
     offset = (n * 0.6180339887 % 1.0) * interval_s  # communities spread over the interval
     try:

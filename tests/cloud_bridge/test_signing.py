@@ -86,3 +86,68 @@ def test_the_egress_log_shows_what_left_and_any_change_to_it(tmp_path: Path) -> 
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     assert outbox.verify_egress_log(key)["problem"] == "chain"
     outbox.close()
+
+
+async def test_a_batch_sealed_under_a_replaced_key_is_signed_again_when_sent(tmp_path: Path) -> None:
+    """Batches are compressed and signed when sealed; after the community key changes, those
+    still waiting go out signed with the new one (the city knows only that)."""
+    store = CityStore(tmp_path / "city.sqlite3")
+    server = HttpServer(create_app(store, {"c1": b"the-new-key"}), "127.0.0.1", 0)
+    serving = asyncio.create_task(server.serve())
+    await server.started()
+    outbox = Outbox(tmp_path / "outbox.sqlite3", signing_key=b"the-old-key", gzip_min_bytes=1024)
+    try:
+        for i in range(40):
+            outbox.add(_summary(i))
+        outbox.seal("c1", 100)
+        sealed = outbox.next_batch()
+        assert sealed is not None and sealed.encoding == "gzip" and sealed.signature
+        assert len(sealed.payload) < sealed.body_bytes == len(sealed.body)  # stored as it will be sent
+        settings = BridgeSettings(city_url=server.url, community_key="the-new-key")
+        async with http_client(settings) as client:
+            deliverer = Deliverer.http(outbox, settings, client, "c1")
+            assert await deliverer.deliver_one() is True
+        assert store.stats()["summaries"] == 40 and store.stats()["refused_batches"] == 0
+        assert deliverer.bytes_sent == len(sealed.payload)  # the stored bytes, not compressed again
+    finally:
+        server.stop()
+        await serving
+        outbox.close()
+        store.close()
+
+
+async def test_a_batch_sealed_by_an_older_bridge_is_still_delivered(tmp_path: Path) -> None:
+    """Outboxes written before batches were stored compressed and signed: the batch is read,
+    compressed and signed at sending."""
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path, gzip_min_bytes=None)
+    for i in range(40):
+        outbox.add(_summary(i))
+    outbox.seal("c1", 100)
+    (key, body) = outbox._db.execute("SELECT key, body FROM batches").fetchone()
+    outbox.close()
+    db = sqlite3.connect(path)  # as an older bridge left it: the JSON as text, no signature, no hash
+    db.execute("UPDATE batches SET body = ?, encoding = '', signature = '', key_id = '', body_sha256 = '', "
+               "body_bytes = 0, summary_keys = '' WHERE key = ?", (body.decode() if isinstance(body, bytes) else body,
+                                                                    key))
+    db.commit()
+    db.close()
+
+    store = CityStore(tmp_path / "city.sqlite3")
+    server = HttpServer(create_app(store, {"c1": b"k"}), "127.0.0.1", 0)
+    serving = asyncio.create_task(server.serve())
+    await server.started()
+    outbox = Outbox(path, signing_key=b"k")
+    try:
+        settings = BridgeSettings(city_url=server.url, community_key="k")
+        async with http_client(settings) as client:
+            deliverer = Deliverer.http(outbox, settings, client, "c1")
+            assert await deliverer.deliver_one() is True
+        assert store.stats()["summaries"] == 40
+        entry = outbox.egress_log()[0]
+        assert entry["summaries"][:2] == ["c1:0", "c1:1"] and entry["bytes"] > deliverer.bytes_sent  # type: ignore[index,operator]
+    finally:
+        server.stop()
+        await serving
+        outbox.close()
+        store.close()
