@@ -33,9 +33,11 @@ OTHER_EVENTS = "other"
 K_DEFAULT = 5
 
 
-def summary_key(community: str, window_start: float) -> str:
-    """Stable idempotency key: the same hub window always yields the same key."""
-    return f"{community}:{int(round(window_start * 1000))}"
+def summary_key(community: str, window_start: float, period_s: int = 0) -> str:
+    """Stable idempotency key: the same hub window always yields the same key; a roll-up
+    window (``period_s``) has its own, apart from the interval window starting with it."""
+    key = f"{community}:{int(round(window_start * 1000))}"
+    return f"{key}:p{period_s}" if period_s else key
 
 
 def _means(cells: list[SummaryCell]) -> dict[str, float]:
@@ -120,8 +122,9 @@ def to_city(summary: HubSummary, *, k: int = K_DEFAULT, device_salt: bytes = b""
     utilities = _utilities(summary.utilities, k, notes)
     environment = _means([c for c in summary.cells if c.device_class not in HOUSEHOLD_CLASSES])
     return CommunitySummary(
-        key=summary_key(summary.community, summary.window_start),
+        key=summary_key(summary.community, summary.window_start, summary.period_s),
         revision=summary.revision,
+        period_s=summary.period_s,
         community=summary.community,
         window_start=summary.window_start,
         window_end=summary.window_end,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contract.classes import DeviceClass
 from contract.ids import Ident
-from contract.messages import FiniteFloat, HubHealth, UtilityUse, WorkOrderStats
+from contract.messages import MAX_PERIOD_S, FiniteFloat, HubHealth, UtilityUse, WorkOrderStats
 
 CITY_SCHEMA_VERSION = 1
 
@@ -57,6 +57,9 @@ class CommunitySummary(_Frozen):
     v: int = CITY_SCHEMA_VERSION
     key: str = Field(min_length=1, max_length=128)  # idempotency key of this summary
     revision: int = Field(default=0, ge=0, le=2**63 - 1)  # stored as an SQLite integer
+    # 0: a window of the community's summary interval; otherwise a roll-up window of this
+    # many seconds (hourly, say). Its key says so too.
+    period_s: int = Field(default=0, ge=0, le=MAX_PERIOD_S)
     community: Ident
     window_start: FiniteFloat
     window_end: FiniteFloat

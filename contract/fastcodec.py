@@ -20,7 +20,7 @@ from contract.codec import MAX_BACKLOG_BYTES, MAX_PAYLOAD_BYTES, decode_as
 from contract.ids import ID_PATTERN
 from contract.city import Batch
 from contract.classes import DeviceClass
-from contract.messages import BACKLOG_MAX_ITEMS, Backlog, Telemetry
+from contract.messages import BACKLOG_MAX_ITEMS, MAX_PERIOD_S, Backlog, Telemetry
 
 _Name = Annotated[str, msgspec.Meta(max_length=64)]
 # msgspec matches with re.search, where "$" also matches before a final newline; the
@@ -151,6 +151,7 @@ class FastSummary(_Struct):
     readings: _Count
     v: int = 1
     revision: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+    period_s: Annotated[int, msgspec.Meta(ge=0, le=MAX_PERIOD_S)] = 0
     cells: list[_FastCell] = []
     alerts: dict[str, int] = {}
     events: dict[str, int] = {}

@@ -9,6 +9,7 @@ from contract.classes import DeviceClass
 from contract.ids import Ident
 
 SCHEMA_VERSION = 1
+MAX_PERIOD_S = 31 * 86400  # the longest roll-up window a summary may describe
 
 
 def _finite(value: float) -> float:
@@ -184,6 +185,9 @@ class HubSummary(Message):
     # 0 when first published; each revision (late data for the window, e.g. an edge's replay
     # after an outage) carries the whole window again with the next number.
     revision: int = Field(default=0, ge=0, le=2**63 - 1)
+    # 0: a window of the hub's summary interval. Otherwise a roll-up: a coarser window of
+    # this many seconds (hourly, say), made from the summaries of the windows in it.
+    period_s: int = Field(default=0, ge=0, le=MAX_PERIOD_S)
     cells: tuple[SummaryCell, ...]
     alerts: dict[str, int] = Field(default_factory=dict)  # by alert type
     events: dict[str, int] = Field(default_factory=dict)  # by event type

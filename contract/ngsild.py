@@ -78,7 +78,9 @@ def entities(summary: CommunitySummary, location: tuple[float, float] | None, pr
         dict[str, Any]]:
     """The NGSI-LD entities (normalized form) of one community summary. ``location`` is the
     community's (longitude, latitude): public, and what AirQualityObserved requires."""
-    c, window = summary.community, int(round(summary.window_start * 1000))
+    c, window = summary.community, str(int(round(summary.window_start * 1000)))
+    if summary.period_s:  # a roll-up: entities of their own, beside the interval window's
+        window += f"-p{summary.period_s}"
     observed = _iso(summary.window_end)
     common = {"areaServed": _prop(c), "dataProvider": _prop(provider), "source": _prop("midbrain community mid-brain")}
     out: list[dict[str, Any]] = []

@@ -243,8 +243,10 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         return store.communities()
 
     @app.get("/api/summaries")
-    def summaries(community: str | None = None, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, object]]:
-        return store.summaries(community, limit)
+    def summaries(community: str | None = None, limit: int = Query(100, ge=1, le=10_000),
+                  period: int | None = Query(None, ge=0)) -> list[dict[str, object]]:
+        """Newest first; ``period``: 0 for interval windows only, or a roll-up's length in seconds."""
+        return store.summaries(community, limit, period)
 
     @app.get("/api/refusals")
     def refusals(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, object]]:
@@ -256,17 +258,19 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         return store.stats()
 
     @app.get("/api/communities/{community}/latest")
-    def latest(community: str) -> dict[str, object]:
-        """The community's latest summary and its key figures."""
-        summary = store.latest(community)
+    def latest(community: str, period: int = Query(0, ge=0)) -> dict[str, object]:
+        """The community's latest summary and its key figures (``period``: a roll-up's, e.g. 3600)."""
+        summary = store.latest(community, period)
         if summary is None:
-            raise HTTPException(404, f"no summary from community {community!r}")
+            raise HTTPException(404, f"no summary from community {community!r}"
+                                     + (f" with period {period} s" if period else ""))
         return {"summary": summary, "kpis": kpis(summary)}
 
     @app.get("/api/communities/{community}/series")
-    def series(community: str, since: float = 0.0, limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, object]]:
-        """Key figures per summary window, oldest first."""
-        return store.series(community, since, limit)
+    def series(community: str, since: float = 0.0, limit: int = Query(1000, ge=1, le=100_000),
+               period: int = Query(0, ge=0)) -> list[dict[str, object]]:
+        """Key figures per summary window, oldest first (``period``: a roll-up's windows, e.g. 3600)."""
+        return store.series(community, since, limit, period)
 
     @app.get("/", response_class=HTMLResponse)
     def overview() -> str:

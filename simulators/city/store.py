@@ -18,9 +18,9 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS summaries (
     key TEXT PRIMARY KEY, community TEXT NOT NULL, revision INTEGER NOT NULL,
-    window_start REAL NOT NULL, window_end REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL
+    window_start REAL NOT NULL, window_end REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL,
+    period INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS summaries_by_community ON summaries (community, window_start);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (at REAL NOT NULL, community TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ngsi_entities (
@@ -40,6 +40,11 @@ class CityStore:
         # a page's second half empty; measured, the larger pages write 40% fewer bytes (to
         # the WAL, and again at each checkpoint) for the same summaries.
         self._db = open_database(path, _SCHEMA, page_size=16384)
+        if "period" not in {r[1] for r in self._db.execute("PRAGMA table_info(summaries)")}:  # an older city
+            self._db.execute("ALTER TABLE summaries ADD COLUMN period INTEGER NOT NULL DEFAULT 0")
+        # Windows by community and granularity (interval windows: period 0; roll-ups: their length).
+        self._db.execute("DROP INDEX IF EXISTS summaries_by_community")
+        self._db.execute("CREATE INDEX IF NOT EXISTS summaries_by_period ON summaries (community, period, window_start)")
         self._lock = threading.Lock()
         # WAL checkpoints on a thread of their own (SQLite lets go of the GIL meanwhile), not
         # inside the commit of whichever batch crosses the threshold: measured, they were a
@@ -81,10 +86,10 @@ class CityStore:
                     return BatchAck(key=key, accepted=0, duplicates=len(summaries))
                 before = db.total_changes
                 db.executemany(
-                    "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                     "revision=excluded.revision, body=excluded.body, received_at=excluded.received_at "
                     "WHERE excluded.revision > summaries.revision",
-                    [(s.key, community, s.revision, s.window_start, s.window_end, now, raw.decode())
+                    [(s.key, community, s.revision, s.window_start, s.window_end, now, raw.decode(), s.period_s)
                      for s, raw in summaries])
                 accepted = db.total_changes - before
                 db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (key, community, now, len(summaries)))
@@ -182,35 +187,38 @@ class CityStore:
     def communities(self) -> list[dict[str, object]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT community, COUNT(*), MAX(window_end), MAX(received_at) FROM summaries GROUP BY community"
-            ).fetchall()
-        return [{"community": c, "summaries": n, "latest_window_end": w, "last_received_at": r}
-                for c, n, w, r in rows]
+                "SELECT community, COUNT(*), MAX(window_end), MAX(received_at), "
+                "json_group_array(DISTINCT period) FROM summaries GROUP BY community").fetchall()
+        return [{"community": c, "summaries": n, "latest_window_end": w, "last_received_at": r,
+                 "periods": sorted(json.loads(p))} for c, n, w, r, p in rows]
 
-    def summaries(self, community: str | None, limit: int) -> list[dict[str, object]]:
-        sql = "SELECT body FROM summaries"
-        args: tuple[object, ...] = ()
+    def summaries(self, community: str | None, limit: int, period: int | None = None) -> list[dict[str, object]]:
+        """Newest first; ``period``: only interval windows (0) or one roll-up (its seconds)."""
+        sql, args = "SELECT body FROM summaries WHERE 1=1", []
         if community:
-            sql += " WHERE community = ?"
-            args = (community,)
+            sql += " AND community = ?"
+            args.append(community)
+        if period is not None:
+            sql += " AND period = ?"
+            args.append(period)
         sql += " ORDER BY window_start DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
-    def latest(self, community: str) -> dict[str, object] | None:
-        """The community's most recent summary (its latest revision)."""
+    def latest(self, community: str, period: int = 0) -> dict[str, object] | None:
+        """The community's most recent summary of a granularity (its latest revision)."""
         with self._lock:
-            row = self._db.execute("SELECT body FROM summaries WHERE community = ? ORDER BY window_start DESC LIMIT 1",
-                                   (community,)).fetchone()
+            row = self._db.execute("SELECT body FROM summaries WHERE community = ? AND period = ? "
+                                   "ORDER BY window_start DESC LIMIT 1", (community, period)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def series(self, community: str, since: float, limit: int) -> list[dict[str, object]]:
-        """Key figures per window, oldest first: what the city's charts plot."""
+    def series(self, community: str, since: float, limit: int, period: int = 0) -> list[dict[str, object]]:
+        """Key figures per window of a granularity, oldest first: what the city's charts plot."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT body FROM summaries WHERE community = ? AND window_start >= ? ORDER BY window_start LIMIT ?",
-                (community, since, limit)).fetchall()
+                "SELECT body FROM summaries WHERE community = ? AND period = ? AND window_start >= ? "
+                "ORDER BY window_start LIMIT ?", (community, period, since, limit)).fetchall()
         return [kpis(json.loads(body)) for (body,) in rows]
 
     def stats(self) -> dict[str, int]:
@@ -231,7 +239,7 @@ def kpis(summary: dict[str, Any]) -> dict[str, object]:
     utilities = summary.get("utilities") or {}
     return {
         "window_start": summary["window_start"], "window_end": summary["window_end"],
-        "revision": summary.get("revision", 0),
+        "revision": summary.get("revision", 0), "period_s": summary.get("period_s", 0),
         "online_share": round(summary["online"] / devices, 4) if devices else None,
         "alerts": sum((summary.get("alerts") or {}).values()),
         "critical_alerts": (summary.get("alerts_by_severity") or {}).get("critical", 0),
