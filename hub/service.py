@@ -33,10 +33,10 @@ from hub.metrics import HubMetrics
 from hub.patterns import NightHours, load_detectors
 from hub.registry import Registry
 from hub.rules import CombinationRules
-from hub.settings import HubSettings
+from hub.settings import HubSettings, is_multiple
 from hub.store import HubStore
 from hub.downlink import DownlinkHandler, DownlinkStore
-from hub.summary import build_summary, late_summary, revise
+from hub.summary import build_summary, late_summary, revise, roll_up
 from hub.twin import DesiredPatch, TwinStore, commands_for, merge, sync_state
 from hub.workorders import WorkOrders, category_of_alert
 from hub.windows import Windows
@@ -87,6 +87,7 @@ class HubService:
         # The first interval starts now (not on the aligned boundary), so that a restarted
         # hub never produces a second summary for a window it already summarised.
         self._interval_start = time.time()
+        self._rollups_warned = False
         self._mark_late(self._interval_start)
         self._ingest_stop = asyncio.Event()
         self._ingest_task: asyncio.Task[None] | None = None
@@ -542,6 +543,8 @@ class HubService:
         await asyncio.to_thread(self.store.keep_summary, summary.window_start, encode(summary), summary.window_end,
                                 self.settings.revise_within_s)
         await self._revise_late()
+        if not final:
+            await self._roll_up(end)
         await self.publish_kept_summaries()
 
     def _mark_late(self, interval_start: float) -> None:
@@ -567,6 +570,54 @@ class HubService:
             self.metrics.count("summaries_revised" if kept is not None else "summaries_from_late_data")
             log.info("summary of window %.0f revised with %d late readings (revision %d)", revised.window_start,
                      sum(readings.values()), revised.revision)
+            for period in self._rollup_periods():  # the roll-ups made already that hold this window
+                start = math.floor(revised.window_start / period) * period
+                body = await asyncio.to_thread(self.store.kept_rollup, period, start)
+                if body is not None:
+                    await self._make_rollup(period, start, decode_as(HubSummary, body))
+
+    def _rollup_periods(self) -> list[int]:
+        """The roll-ups to make: those that are whole multiples of the interval (the city may
+        have changed the interval since the configuration was checked)."""
+        step = self.settings.summary_interval_s
+        periods = [p for p in self.settings.summary_rollups_s if is_multiple(p, step) and p > step]
+        if len(periods) != len(self.settings.summary_rollups_s) and not self._rollups_warned:
+            self._rollups_warned = True
+            log.warning("summary roll-ups %s are not whole multiples of the summary interval (%g s) and are not "
+                        "made", sorted(set(self.settings.summary_rollups_s) - set(periods)), step)
+        return periods
+
+    async def _roll_up(self, upto: float) -> None:
+        """Make every roll-up window that has ended by ``upto`` (within revise_within_s) and
+        has interval summaries kept but no roll-up yet: at its end, or after a hub that was
+        down then comes back."""
+        assert self.store is not None
+        for period in self._rollup_periods():
+            due = await asyncio.to_thread(self.store.rollups_due, period, upto,
+                                          time.time() - self.settings.revise_within_s)
+            for start in due:
+                await self._make_rollup(period, start, None)
+
+    async def _make_rollup(self, period: int, start: float, kept: HubSummary | None) -> None:
+        """The roll-up of [start, start + period) from the interval summaries kept for it: the
+        first, or (``kept``) the next revision of one made before, whose work-order counts stay."""
+        assert self.store is not None
+        end = start + period
+        parts = [decode_as(HubSummary, b) for b in await asyncio.to_thread(self.store.kept_summaries_in, start, end)]
+        if not parts:
+            return
+        orders = kept.work_orders if kept is not None else parts[-1].work_orders
+        if kept is None and self.workorders is not None and orders is not None:
+            # Opened and resolved over the whole window (medians do not add up); overdue as
+            # the last interval saw it, at the window's end.
+            counts = await asyncio.to_thread(self.workorders.counts, start, end)
+            orders = WorkOrderStats(**{**counts, "overdue": orders.overdue})
+        rollup = roll_up(parts, start, end, period, orders, revision=kept.revision + 1 if kept is not None else 0)
+        await asyncio.to_thread(self.store.keep_rollup, period, start, end, encode(rollup),
+                                self.settings.revise_within_s)
+        self.metrics.count("summary_rollups" if kept is None else "summary_rollup_revisions")
+        log.info("roll-up of %d s from %.0f made from %d summaries (revision %d)", period, start, len(parts),
+                 rollup.revision)
 
     async def publish_kept_summaries(self) -> None:
         """Publish, oldest first, every summary the broker has not yet accepted."""
@@ -588,6 +639,16 @@ class HubService:
             self.metrics.count("summaries")
             if decode_as(HubSummary, body).revision:
                 self.metrics.count("summary_revisions")  # published again under its key
+        for period, window_start, body in await asyncio.to_thread(self.store.unpublished_rollups):
+            try:
+                await self.publisher.publish(topics.hub_summary(self.community.id), body, qos=1,
+                                             timeout=self.settings.publish_timeout_s)
+            except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+                self.metrics.count("summary_publish_failures")
+                log.error("roll-up of %d s from %.0f not published yet (kept for the next attempt): %s", period,
+                          window_start, exc)
+                return
+            await asyncio.to_thread(self.store.rollup_published, period, window_start, body)
 
     def live_snapshot(self) -> dict[str, object]:
         """What a live page watches: any change here makes it refresh."""
@@ -616,6 +677,8 @@ class HubService:
             "alerts": t["alerts"],
             "summaries": t["summaries"],
             "summary_revisions": t["summary_revisions"],
+            "summary_rollups": t["summary_rollups"],
+            "summary_rollup_revisions": t["summary_rollup_revisions"],
             "late_readings": t["late_readings"],
             "late_unsummarised": t["late_unsummarised"],
             "summary_publish_failures": t["summary_publish_failures"],

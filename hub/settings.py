@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from hub.rules import DEFAULT_RULES, CombinationRule
 
@@ -43,6 +45,10 @@ class HubSettings(BaseModel):
     window_s: float = Field(default=60.0, gt=0)
     stride_s: float = Field(default=10.0, gt=0)
     summary_interval_s: float = Field(default=60.0, gt=0)
+    # Coarser windows summarised beside the interval's, each a whole multiple of it (e.g.
+    # [3600] with a 300-s interval: every 5 minutes and hourly). Each is made, when its
+    # window ends, from the interval summaries in it, and revised when late data revises them.
+    summary_rollups_s: tuple[Annotated[int, Field(gt=0, le=31 * 86400)], ...] = ()
     # A reading older than the current summary window by more than late_grace_s is late: it
     # revises the summary of its own window (a new revision under the same key), as long as
     # that window is within revise_within_s.
@@ -78,3 +84,17 @@ class HubSettings(BaseModel):
     # replaces this list.
     rules: tuple[CombinationRule, ...] = DEFAULT_RULES
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry
+
+    @model_validator(mode="after")
+    def _rollups_are_multiples(self) -> "HubSettings":
+        for period in self.summary_rollups_s:
+            if not is_multiple(period, self.summary_interval_s) or period <= self.summary_interval_s:
+                raise ValueError(f"summary_rollups_s: {period} s is not a whole multiple (2 or more) of "
+                                 f"summary_interval_s ({self.summary_interval_s:g} s)")
+        return self
+
+
+def is_multiple(period: float, step: float) -> bool:
+    """``period`` is a whole number of ``step``s."""
+    n = round(period / step)
+    return n >= 1 and abs(n * step - period) < 1e-6

@@ -129,3 +129,55 @@ def late_summary(registry: Registry, window_start: float, window_end: float,
         hub = hub.model_copy(update={"devices": sum(c.devices for c in cells),
                                      "devices_online": sum(c.online for c in cells)})
     return summary.model_copy(update={"cells": cells, "hub": hub})
+
+
+def roll_up(parts: list[HubSummary], window_start: float, window_end: float, period_s: int,
+            work_orders: WorkOrderStats | None, revision: int = 0) -> HubSummary:
+    """A coarser window (``period_s``, e.g. an hour) from the base summaries that make it up,
+    oldest first. Counts add up; metric statistics merge exactly (count-weighted means);
+    what describes a moment (devices, online, offline devices, the hub's device counts)
+    is the last part's, the state at the window's end. ``work_orders`` is the hub's own
+    count over the whole window (medians do not add up); metered use adds up, and the
+    meters counted are the most that reported in any part."""
+    if not parts:
+        raise ValueError("a roll-up needs at least one summary")
+    last = parts[-1]
+    cells: dict[tuple[str, str], SummaryCell] = {}
+    readings: Counter[tuple[str, str]] = Counter()
+    metrics: dict[tuple[str, str], dict[str, MetricStats]] = {}
+    for part in parts:
+        for c in part.cells:
+            at = (c.building, c.device_class)
+            readings[at] += c.readings
+            merged = metrics.setdefault(at, {})
+            for name, stats in c.metrics.items():
+                merged[name] = _merge_metric(merged[name], stats) if name in merged else stats
+    for c in last.cells:
+        cells[(c.building, c.device_class)] = c
+    for part in parts:  # a cell the last part lacks (a building emptied since): its last state
+        for c in part.cells:
+            cells.setdefault((c.building, c.device_class), c)
+    out = tuple(cells[at].model_copy(update={"readings": readings[at], "metrics": metrics.get(at, {})})
+                for at in sorted(cells))
+
+    def total(field: str) -> dict[str, int]:
+        acc: Counter[str] = Counter()
+        for part in parts:
+            acc.update(getattr(part, field))
+        return dict(acc)
+
+    uses = [p.utilities for p in parts if p.utilities is not None]
+    utilities = UtilityUse(electricity_kwh=round(sum(u.electricity_kwh for u in uses), 4),
+                           electricity_meters=max((u.electricity_meters for u in uses), default=0),
+                           water_m3=round(sum(u.water_m3 for u in uses), 4),
+                           water_meters=max((u.water_meters for u in uses), default=0)) if uses else None
+    healths = [p.hub for p in parts if p.hub is not None]
+    hub = HubHealth(readings_stored=sum(h.readings_stored for h in healths),
+                    dead_letters=sum(h.dead_letters for h in healths),
+                    alerts_raised=sum(h.alerts_raised for h in healths),
+                    devices=healths[-1].devices, devices_online=healths[-1].devices_online) if healths else None
+    return HubSummary(community=last.community, window_start=window_start, window_end=window_end,
+                      period_s=period_s, revision=revision, cells=out, alerts=total("alerts"),
+                      events=total("events"), dead_letters=sum(p.dead_letters for p in parts),
+                      alerts_by_severity=total("alerts_by_severity"), requests=total("requests"),
+                      offline_devices=last.offline_devices, work_orders=work_orders, utilities=utilities, hub=hub)

@@ -20,6 +20,7 @@ Every change is an event on the order (who, when, from which status to which, no
 the full audit trail.
 """
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -256,12 +257,15 @@ class WorkOrders:
             names = [d[0] for d in cur.description]
             return [self._decorate(dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 
-    def counts(self, since: float) -> dict[str, Any]:
-        """Opened, closed, overdue and the median minutes to resolve since ``since`` (for summaries)."""
+    def counts(self, since: float, until: float = math.inf) -> dict[str, Any]:
+        """Opened, closed, overdue (now) and the median minutes to resolve in [since, until)
+        (for summaries)."""
         with self._lock:
-            opened = self._db.execute("SELECT COUNT(*) FROM work_orders WHERE created_at >= ?", (since,)).fetchone()[0]
+            opened = self._db.execute("SELECT COUNT(*) FROM work_orders WHERE created_at >= ? AND created_at < ?",
+                                      (since, until)).fetchone()[0]
             durations = sorted(r[0] for r in self._db.execute(
-                "SELECT resolved_at - created_at FROM work_orders WHERE resolved_at >= ?", (since,)))
+                "SELECT resolved_at - created_at FROM work_orders WHERE resolved_at >= ? AND resolved_at < ?",
+                (since, until)))
             overdue = self._db.execute(f"SELECT COUNT(*) FROM work_orders WHERE status IN ({','.join('?' * len(ACTIVE))})"
                                        " AND due_at < ?", (*ACTIVE, time.time())).fetchone()[0]
         median = durations[len(durations) // 2] / 60 if durations else None
