@@ -126,7 +126,7 @@ class Outbox:
                  gzip_min_bytes: int | None = 1024) -> None:
         self.remember_keys_s = remember_keys_s
         # A batch is compressed and signed once, when it is sealed, and stored as it will be
-        # sent: a backlog costs a fifth of the disk, and draining it costs no compression.
+        # sent: a backlog takes a fraction of the disk, and draining it costs no compression.
         self.signing_key = signing_key
         self.gzip_min_bytes = gzip_min_bytes
         self.max_summaries = max_summaries
