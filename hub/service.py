@@ -560,6 +560,7 @@ class HubService:
         they belong to (same key at the bridge and the city, the next revision number)."""
         assert self.store is not None
         step = self.settings.summary_interval_s
+        touched: set[tuple[int, float]] = set()  # roll-up windows holding a revised window
         for window, stats, readings in self.ingestor.take_late():
             late = late_summary(self.registry, window, window + step, stats, readings)
             body = await asyncio.to_thread(self.store.kept_summary, window, window + step)
@@ -570,11 +571,13 @@ class HubService:
             self.metrics.count("summaries_revised" if kept is not None else "summaries_from_late_data")
             log.info("summary of window %.0f revised with %d late readings (revision %d)", revised.window_start,
                      sum(readings.values()), revised.revision)
-            for period in self._rollup_periods():  # the roll-ups made already that hold this window
-                start = math.floor(revised.window_start / period) * period
-                body = await asyncio.to_thread(self.store.kept_rollup, period, start)
-                if body is not None:
-                    await self._make_rollup(period, start, decode_as(HubSummary, body))
+            touched.update((p, math.floor(revised.window_start / p) * p) for p in self._rollup_periods())
+        # Each roll-up made already that holds a revised window: revised once, however many of
+        # its windows a replay revised.
+        for period, start in sorted(touched):
+            body = await asyncio.to_thread(self.store.kept_rollup, period, start)
+            if body is not None:
+                await self._make_rollup(period, start, decode_as(HubSummary, body))
 
     def _rollup_periods(self) -> list[int]:
         """The roll-ups to make: those that are whole multiples of the interval (the city may
@@ -627,12 +630,7 @@ class HubService:
     async def _publish_kept(self) -> None:
         assert self.store is not None
         for window_start, body in await asyncio.to_thread(self.store.unpublished_summaries):
-            try:
-                await self.publisher.publish(topics.hub_summary(self.community.id), body, qos=1,
-                                             timeout=self.settings.publish_timeout_s)
-            except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
-                self.metrics.count("summary_publish_failures")
-                log.error("summary of window %.0f not published yet (kept for the next attempt): %s", window_start, exc)
+            if not await self._publish_summary_body(body, f"summary of window {window_start:.0f}"):
                 return
             await asyncio.to_thread(self.store.summary_published, window_start)
             self.metrics.summaries.inc()
@@ -640,15 +638,20 @@ class HubService:
             if decode_as(HubSummary, body).revision:
                 self.metrics.count("summary_revisions")  # published again under its key
         for period, window_start, body in await asyncio.to_thread(self.store.unpublished_rollups):
-            try:
-                await self.publisher.publish(topics.hub_summary(self.community.id), body, qos=1,
-                                             timeout=self.settings.publish_timeout_s)
-            except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
-                self.metrics.count("summary_publish_failures")
-                log.error("roll-up of %d s from %.0f not published yet (kept for the next attempt): %s", period,
-                          window_start, exc)
+            if not await self._publish_summary_body(body, f"roll-up of {period} s from {window_start:.0f}"):
                 return
             await asyncio.to_thread(self.store.rollup_published, period, window_start, body)
+
+    async def _publish_summary_body(self, body: bytes, what: str) -> bool:
+        """Publish a kept summary (QoS 1); False, counted and logged, if the broker did not take it."""
+        try:
+            await self.publisher.publish(topics.hub_summary(self.community.id), body, qos=1,
+                                         timeout=self.settings.publish_timeout_s)
+        except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+            self.metrics.count("summary_publish_failures")
+            log.error("%s not published yet (kept for the next attempt): %s", what, exc)
+            return False
+        return True
 
     def live_snapshot(self) -> dict[str, object]:
         """What a live page watches: any change here makes it refresh."""
