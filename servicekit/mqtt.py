@@ -116,21 +116,21 @@ class MqttLink:
         stopper = asyncio.create_task(stop.wait(), name=f"{self.client_id}-stop")
         # The message stream is read even by a publish-only link: it is what raises when the
         # connection drops, so that the link reconnects instead of staying "connected" forever.
-        reader = asyncio.create_task(self._read(client), name=f"{self.client_id}-read")
+        reader = asyncio.create_task(self._read(client, stop), name=f"{self.client_id}-read")
         tasks = {stopper, reader}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raise MqttError from the reader
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_until_done(tasks)
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    async def _read(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         async for message in client.messages:
             if self._on_message is not None:
                 await self._on_message(message)
+            if stop.is_set():  # even if the cancellation that should have ended this was lost
+                return
         raise aiomqtt.MqttError("message stream ended")
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
@@ -262,6 +262,25 @@ class MqttLink:
         loop.remove_reader(fd)
         loop.add_reader(fd, reader)
         loop.call_soon(reader)  # whatever arrived with the CONNACK
+
+
+async def _cancel_until_done(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait for them, cancelling again any that carried on.
+
+    Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as the future it
+    waits for completes, and aiomqtt awaits every PUBACK and SUBACK through it. A reader
+    cancelled while its handler published then went back to waiting for messages, and the
+    link never closed (seen as a city platform that would not stop, one run in five of
+    tests/cloud_bridge/test_city_mqtt.py).
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the session is over either way
 
 
 class _RecvBuffer:

@@ -89,3 +89,33 @@ async def test_a_raw_receiver_gets_every_queued_message_once_at_each_qos(mosquit
     finally:
         stop.set()
         await asyncio.wait_for(runner, 10)
+
+
+async def test_a_link_stops_even_if_its_handler_swallows_the_cancellation(mosquitto: MqttEndpoint) -> None:
+    """Python 3.11's ``asyncio.wait_for``, which aiomqtt awaits every PUBACK through, drops a
+    cancellation that arrives as the PUBACK does; the handler then carries on as if nothing
+    happened. Here the handler does the same on purpose: the link must still stop."""
+    in_handler, swallowed = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(message: aiomqtt.Message) -> None:
+        in_handler.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed.set()  # and not re-raised: what wait_for does when its future is done
+
+    link = MqttLink(mosquitto, client_id="t-stubborn", on_message=stubborn,
+                    on_connect=lambda c: c.subscribe("t/#", qos=1))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(link.run(stop))
+    try:
+        await link.wait_connected(10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            await pub.publish("t/x", b"1", qos=1)
+        await asyncio.wait_for(in_handler.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(runner, 10)
+        assert swallowed.is_set()
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 10)
