@@ -117,23 +117,25 @@ class Downlinker:
         self.key = settings.community_key.get_secret_value().encode()
         self.counts = {"fetched": 0, "refused_here": 0, "handed": 0, "answers_sent": 0, "fetch_failures": 0}
 
-    async def step(self) -> None:
-        await self.fetch()
-        await self.hand_over()
-        await self.send_answers()
-
-    async def fetch(self) -> None:
+    async def fetch(self, wait: float = 0.0) -> int:
+        """Take the city's new items (the city may hold the request up to ``wait`` seconds
+        while it has none); how many came."""
         after = await asyncio.to_thread(self.state.last_seq)
         ts = time.time()
-        response = await self.client.get(DOWNLINK_PATH, params={"after": after}, headers={
-            COMMUNITY_HEADER: self.community, TIMESTAMP_HEADER: f"{ts:.3f}",
-            SIGNATURE_HEADER: downlink_request(self.key, self.community, after, ts)})
+        params: dict[str, str | int] = {"after": after}
+        if wait > 0:
+            params["wait"] = f"{wait:g}"
+        response = await self.client.get(DOWNLINK_PATH, params=params, timeout=wait + self.settings.http_timeout_s,
+                                         headers={COMMUNITY_HEADER: self.community, TIMESTAMP_HEADER: f"{ts:.3f}",
+                                                  SIGNATURE_HEADER: downlink_request(self.key, self.community, after, ts)})
         if response.status_code != 200:
             self.counts["fetch_failures"] += 1
             log.error("downlink: city answered %d: %s", response.status_code, response.text[:300])
-            return
-        for doc in response.json().get("items", []):
+            return 0
+        items = response.json().get("items", [])
+        for doc in items:
             await self._take(doc)
+        return len(items)
 
     async def _take(self, doc: dict[str, object]) -> None:
         self.counts["fetched"] += 1

@@ -113,20 +113,46 @@ class Bridge:
         await self.link.publish(topics.city_downlink(self.community_id), payload, qos=1, timeout=10)
 
     async def _downlink(self, stop: asyncio.Event, downlinker: Downlinker) -> None:
-        """Ask the city every downlink_poll_s, and at once when the hub has answered."""
+        """Items from the city to the hub, and the hub's answers up: at once when an item has
+        come or the hub has answered, and every downlink_poll_s (retries). The asking is
+        done by :meth:`_ask_city`, on a request the city may hold open."""
+        asking = asyncio.create_task(self._ask_city(stop, downlinker), name="bridge-downlink-ask")
+        try:
+            while not stop.is_set():
+                try:
+                    await downlinker.hand_over()
+                    await downlinker.send_answers()
+                except (httpx.HTTPError, OSError, NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+                    downlinker.counts["fetch_failures"] += 1
+                    log.warning("downlink: %s: %s; trying again", type(exc).__name__, exc)
+                self._downlink_wake.clear()
+                waiter = asyncio.create_task(self._downlink_wake.wait())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait([waiter, stopper], timeout=self.settings.downlink_poll_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+        finally:
+            asking.cancel()
+            await asyncio.gather(asking, return_exceptions=True)
+
+    async def _ask_city(self, stop: asyncio.Event, downlinker: Downlinker) -> None:
+        wait = self.settings.downlink_wait_s
         while not stop.is_set():
+            started = time.monotonic()
             try:
-                await downlinker.step()
-            except (httpx.HTTPError, OSError, NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+                if await downlinker.fetch(wait):
+                    self._downlink_wake.set()
+                    continue
+            except (httpx.HTTPError, OSError, TimeoutError) as exc:
                 downlinker.counts["fetch_failures"] += 1
-                log.warning("downlink: %s: %s; trying again", type(exc).__name__, exc)
-            self._downlink_wake.clear()
-            waiter = asyncio.create_task(self._downlink_wake.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait([waiter, stopper], timeout=self.settings.downlink_poll_s,
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+                log.warning("downlink: %s: %s; asking again in %.0f s", type(exc).__name__, exc,
+                            self.settings.downlink_poll_s)
+            else:
+                if time.monotonic() - started >= wait / 2 > 0:  # held open: ask again at once
+                    continue
+            # A failure, plain polling, or a city that answers at once when it has nothing.
+            await wait_or_stop(stop, self.settings.downlink_poll_s)
 
     async def _keep(self, message: aiomqtt.Message) -> None:
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from contract.city import DOWNLINK_MAX_WAIT_S
 from contract.endpoints import MqttEndpoint
 
 
@@ -54,7 +55,12 @@ class BridgeSettings(BaseModel):
     # The city's Ed25519 public key (base64): items from the city are handed to the hub only
     # if it verifies their signature. Unset, every item is refused and the refusal reported.
     city_public_key: str = ""
-    downlink_poll_s: float = Field(default=10.0, gt=0)  # how often the city is asked for new items
+    # The city holds a downlink request open up to downlink_wait_s when it has nothing
+    # (long polling): an item comes down at once, and asking costs one request per wait.
+    # 0: ask every downlink_poll_s instead (a city that does not hold requests is asked that
+    # often anyway). downlink_poll_s is also how often answers and hand-overs are retried.
+    downlink_wait_s: float = Field(default=DOWNLINK_MAX_WAIT_S, ge=0, le=DOWNLINK_MAX_WAIT_S)
+    downlink_poll_s: float = Field(default=10.0, gt=0)
     downlink_resend_s: float = Field(default=60.0, gt=0)  # an item the hub has not answered is handed again
     gzip_min_bytes: int = Field(default=1024, ge=0)  # batches at least this large are sent gzip-compressed
 

@@ -83,10 +83,11 @@ class CommunitySummary(_Frozen):
     suppressed: tuple[Suppression, ...] = ()
 
 
-def egress_allow_list() -> frozenset[str]:
+def egress_allow_list(model: type[BaseModel] | None = None) -> frozenset[str]:
     """Every field path that may leave a community in a batch, from the models above
     ("summaries[].cells[].means{}" for a mapping's values): the explicit schema of egress.
-    A field not on it cannot be serialised (the models forbid extras)."""
+    A field not on it cannot be serialised (the models forbid extras). ``model``: the same
+    for another body that goes up (the answers to the city's items, ``AckBatch``)."""
     paths: set[str] = set()
 
     def walk(model: type[BaseModel], prefix: str) -> None:
@@ -96,7 +97,7 @@ def egress_allow_list() -> frozenset[str]:
             for inner in _models_in(info.annotation):
                 walk(inner, path + ("[]." if _is_sequence(info.annotation) else "."))
 
-    walk(Batch, "")
+    walk(model or Batch, "")
     return frozenset(paths)
 
 
@@ -146,6 +147,10 @@ TIMESTAMP_HEADER = "x-midbrain-timestamp"
 DOWNLINK_PATH = "/api/v1/downlink"
 DOWNLINK_ACKS_PATH = "/api/v1/downlink/acks"
 REQUEST_SKEW_S = 300.0  # how far a signed request's timestamp may be from the city's clock
+# A downlink request may ask the city to hold it open this long when it has nothing to give
+# (``?wait=``, long polling): one request per wait instead of one per poll, so that asking
+# costs a community a few hundred bytes upward an hour, and an item comes down at once.
+DOWNLINK_MAX_WAIT_S = 300.0
 
 
 def downlink_request(key: bytes, community: str, after: int, ts: float) -> str:

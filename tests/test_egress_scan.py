@@ -16,10 +16,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from cloud_bridge.delivery import BATCHES_PATH
 from cloud_bridge.privacy import ALLOWED_MEANS
-from contract.city import egress_allow_list
+from contract.city import DOWNLINK_ACKS_PATH, DOWNLINK_PATH, egress_allow_list
+from contract.downlink import AckBatch
 from midbrain.broker import free_port
 from tests.conftest import DEMO_CONFIG, mosquitto_client
 
@@ -75,9 +78,12 @@ def _fields(value: object, path: str, allowed: frozenset[str], off: set[str]) ->
 
 def scan_capture(capture: Path) -> tuple[list[dict[str, Any]], list[str], set[str], int]:
     """Every request the city recorded: (requests, personal data found, fields off the
-    allow-list, body bytes as sent)."""
+    allow-list, body bytes as sent). Batches are held to the batch allow-list, answers to
+    the city's items to theirs; a request to the downlink (a signed question) has no body;
+    any other body is off the list entire."""
     requests = [json.loads(line) for line in capture.read_text().splitlines()]
-    allowed, identifiers = egress_allow_list(), _identifiers()
+    lists = {BATCHES_PATH: egress_allow_list(), DOWNLINK_ACKS_PATH: egress_allow_list(AckBatch)}
+    identifiers = _identifiers()
     assert "b1-wm-101" in identifiers and "1号楼101水表" in identifiers  # the scan knows what to look for
     found: list[str] = []
     off: set[str] = set()
@@ -89,16 +95,20 @@ def scan_capture(capture: Path) -> tuple[list[dict[str, Any]], list[str], set[st
         text = body.decode() + "\n" + "\n".join(f"{k}: {v}" for k, v in r["headers"].items())
         for what, pattern in PATTERNS.items():
             found += [f"{what}: {m.group()}" for m in pattern.finditer(text)]
+        text += "\n" + r["path"]
         found += [f"identifier: {i}" for i in identifiers if re.search(rf"(?<![\w-]){re.escape(i)}(?![\w-])", text)]
-        _fields(json.loads(body), "", allowed, off)
+        path = r["path"].split("?")[0]
+        if r["method"] == "GET" and path == DOWNLINK_PATH and not body:
+            continue
+        _fields(json.loads(body), "", lists.get(path, frozenset()), off)
     return requests, found, off, sent_bytes
 
 
 def test_nothing_personal_and_nothing_off_the_allow_list_leaves_during_a_demo(tmp_path: Path) -> None:
     capture = tmp_path / "egress.jsonl"
-    mqtt_port = free_port()
+    mqtt_port, city_port = free_port(), free_port()
     env = {**os.environ, "MIDBRAIN_MQTT__PORT": str(mqtt_port), "MIDBRAIN_HUB__HTTP_PORT": str(free_port()),
-           "MIDBRAIN_CITY__HTTP_PORT": str(free_port()), "MIDBRAIN_CITY__CAPTURE": str(capture),
+           "MIDBRAIN_CITY__HTTP_PORT": str(city_port), "MIDBRAIN_CITY__CAPTURE": str(capture),
            "MIDBRAIN_HUB__SUMMARY_INTERVAL_S": "5"}
     proc = subprocess.Popen([sys.executable, "-m", "midbrain.cli", "demo", "--config", str(DEMO_CONFIG),
                              "--duration", "45", "--report", str(tmp_path / "r.json"), "--workdir", str(tmp_path / "run")],
@@ -110,6 +120,11 @@ def test_nothing_personal_and_nothing_off_the_allow_list_leaves_during_a_demo(tm
             subprocess.run([mosquitto_client("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(mqtt_port), "-q", "1",
                             "-t", "mb/v1/xihu-demo/gw-kiosk/k1-kiosk-01/event", "-m",
                             json.dumps(event, ensure_ascii=False)], check=True, timeout=10)
+        # A notice from the city, so that the hub's answer to it goes up and is scanned too.
+        issued = httpx.post(f"http://127.0.0.1:{city_port}/api/v1/downlink", timeout=10, json={
+            "community": "xihu-demo", "notice": {"title": "停水通知"}},
+            headers={"authorization": "Bearer demo-operator-token-not-secret"})
+        assert issued.status_code == 201, issued.text
         out, _ = proc.communicate(timeout=150)
     finally:
         if proc.poll() is None:
@@ -119,7 +134,8 @@ def test_nothing_personal_and_nothing_off_the_allow_list_leaves_during_a_demo(tm
     assert report["ok"], report
 
     requests, found, off, sent_bytes = scan_capture(capture)
-    assert len(requests) >= 5  # summaries every 5 s for most of 45 s
+    assert sum(r["path"] == BATCHES_PATH for r in requests) >= 5  # summaries every 5 s for most of 45 s
+    assert any(r["path"] == DOWNLINK_ACKS_PATH for r in requests)  # the hub's answer to the notice
     assert found == [] and off == set(), (found, off)
     assert sent_bytes > 0
     # The personal data really was in the community: the hub stored the request as sent.

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from contract.city import (
     COMMUNITY_HEADER,
     DOWNLINK_ACKS_PATH,
+    DOWNLINK_MAX_WAIT_S,
     DOWNLINK_PATH,
     REQUEST_SKEW_S,
     SIGNATURE_HEADER,
@@ -66,7 +67,8 @@ class IssueRequest(BaseModel):
 def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path | None = None,
                signing_key: str = "", operator_token: str = "") -> FastAPI:
     """``community_keys``: each community's batch signing key; other communities are refused.
-    ``capture``: a JSON-lines file that gets every batch request exactly as received.
+    ``capture``: a JSON-lines file that gets every request a community's bridge makes
+    (batches, NGSI-LD upserts, downlink requests and answers) exactly as received.
     ``signing_key``: the city's Ed25519 key for items sent down; ``operator_token``: who may
     issue them."""
     app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
@@ -76,7 +78,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     def record(request: Request, raw: bytes) -> None:
         if capture is None:
             return
-        line = json.dumps({"at": time.time(), "method": request.method, "path": request.url.path,
+        target = f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+        line = json.dumps({"at": time.time(), "method": request.method, "path": target,
                            "headers": dict(request.headers), "body_b64": base64.b64encode(raw).decode()})
         with capture.open("a") as fh:
             fh.write(line + "\n")
@@ -197,10 +200,12 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         return community
 
     @app.get(DOWNLINK_PATH)
-    def fetch_downlink(request: Request, after: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
-                       ) -> dict[str, object]:
+    async def fetch_downlink(request: Request, after: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+                             wait: float = Query(0.0, ge=0, le=DOWNLINK_MAX_WAIT_S)) -> dict[str, object]:
         """A community's items after ``after``, signed by the city; the request itself is
-        signed with the community's key (``contract.city.downlink_request``)."""
+        signed with the community's key (``contract.city.downlink_request``). With ``wait``,
+        a request that finds nothing is held open up to that many seconds and answered as
+        soon as an item is issued (long polling)."""
         community = request.headers.get(COMMUNITY_HEADER, "")
         try:
             ts = float(request.headers.get(TIMESTAMP_HEADER, ""))
@@ -213,12 +218,23 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         if key is None or not hmac.compare_digest(downlink_request(key, community, after, ts),
                                                   request.headers.get(SIGNATURE_HEADER, "")):
             raise refuse(request, 401, "unknown community, or the request's signature does not match", community)
-        return {"items": [json.loads(s) for s in store.downlink_after(community, after, limit)]}
+        record(request, b"")
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
+        stopping: asyncio.Event | None = getattr(app.state, "http_stopping", None)
+        # Checked again every quarter second: cheap here, and it sees an item however it was
+        # issued (this API, or straight into the store).
+        while not (items := store.downlink_after(community, after, limit)) and loop.time() < until:
+            if stopping is not None and stopping.is_set():
+                break
+            await asyncio.sleep(min(0.25, until - loop.time()))
+        return {"items": [json.loads(s) for s in items]}
 
     @app.post(DOWNLINK_ACKS_PATH)
     async def downlink_acks(request: Request) -> dict[str, int]:
         """A community's answers to its items (applied, or refused and why), signed like batches."""
         raw = await request.body()
+        record(request, raw)
         community = community_of(request, request.headers.get(SIGNATURE_HEADER, ""), raw)
         try:
             batch = AckBatch.model_validate_json(raw)

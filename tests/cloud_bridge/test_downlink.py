@@ -3,8 +3,10 @@ and each answer back up. A notice reaches the staff API, a configuration change 
 update are applied, a model that does not load and a forged item are refused, and the city
 is told which and why."""
 
+import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -98,3 +100,30 @@ async def test_operators_alone_may_issue(tmp_path: Path) -> None:
         r = await client.get("/api/v1/downlink", params={"after": 0}, headers={"x-midbrain-community": C})
         assert r.status_code == 401  # a community's items only to that community, signed
         assert store.downlink(C, 10) == []
+
+
+async def test_the_city_holds_the_request_so_an_item_comes_down_at_once_and_asking_costs_little(
+        tmp_path: Path, mosquitto: MqttEndpoint) -> None:
+    """Long polling: the bridge asks once per downlink_wait_s while there is nothing, and an
+    item issued meanwhile comes down at once, not at the next downlink_poll_s (set far off
+    here). Every request the bridge makes is counted where the city received it."""
+    capture = tmp_path / "egress.jsonl"
+
+    def asked() -> int:
+        lines = capture.read_text().splitlines() if capture.exists() else []
+        return sum(1 for line in lines if json.loads(line)["method"] == "GET")
+
+    async with serving_city(tmp_path, {C: KEY.encode()}, signing_key=PRIVATE, operator_token=TOKEN,
+                            capture=capture) as (city, _), \
+            running_bridge(C, mosquitto, outbox=tmp_path / "outbox.sqlite3", community_key=KEY, city_url=city.url,
+                           city_public_key=PUBLIC, downlink_wait_s=2.0, downlink_poll_s=60) as bridge, \
+            httpx.AsyncClient(base_url=city.url, headers={"authorization": f"Bearer {TOKEN}"}) as operator:
+        await asyncio.sleep(5.2)  # idle: asked at 0, 2 and 4 s
+        assert 2 <= asked() <= 4
+        r = await operator.post("/api/v1/downlink", json={"community": C, "notice": {"title": "停水通知"}})
+        assert r.status_code == 201, r.text
+        issued = time.monotonic()
+        await wait_until(lambda: bridge.stats()["downlink_fetched"] == 1, timeout=10)
+        assert time.monotonic() - issued < 1.5  # held request answered at once (poll: 60 s)
+    requests = [json.loads(line) for line in capture.read_text().splitlines()]
+    assert all(r["path"].startswith("/api/v1/downlink?after=") and "wait=2" in r["path"] for r in requests)
