@@ -34,7 +34,7 @@ def main() -> None:
     full = [m for m in report["per_minute"] if m["batches"] >= args.communities * 0.9]  # type: ignore[union-attr]
     for m in report["per_minute"]:  # type: ignore[union-attr]
         print(f"minute {m['minute']:>3}: {m['batches']:>5} batches, lag p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, "
-              f"max {m['max_ms']} ms")
+              f"max {m['max_ms']} ms (of it: outbox p99 {m['seal_p99_ms']} ms, HTTP p99 {m['http_p99_ms']} ms)")
     first, last = (full[1] if len(full) > 1 else full[0]), full[-1]
     print(f"{args.communities} communities, one batch each per {args.interval_s:.0f} s for {args.duration_s:.0f} s: "
           f"{report['batches']} batches, {report['delivery_failures']} failed attempts, city holds "

@@ -8,11 +8,14 @@ with the hub summarising every --summary-interval seconds and the bridge letting
 summaries wait up to --linger seconds to share a batch, as in production. At the end
 the hub's count of MQTT payload bytes received and the bridge's count of request body
 bytes sent (gzip included; HTTP headers not) give the share, and a per-day figure for
-this community scaled from the run. The city records every batch request as received
-(`city.capture`), so the share is also given with each request's line and headers.
+this community scaled from the run. The city records every request the bridge makes as
+received (`city.capture`): batches, and the downlink's requests (held open by the city,
+`bridge.downlink_wait_s`) and answers. The share is also given with all of them, each
+with its request line and headers.
 """
 
 import argparse
+import base64
 import json
 import subprocess
 import sys
@@ -53,13 +56,21 @@ def main() -> None:
     requests = [json.loads(line) for line in (work / "egress.jsonl").read_text().splitlines()]
     heads = sum(len(f"{r['method']} {r['path']} HTTP/1.1\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in r["headers"].items())
                 + 2 for r in requests)
+    kinds: dict[str, int] = {}
+    for r in requests:
+        kind = {"GET": "downlink requests"}.get(r["method"], "answers" if "/downlink/" in r["path"] else "batches")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    bodies = sum(len(base64.b64decode(r["body_b64"])) for r in requests)  # batches: the bridge's own count
+    everything = heads + bodies
     per_day = 86400 / args.duration
     print(f"{args.duration} s of the demo community, summaries every {args.summary_interval:.0f} s, batches lingering "
           f"up to {args.linger:.0f} s: hub ingested "
-          f"{ingested:,} bytes of MQTT payload, the bridge sent {sent:,} bytes to the city: "
+          f"{ingested:,} bytes of MQTT payload, the bridge sent {sent:,} bytes of batch bodies to the city: "
           f"egress/ingest = {sent / ingested:.2%} (per day at this rate: {sent * per_day / 1e6:.2f} MB up, "
-          f"{ingested * per_day / 1e6:.1f} MB in); with the {len(requests)} requests' lines and headers "
-          f"({heads:,} bytes): {(sent + heads) / ingested:.2%}; demo ok={report.get('ok')}")
+          f"{ingested * per_day / 1e6:.1f} MB in). Every request the city received "
+          f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}): {bodies:,} bytes of bodies and {heads:,} of "
+          f"request lines and headers, {everything:,} in all: {everything / ingested:.2%}; "
+          f"demo ok={report.get('ok')}")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def _summary(community: str, rng: random.Random, start: float, end: float) -> Hu
 
 
 async def _community(n: int, settings: BridgeSettings, client: httpx.AsyncClient, interval_s: float, t0: float,
-                     until: float, lags: list[tuple[float, float]], failures: list[int]) -> None:
+                     until: float, lags: list[tuple[float, float]], seals: list[tuple[float, float]],
+                     failures: list[int]) -> None:
     community = community_id(n)
     rng = random.Random(n)
     outbox = Outbox(settings.outbox, signing_key=settings.community_key.get_secret_value().encode(),
@@ -72,6 +73,7 @@ async def _community(n: int, settings: BridgeSettings, client: httpx.AsyncClient
             summary = _summary(community, rng, window_end - interval_s, window_end)
             await asyncio.to_thread(outbox.add, to_city(summary))
             await asyncio.to_thread(outbox.seal, community, settings.batch_max)
+            seals.append((window_end - t0, time.time() - window_end))
             while (result := await deliverer.deliver_one()) is not None:
                 if result is False:
                     failures[0] += 1
@@ -82,13 +84,27 @@ async def _community(n: int, settings: BridgeSettings, client: httpx.AsyncClient
         outbox.close()
 
 
-def _report(lags: list[tuple[float, float]], communities: int, failures: int) -> dict[str, object]:
+def _by_minute(samples: list[tuple[float, float]]) -> dict[int, list[float]]:
     minutes: dict[int, list[float]] = {}
-    for at, lag in lags:
-        minutes.setdefault(int(at // 60), []).append(lag)
+    for at, value in samples:
+        minutes.setdefault(int(at // 60), []).append(value)
+    return minutes
+
+
+def _p99_ms(values: list[float]) -> float:
+    return round(sorted(values)[max(0, int(len(values) * 0.99) - 1)] * 1000, 1) if values else 0.0
+
+
+def _report(lags: list[tuple[float, float]], seals: list[tuple[float, float]], http: list[tuple[float, float]],
+            communities: int, failures: int) -> dict[str, object]:
+    """Per minute: the lag (window end to the city's acknowledgement, outbox bookkeeping
+    included), and the two parts of it that can be told apart: the community's own outbox
+    (adding and sealing, in the bridge's threads) and the HTTP exchange with the city."""
+    seal_minutes, http_minutes = _by_minute(seals), _by_minute(http)
     per_minute = [{"minute": m, "batches": len(v), "p50_ms": round(statistics.median(v) * 1000, 1),
-                   "p99_ms": round(sorted(v)[max(0, int(len(v) * 0.99) - 1)] * 1000, 1),
-                   "max_ms": round(max(v) * 1000, 1)} for m, v in sorted(minutes.items())]
+                   "p99_ms": _p99_ms(v), "max_ms": round(max(v) * 1000, 1),
+                   "seal_p99_ms": _p99_ms(seal_minutes.get(m, [])), "http_p99_ms": _p99_ms(http_minutes.get(m, []))}
+                  for m, v in sorted(_by_minute(lags).items())]
     return {"communities": communities, "batches": len(lags), "delivery_failures": failures, "per_minute": per_minute}
 
 
@@ -115,17 +131,30 @@ async def run_city_scale(communities: int, interval_s: float, duration_s: float,
                 except httpx.HTTPError:
                     await asyncio.sleep(0.2)
     lags: list[tuple[float, float]] = []
+    seals: list[tuple[float, float]] = []
+    http: list[tuple[float, float]] = []
     failures = [0]
+    t0 = time.time()
+
+    async def request_starts(request: httpx.Request) -> None:
+        request.extensions["started"] = time.time()
+
+    async def response_came(response: httpx.Response) -> None:
+        started = response.request.extensions["started"]
+        http.append((started - t0, time.time() - started))
+
     try:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=city_url, limits=limits, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=city_url, limits=limits, timeout=30,
+                                     event_hooks={"request": [request_starts], "response": [response_came]}) as client:
             t0 = time.time()
             async with asyncio.TaskGroup() as tg:
                 for n in range(communities):
                     settings = BridgeSettings(city_url=city_url, outbox=work / f"{community_id(n)}.sqlite3",
                                               community_key=community_key(key_seed, community_id(n)))
-                    tg.create_task(_community(n, settings, client, interval_s, t0, t0 + duration_s, lags, failures))
-        report = _report(lags, communities, failures[0])
+                    tg.create_task(_community(n, settings, client, interval_s, t0, t0 + duration_s, lags, seals,
+                                              failures))
+        report = _report(lags, seals, http, communities, failures[0])
         async with httpx.AsyncClient() as probe:
             report["city"] = (await probe.get(f"{city_url}/api/stats")).json()
         return report

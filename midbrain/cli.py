@@ -251,9 +251,10 @@ def simulate_city_scale(
     result = asyncio.run(run_city_scale(communities, interval_s, duration_s, workdir, config, city_url))
     typer.echo(f"{result['communities']} communities, {result['batches']} batches delivered, "
                f"{result['delivery_failures']} failed attempts; city: {result.get('city')}")
-    typer.echo("minute  batches  lag p50 ms  lag p99 ms  lag max ms")
+    typer.echo("minute  batches  lag p50 ms  lag p99 ms  lag max ms  outbox p99 ms  http p99 ms")
     for m in result["per_minute"]:  # type: ignore[union-attr]
-        typer.echo(f"{m['minute']:>6}  {m['batches']:>7}  {m['p50_ms']:>10}  {m['p99_ms']:>10}  {m['max_ms']:>10}")
+        typer.echo(f"{m['minute']:>6}  {m['batches']:>7}  {m['p50_ms']:>10}  {m['p99_ms']:>10}  {m['max_ms']:>10}"
+                   f"  {m['seal_p99_ms']:>13}  {m['http_p99_ms']:>11}")
     if report is not None:
         write_json_atomically(report, result)
 

@@ -25,4 +25,6 @@ def test_every_communitys_batches_reach_the_city_once_and_the_lag_is_reported(tm
     assert data["city"]["summaries"] == data["batches"] == data["city"]["batches"]  # each summary once
     assert data["city"]["refused_batches"] == 0  # every community signed with its own key
     assert data["per_minute"] and all(m["p99_ms"] >= m["p50_ms"] > 0 for m in data["per_minute"])
+    # The lag's parts, each measured: the community's outbox, and the HTTP exchange with the city.
+    assert all(m["http_p99_ms"] > 0 and m["seal_p99_ms"] > 0 for m in data["per_minute"])
     assert "lag p99 ms" in result.stdout
