@@ -10,8 +10,11 @@ hub's numbers go into them:
   per flat) with fewer than ``k`` devices is merged into the community-wide cell of its
   class (building ``all``); if that is still under ``k``, it is suppressed. Residents'
   event counts (requests at kiosks, by type) under ``k`` are merged into ``other``, and
-  suppressed if ``other`` is still under ``k``. The summary lists every merge and
-  suppression, so the city knows what it is not seeing and why.
+  suppressed if ``other`` is still under ``k``. Alerts raised on household devices (a
+  flat's leak, its meter offline) are taken out of the counts by type and sent as one
+  count, ``household``, when there are ``k`` or more in the window; fewer are suppressed
+  everywhere they would show (by type, by severity, the hub's total). The summary lists
+  every merge and suppression, so the city knows what it is not seeing and why.
 - Resident identifiers never appear in a hub summary. Device identifiers leave only as
   salted per-community hashes (``contract.city.device_ref``) of shared devices offline at
   a window's end, where the city needs continuity; household devices never.
@@ -20,13 +23,14 @@ hub's numbers go into them:
 from collections import defaultdict
 
 from contract.city import MERGED_BUILDING, CellSummary, CommunitySummary, Suppression, device_ref
-from contract.classes import DeviceClass
-from contract.messages import HubSummary, SummaryCell, UtilityUse
+from contract.classes import HOUSEHOLD_CLASSES, DeviceClass
+from contract.messages import HubHealth, HubSummary, SummaryCell, UtilityUse
 
 # Metric means the city may see, per the city data agreement (environment and utilities).
 ALLOWED_MEANS = frozenset({"temperature", "humidity", "pm2_5", "pm10", "flow_lpm", "fill_pct", "power_kw"})
-# Classes with one device per household: their counts and means describe households.
-HOUSEHOLD_CLASSES = frozenset({DeviceClass.WATER_METER, DeviceClass.ELECTRICITY_METER})
+# HOUSEHOLD_CLASSES (contract.classes): one device per household, so their counts, means
+# and alerts describe households.
+HOUSEHOLD_ALERTS = "household"  # the one alert count household devices' alerts leave as
 # Events that residents cause (a request at a kiosk): their counts describe residents.
 RESIDENT_EVENTS = frozenset({"service_request", "vote", "feedback"})
 OTHER_EVENTS = "other"
@@ -95,6 +99,28 @@ def _merge_small(counts: dict[str, int], k: int, what: str, notes: list[Suppress
     return out
 
 
+def _alerts(summary: HubSummary, k: int, notes: list[Suppression]
+            ) -> tuple[dict[str, int], dict[str, int], HubHealth | None]:
+    """Alert counts by type and by severity, and the hub's health, with household devices'
+    alerts merged into one count of k or more, or suppressed."""
+    household = sum(summary.household_alerts.values())
+    by_type = {kind: n - summary.household_alerts.get(kind, 0) for kind, n in summary.alerts.items()}
+    by_type = {kind: n for kind, n in by_type.items() if n > 0}
+    by_severity, hub = dict(summary.alerts_by_severity), summary.hub
+    if household >= k:
+        notes.append(Suppression(what="alerts on household devices", action="merged",
+                                 into=f"alerts {HOUSEHOLD_ALERTS}"))
+        by_type[HOUSEHOLD_ALERTS] = by_type.get(HOUSEHOLD_ALERTS, 0) + household
+    elif household:
+        notes.append(Suppression(what="alerts on household devices", action="suppressed"))
+        for severity, n in summary.household_alerts_by_severity.items():
+            by_severity[severity] = by_severity.get(severity, 0) - n
+        by_severity = {s: n for s, n in by_severity.items() if n > 0}
+        if hub is not None:
+            hub = hub.model_copy(update={"alerts_raised": max(0, hub.alerts_raised - household)})
+    return by_type, by_severity, hub
+
+
 ENVIRONMENT = ("temperature", "humidity", "pm2_5")
 
 
@@ -120,6 +146,7 @@ def to_city(summary: HubSummary, *, k: int = K_DEFAULT, device_salt: bytes = b""
     events = _merge_small(summary.events, k, "events", notes, RESIDENT_EVENTS)  # residents' doing only
     requests = _merge_small(summary.requests, k, "requests", notes)
     utilities = _utilities(summary.utilities, k, notes)
+    alerts, alerts_by_severity, hub = _alerts(summary, k, notes)
     environment = _means([c for c in summary.cells if c.device_class not in HOUSEHOLD_CLASSES])
     return CommunitySummary(
         key=summary_key(summary.community, summary.window_start, summary.period_s),
@@ -132,14 +159,14 @@ def to_city(summary: HubSummary, *, k: int = K_DEFAULT, device_salt: bytes = b""
         online=sum(c.online for c in cells),
         readings=sum(c.readings for c in cells),
         cells=cells,
-        alerts=dict(summary.alerts),
+        alerts=alerts,
         events=events,
-        alerts_by_severity=dict(summary.alerts_by_severity),
+        alerts_by_severity=alerts_by_severity,
         requests=requests,
         work_orders=summary.work_orders,
         environment={m: v for m, v in environment.items() if m in ENVIRONMENT},
         utilities=utilities,
-        hub=summary.hub,
+        hub=hub,
         offline_devices=tuple(sorted(device_ref(device_salt, summary.community, d) for d in summary.offline_devices
                                      if d not in household_devices)) if device_salt else (),
         k=k,

@@ -20,6 +20,11 @@ class DeviceClass(StrEnum):
     ELECTRICITY_METER = "electricity_meter"
 
 
+# Classes with one device per household (a flat's meters): what they report, and the alerts
+# raised on them, describe households, and leave the community only in cells of k or more.
+HOUSEHOLD_CLASSES = frozenset({DeviceClass.WATER_METER, DeviceClass.ELECTRICITY_METER})
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
     name: str

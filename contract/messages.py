@@ -193,6 +193,11 @@ class HubSummary(Message):
     events: dict[str, int] = Field(default_factory=dict)  # by event type
     dead_letters: int = Field(default=0, ge=0)
     alerts_by_severity: dict[str, int] = Field(default_factory=dict)
+    # Of the alerts above, those raised on household devices (contract.classes.HOUSEHOLD_CLASSES),
+    # by type and by severity: they describe households, so the bridge sends them only merged
+    # into one count of k or more, and otherwise not at all.
+    household_alerts: dict[str, int] = Field(default_factory=dict)
+    household_alerts_by_severity: dict[str, int] = Field(default_factory=dict)
     requests: dict[str, int] = Field(default_factory=dict)  # residents' requests at kiosks, by category
     # Devices offline at the window's end. Hub to bridge only: the bridge sends shared
     # (non-household) ones to the city as salted per-community hashes, never these ids.

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 
 from contract import topics
-from contract.classes import CATALOG
+from contract.classes import CATALOG, HOUSEHOLD_CLASSES
 from contract.codec import decode_as, encode
 from contract.endpoints import MqttEndpoint
 from contract.downlink import ConfigChange, DownlinkAck
@@ -83,6 +83,8 @@ class HubService:
         self._flushed = asyncio.Condition()
         self._interval_alerts: Counter[str] = Counter()
         self._interval_severity: Counter[str] = Counter()
+        self._interval_household: Counter[str] = Counter()  # alerts on household devices, by type
+        self._interval_household_severity: Counter[str] = Counter()
         self._interval_dead = 0
         # The first interval starts now (not on the aligned boundary), so that a restarted
         # hub never produces a second summary for a window it already summarised.
@@ -311,6 +313,9 @@ class HubService:
         state = self.registry.devices.get(device)
         if state is None:
             return
+        if state.device_class in HOUSEHOLD_CLASSES:
+            self._interval_household[kind] += 1
+            self._interval_household_severity[severity] += 1
         if kind != "combined":
             for combined in self.rules.observe(at, device, state.building, state.device_class, metric, kind):
                 rule = combined.rule
@@ -530,10 +535,13 @@ class HubService:
         summary = build_summary(self.registry, start, end, ing.interval_stats, ing.interval_readings,
                                 self._interval_alerts, ing.interval_events, self._interval_dead,
                                 alerts_by_severity=self._interval_severity, requests=ing.interval_requests,
-                                work_orders=orders)
+                                work_orders=orders, household_alerts=self._interval_household,
+                                household_alerts_by_severity=self._interval_household_severity)
         ing.interval_stats, ing.interval_readings, ing.interval_events, ing.interval_requests = {}, {}, {}, {}
         self._interval_alerts = Counter()
         self._interval_severity = Counter()
+        self._interval_household = Counter()
+        self._interval_household_severity = Counter()
         self._interval_dead = 0
         self._interval_start = end
         self._mark_late(end)

@@ -40,7 +40,8 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
                   stats: dict[tuple[str, str], list[float]], readings: dict[str, int],
                   alerts: Counter[str], events: dict[str, int], dead_letters: int, *,
                   alerts_by_severity: Counter[str] | None = None, requests: dict[str, int] | None = None,
-                  work_orders: WorkOrderStats | None = None) -> HubSummary:
+                  work_orders: WorkOrderStats | None = None, household_alerts: Counter[str] | None = None,
+                  household_alerts_by_severity: Counter[str] | None = None) -> HubSummary:
     cells: dict[tuple[str, str], _Cell] = {}
     for device in registry.devices.values():
         cell = cells.setdefault((device.building, device.device_class.value), _Cell())
@@ -69,6 +70,8 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
     return HubSummary(community=registry.community.id, window_start=window_start, window_end=window_end,
                       cells=out, alerts=dict(alerts), events=dict(events), dead_letters=dead_letters,
                       alerts_by_severity=dict(alerts_by_severity or {}), requests=dict(requests or {}),
+                      household_alerts=dict(household_alerts or {}),
+                      household_alerts_by_severity=dict(household_alerts_by_severity or {}),
                       offline_devices=tuple(sorted(d.id for d in registry.devices.values()
                                                    if not registry.online(d, window_end)))[:10_000],
                       work_orders=work_orders, utilities=utility_use(registry, stats), hub=health)
@@ -180,4 +183,6 @@ def roll_up(parts: list[HubSummary], window_start: float, window_end: float, per
                       period_s=period_s, revision=revision, cells=out, alerts=total("alerts"),
                       events=total("events"), dead_letters=sum(p.dead_letters for p in parts),
                       alerts_by_severity=total("alerts_by_severity"), requests=total("requests"),
+                      household_alerts=total("household_alerts"),
+                      household_alerts_by_severity=total("household_alerts_by_severity"),
                       offline_devices=last.offline_devices, work_orders=work_orders, utilities=utilities, hub=hub)

@@ -161,7 +161,7 @@ def edge(ctx: typer.Context) -> None:
 def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None,
            drain_s: Annotated[float, typer.Option(help="On SIGTERM, keep delivering this long.")] = 10.0) -> None:
     """Run the cloud bridge: privacy-safe summaries to the city platform, durably."""
-    from cloud_bridge.privacy import HOUSEHOLD_CLASSES
+    from contract.classes import HOUSEHOLD_CLASSES
     from cloud_bridge.service import run_bridge
 
     cfg = _load(config)

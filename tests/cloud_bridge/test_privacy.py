@@ -115,3 +115,33 @@ def test_shared_devices_offline_leave_only_as_salted_per_community_hashes() -> N
     other = summary.model_copy(update={"community": "c2"})
     assert ref not in to_city(other, device_salt=b"salt-of-c2").offline_devices  # another community: unrelated
     assert to_city(summary).offline_devices == ()  # no salt configured: no device reference leaves
+
+
+def test_alerts_on_household_devices_leave_only_as_one_count_of_k_or_more() -> None:
+    from contract.messages import HubHealth
+
+    def summary(leaks: int, offline_meters: int) -> HubSummary:
+        household = {k: n for k, n in (("water_leak", leaks), ("offline", offline_meters)) if n}
+        return HubSummary(
+            community="c1", window_start=0.0, window_end=60.0, cells=(_cell("b1", "elevator", 2),),
+            alerts={"car_stuck": 1, "offline": 2 + offline_meters, **({"water_leak": leaks} if leaks else {})},
+            alerts_by_severity={"critical": 1, "warning": 2 + leaks + offline_meters},
+            household_alerts=household, household_alerts_by_severity={"warning": leaks + offline_meters},
+            hub=HubHealth(readings_stored=10, dead_letters=0, alerts_raised=3 + leaks + offline_meters, devices=9,
+                          devices_online=9))
+
+    few = to_city(summary(leaks=1, offline_meters=2), k=5)  # 3 household alerts < 5: nowhere to be seen
+    assert few.alerts == {"car_stuck": 1, "offline": 2}  # the lifts' and the shared devices' own
+    assert few.alerts_by_severity == {"critical": 1, "warning": 2}
+    assert few.hub is not None and few.hub.alerts_raised == 3
+    assert [(n.what, n.action) for n in few.suppressed] == [("alerts on household devices", "suppressed")]
+
+    many = to_city(summary(leaks=2, offline_meters=4), k=5)  # 6: one merged count, types hidden
+    assert many.alerts == {"car_stuck": 1, "offline": 2, "household": 6}
+    assert many.alerts_by_severity == {"critical": 1, "warning": 8}
+    assert many.hub is not None and many.hub.alerts_raised == 9
+    assert [(n.what, n.action, n.into) for n in many.suppressed] == [
+        ("alerts on household devices", "merged", "alerts household")]
+
+    none = to_city(summary(leaks=0, offline_meters=0), k=5)
+    assert none.alerts == {"car_stuck": 1, "offline": 2} and none.suppressed == ()

@@ -1,8 +1,10 @@
 """The pattern detectors (water leak at night, elevator faults): their models on simulator
 data, and the hub raising their alerts from readings that arrive through Mosquitto."""
 
+import asyncio
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,9 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
+from cloud_bridge.privacy import to_city
 from contract import topics
 from contract.classes import DeviceClass
+from contract.codec import decode_as
 from contract.endpoints import MqttEndpoint
+from contract.messages import HubSummary
 from contract.topology import Community
 from hub.inference import MODELS
 from hub.patterns import NightHours, PatternDetector
@@ -66,8 +71,10 @@ def test_the_leak_model_flags_a_night_of_continuous_flow_and_not_a_normal_night(
 async def test_a_stuck_car_and_a_leaking_meter_raise_one_alert_each_through_mosquitto(
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     # Night all day, so that the leak detector speaks during the test.
-    async with serving_hub(tmp_path, community, mosquitto, night_hours=(0, 24)) as (url, hub), \
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as listener, \
+            serving_hub(tmp_path, community, mosquitto, night_hours=(0, 24), summary_interval_s=1.0) as (url, hub), \
             httpx.AsyncClient(base_url=url) as http:
+        await listener.subscribe(topics.hub_summary(community.id), qos=1)
         now = time.time()
         car = Device(DeviceClass.ELEVATOR, 77, (Fault("car_stuck", 0.0, 1e9),), start_epoch=now - 90)
         meter = Device(DeviceClass.WATER_METER, 78, (Fault("leak", 0.0, 1e9, magnitude=2.0),),
@@ -105,6 +112,24 @@ async def test_a_stuck_car_and_a_leaking_meter_raise_one_alert_each_through_mosq
         orders = (await http.get("/api/work-orders", headers=await staff_headers(hub, http))).json()
         assert {(o["category"], o["device"]) for o in orders} >= {("elevator", "b1-elev-01"),
                                                                   ("water_leak", "b1-wm-01")}
+
+        # The summaries say which alerts were on a household's device (the flat's water meter),
+        # and what leaves for the city does not show that one alone (1 < k = 5).
+        alerts: Counter[str] = Counter()
+        household: Counter[str] = Counter()
+        async with asyncio.timeout(15):
+            async for message in listener.messages:
+                summary = decode_as(HubSummary, message.payload)  # type: ignore[arg-type]
+                alerts.update(summary.alerts)
+                household.update(summary.household_alerts)
+                if summary.household_alerts:
+                    assert summary.household_alerts_by_severity == {"warning": 1}
+                    out = to_city(summary)
+                    assert "water_leak" not in out.alerts and "household" not in out.alerts
+                    assert ("alerts on household devices", "suppressed") in {(n.what, n.action) for n in out.suppressed}
+                if alerts["car_stuck"] and alerts["water_leak"]:
+                    break
+        assert household == {"water_leak": 1} and alerts["car_stuck"] == 1
 
 
 async def staff_headers(hub: object, http: httpx.AsyncClient) -> dict[str, str]:
