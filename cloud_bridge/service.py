@@ -128,10 +128,12 @@ class Bridge:
                 self._downlink_wake.clear()
                 waiter = asyncio.create_task(self._downlink_wake.wait())
                 stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait([waiter, stopper], timeout=self.settings.downlink_poll_s,
+                await asyncio.wait([waiter, stopper, asking], timeout=self.settings.downlink_poll_s,
                                    return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 stopper.cancel()
+                if asking.done() and not stop.is_set():
+                    asking.result()  # what stopped the asking (a failing disk, say) is the bridge's failure too
         finally:
             asking.cancel()
             await asyncio.gather(asking, return_exceptions=True)

@@ -222,12 +222,13 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         loop = asyncio.get_running_loop()
         until = loop.time() + wait
         stopping: asyncio.Event | None = getattr(app.state, "http_stopping", None)
-        # Checked again every quarter second: cheap here, and it sees an item however it was
-        # issued (this API, or straight into the store).
-        while not (items := store.downlink_after(community, after, limit)) and loop.time() < until:
-            if stopping is not None and stopping.is_set():
-                break
+        # The database in a worker thread (a backlog's batch may hold the store meanwhile);
+        # while held, the last item number is looked at every quarter second, in memory.
+        items = await asyncio.to_thread(store.downlink_after, community, after, limit)
+        while not items and loop.time() < until and not (stopping is not None and stopping.is_set()):
             await asyncio.sleep(min(0.25, until - loop.time()))
+            if store.last_issued(community) > after:
+                items = await asyncio.to_thread(store.downlink_after, community, after, limit)
         return {"items": [json.loads(s) for s in items]}
 
     @app.post(DOWNLINK_ACKS_PATH)

@@ -46,6 +46,7 @@ class CityStore:
         self._db.execute("DROP INDEX IF EXISTS summaries_by_community")
         self._db.execute("CREATE INDEX IF NOT EXISTS summaries_by_period ON summaries (community, period, window_start)")
         self._lock = threading.Lock()
+        self._last_issued: dict[str, int] = {}
         # WAL checkpoints on a thread of their own (SQLite lets go of the GIL meanwhile), not
         # inside the commit of whichever batch crosses the threshold: measured, they were a
         # third of the time a batch took to store.
@@ -138,15 +139,25 @@ class CityStore:
     # -- downlink: items issued to a community, and its answers ------------------------------
 
     def next_seq(self, community: str) -> int:
-        with self._lock:
-            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM downlink WHERE community = ?",
-                                       (community,)).fetchone()
-        return int(last) + 1
+        return self.last_issued(community) + 1
+
+    def last_issued(self, community: str) -> int:
+        """The community's last item number: from memory once known, so that a held
+        downlink request can look often without touching the database."""
+        last = self._last_issued.get(community)
+        if last is None:
+            with self._lock:
+                (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM downlink WHERE community = ?",
+                                           (community,)).fetchone()
+                last = self._last_issued.setdefault(community, int(last))
+        return last
 
     def issue(self, community: str, seq: int, kind: str, signed: str) -> None:
+        self.last_issued(community)  # known before this one is added
         with self._lock:
             self._db.execute("INSERT INTO downlink (community, seq, kind, signed, created) VALUES (?, ?, ?, ?, ?)",
                              (community, seq, kind, signed, time.time()))
+            self._last_issued[community] = max(self._last_issued[community], seq)
 
     def downlink_after(self, community: str, after: int, limit: int) -> list[str]:
         with self._lock:
