@@ -6,6 +6,7 @@ is told which and why."""
 import asyncio
 import base64
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -127,3 +128,32 @@ async def test_the_city_holds_the_request_so_an_item_comes_down_at_once_and_aski
         assert time.monotonic() - issued < 1.5  # held request answered at once (poll: 60 s)
     requests = [json.loads(line) for line in capture.read_text().splitlines()]
     assert all(r["path"].startswith("/api/v1/downlink?after=") and "wait=2" in r["path"] for r in requests)
+
+
+async def test_a_bridge_whose_downlink_cannot_go_on_stops_and_says_why(tmp_path: Path, mosquitto: MqttEndpoint) -> None:
+    """The asking runs on its own task: when it fails (here reading the last item number
+    from its database), the bridge fails with it instead of carrying on without a downlink."""
+    from cloud_bridge.service import Bridge
+    from cloud_bridge.settings import BridgeSettings
+
+    async with serving_city(tmp_path, {C: KEY.encode()}, signing_key=PRIVATE, operator_token=TOKEN) as (city, _):
+        bridge = Bridge(C, mosquitto, BridgeSettings(http_port=None, outbox=tmp_path / "outbox.sqlite3",
+                                                     community_key=KEY, city_url=city.url, city_public_key=PUBLIC,
+                                                     downlink_wait_s=0.5, downlink_poll_s=0.2))
+        stop = asyncio.Event()
+        run = asyncio.create_task(bridge.run(stop, drain_s=0))
+        try:
+            await bridge.link.wait_connected(10)
+
+            def disk_gone() -> int:
+                raise sqlite3.OperationalError("disk I/O error")
+
+            bridge.downlink_state.last_seq = disk_gone  # type: ignore[method-assign]
+            with pytest.raises(ExceptionGroup) as failed:
+                await asyncio.wait_for(run, 10)
+            assert failed.group_contains(sqlite3.OperationalError, match="disk I/O error")
+        finally:
+            stop.set()
+            if not run.done():
+                await asyncio.wait_for(run, 10)
+            bridge.outbox.close()
