@@ -55,7 +55,8 @@ class ConfigChange(_Frozen):
 
 class ModelUpdate(_Frozen):
     kind: Literal["model"] = "model"
-    name: Literal["window_anomaly"] = "window_anomaly"
+    # Which of the hub's models: the window model, or a pattern detector's (hub/patterns.py).
+    name: Literal["window_anomaly", "water_leak", "elevator_fault"] = "window_anomaly"
     version: str = Field(min_length=1, max_length=32)
     sha256: Sha256  # of the ONNX file
     size: int = Field(gt=0, le=700 * 1024)  # base64 of it fits a 1 MiB MQTT message (MAX_BACKLOG_BYTES)

@@ -93,15 +93,17 @@ class DownlinkStore:
                                    "ORDER BY seq DESC LIMIT 1").fetchone()
         return DownlinkItem.model_validate_json(row[0]).body if row else None  # type: ignore[return-value]
 
-    def latest_model_dir(self, root: Path) -> Path | None:
+    def latest_model_dirs(self, root: Path) -> dict[str, Path]:
+        """The folder of the last model the city sent and the hub applied, by model name."""
         with self._lock:
-            row = self._db.execute("SELECT item FROM downlink WHERE kind = 'model' AND status = 'applied' "
-                                   "ORDER BY seq DESC LIMIT 1").fetchone()
-        if row is None:
-            return None
-        item = DownlinkItem.model_validate_json(row[0])
-        assert isinstance(item.body, ModelUpdate)
-        return model_folder(root, item)
+            rows = self._db.execute("SELECT item FROM downlink WHERE kind = 'model' AND status = 'applied' "
+                                    "ORDER BY seq").fetchall()
+        folders: dict[str, Path] = {}
+        for (text,) in rows:
+            item = DownlinkItem.model_validate_json(text)
+            assert isinstance(item.body, ModelUpdate)
+            folders[item.body.name] = model_folder(root, item)
+        return folders
 
 
 def model_folder(root: Path, item: DownlinkItem) -> Path:
@@ -112,11 +114,11 @@ def model_folder(root: Path, item: DownlinkItem) -> Path:
 
 class DownlinkHandler:
     """Verify, apply and answer one city item. ``apply_config`` and ``load_model`` are the
-    hub's: the first takes a ConfigChange, the second a model folder (raising on a model
-    that does not load)."""
+    hub's: the first takes a ConfigChange, the second a model's name and folder (raising on
+    a model that does not load)."""
 
     def __init__(self, community: str, public_key: str, store: DownlinkStore, model_root: Path,
-                 apply_config: Callable[[ConfigChange], None], load_model: Callable[[Path], str]) -> None:
+                 apply_config: Callable[[ConfigChange], None], load_model: Callable[[str, Path], str]) -> None:
         self.community = community
         self.public_key = public_key
         self.store = store
@@ -181,7 +183,7 @@ class DownlinkHandler:
             (folder / file_name).write_bytes(blob)
             (folder / "manifest.json").write_text(json.dumps(body.manifest, ensure_ascii=False, indent=2))
             try:
-                self.load_model(folder)
+                self.load_model(body.name, folder)
             except Exception as exc:  # ModelError, onnxruntime's own: the running model stays
                 shutil.rmtree(folder, ignore_errors=True)
                 raise DownlinkRefused(f"model {body.version} does not load: {exc}") from None

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from hub.features import ELEVATOR_FEATURE_NAMES, LEAK_FEATURE_NAMES, elevator_features, leak_features
-from hub.inference import MODELS, WindowModel
+from hub.inference import MODELS, ModelError, WindowModel
 from hub.windows import WindowScore
 
 Featurizer = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # times, (n, metrics) values, window_s
@@ -55,8 +55,9 @@ class NightHours:
 class PatternDetector:
     """One model, the readings of every device of its class, scored in one batch a pass."""
 
-    def __init__(self, model_dir: Path, night: NightHours, max_points: int = 2048) -> None:
-        features, self._featurize = FEATURIZERS[model_dir.name]
+    def __init__(self, model_dir: Path, night: NightHours, max_points: int = 2048, name: str | None = None) -> None:
+        self.name = name or model_dir.name  # water_leak, elevator_fault: how its windows are read
+        features, self._featurize = FEATURIZERS[self.name]
         self.model = WindowModel(model_dir, features)
         inputs = self.model.manifest["inputs"]
         self.device_class: str = inputs["device_class"]
@@ -69,6 +70,17 @@ class PatternDetector:
         self._max_points = max_points
         self._series: dict[str, deque[tuple[float, tuple[float, ...]]]] = {}
         self._last: dict[str, dict[str, float]] = {}  # latest value of each metric: reports may carry a few
+
+    def replaced_by(self, model_dir: Path) -> "PatternDetector":
+        """This detector with another version of its model (the city's, say), keeping the
+        readings gathered so far: a night of a meter's flow is not started again. ModelError
+        if it does not load, or reads other metrics of another class."""
+        new = PatternDetector(model_dir, self.night, self._max_points, self.name)
+        if (new.device_class, new.metrics) != (self.device_class, self.metrics):
+            raise ModelError(f"{self.name} model reads {'+'.join(new.metrics)} of {new.device_class}, the running "
+                             f"one {self.label} of {self.device_class}")
+        new._series, new._last = self._series, self._last
+        return new
 
     @property
     def label(self) -> str:

@@ -121,13 +121,15 @@ class HubService:
         change = await asyncio.to_thread(self.downlink_store.latest_config)
         if change is not None:
             self._apply_city_config(change)
-        folder = await asyncio.to_thread(self.downlink_store.latest_model_dir, model_root)
-        if folder is not None and self.settings.model_dir is None:
+        folders = await asyncio.to_thread(self.downlink_store.latest_model_dirs, model_root)
+        for name, folder in folders.items():
+            if name == "window_anomaly" and self.settings.model_dir is not None:
+                continue  # a model folder of the operator's own (hub.model_dir) wins
             try:
-                self._load_city_model(folder)
+                self._load_city_model(name, folder)
             except Exception as exc:  # ModelError, or onnxruntime's: the shipped model stays
-                log.error("the model the city sent last does not load any more (%s); scoring with %s", exc,
-                          self.model.name)
+                log.error("the %s model the city sent last does not load any more (%s); the shipped one stays",
+                          name, exc)
         for device in self.twin.devices_with_desired():
             self._apply_thresholds(device, self.twin.desired(device)[1])
         if self.settings.influx is not None:
@@ -378,10 +380,21 @@ class HubService:
                         change.summary_interval_s, self.settings.summary_interval_s)
             self.settings = self.settings.model_copy(update={"summary_interval_s": change.summary_interval_s})
 
-    def _load_city_model(self, folder: Path) -> str:
-        new = WindowModel(folder)  # ModelError if it does not load or its hash is not its manifest's
-        previous = self.model.name
-        self.windows.use(new)
+    def _load_city_model(self, name: str, folder: Path) -> str:
+        # ModelError if it does not load, its hash is not its manifest's, or (a pattern model)
+        # it reads other metrics than the detector it replaces.
+        if name == "window_anomaly":
+            new = WindowModel(folder)
+            previous = self.model.name
+            self.windows.use(new)
+        else:
+            detector = next((d for d in self.ingestor.patterns.values() if d.name == name), None)
+            if detector is None:
+                raise ModelError(f"this hub does not run the {name} detector (hub.pattern_models)")
+            replacement = detector.replaced_by(folder)
+            new, previous = replacement.model, detector.model.name
+            self.ingestor.patterns[replacement.device_class] = replacement
+            self.pattern_policies[replacement.device_class].threshold = replacement.threshold  # its debounce stays
         self.metrics.count("model_loads")
         self.model_events.append({"at": time.time(), "event": "loaded", "model": new.name, "sha256": new.sha256,
                                   "previous": previous, "from": "city"})

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -48,6 +48,7 @@ LARGE_BATCH_BYTES = 8 * 1024  # as received (gzip: a backlog batch of 500 summar
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    name: Literal["window_anomaly", "water_leak", "elevator_fault"] = "window_anomaly"
     version: str = Field(min_length=1, max_length=32)
     manifest: dict[str, Any]
     file_b64: str = Field(max_length=1024 * 1024)
@@ -177,8 +178,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
             except ValueError:
                 raise HTTPException(422, "model.file_b64 is not base64") from None
             try:
-                body = ModelUpdate(version=req.model.version, sha256=hashlib.sha256(blob).hexdigest(), size=len(blob),
-                                   manifest=req.model.manifest)
+                body = ModelUpdate(name=req.model.name, version=req.model.version,
+                                   sha256=hashlib.sha256(blob).hexdigest(), size=len(blob), manifest=req.model.manifest)
             except ValidationError as exc:
                 raise HTTPException(422, str(exc.errors()[0]["msg"])) from None
         else:

@@ -16,7 +16,7 @@ import pytest
 from contract.downlink import DownlinkItem, Notice, new_signing_key, sign_item
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
-from hub.inference import DEFAULT_MODEL_DIR
+from hub.inference import DEFAULT_MODEL_DIR, MODELS
 from tests.city_and_bridge import running_bridge, serving_city
 from tests.conftest import wait_until
 from tests.hub.conftest import serving_hub
@@ -89,6 +89,44 @@ async def test_notices_configuration_and_models_come_down_signed_and_every_answe
         # What the city set outlives a hub restart.
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
             assert hub.settings.summary_interval_s == 120 and hub.model.name == "window_anomaly@2.1.1"
+
+
+async def test_a_pattern_detectors_model_comes_down_too(tmp_path: Path, community: Community,
+                                                        mosquitto: MqttEndpoint) -> None:
+    """The leak detector's model, from the city: applied and kept across a restart; one that
+    would read other metrics than the detector it replaces is refused, and the city told."""
+    folder = MODELS / "water_leak"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    onnx = base64.b64encode((folder / manifest["file"]).read_bytes()).decode()
+    endpoint = mosquitto.model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3})
+    async with serving_city(tmp_path, {C: KEY.encode()}, signing_key=PRIVATE, operator_token=TOKEN) as (city, _), \
+            running_bridge(C, endpoint, outbox=tmp_path / "outbox.sqlite3", community_key=KEY, city_url=city.url,
+                           city_public_key=PUBLIC, downlink_poll_s=0.2), \
+            httpx.AsyncClient(base_url=city.url, headers={"authorization": f"Bearer {TOKEN}"}) as operator:
+        async def answer(model: dict[str, object]) -> tuple[str, str]:
+            r = await operator.post("/api/v1/downlink", json={"community": C, "model": model})
+            assert r.status_code == 201, r.text
+            seq = r.json()["seq"]
+
+            async def answered() -> tuple[str, str] | None:
+                item = next(i for i in (await operator.get("/api/downlink", params={"community": C})).json()
+                            if i["seq"] == seq)
+                return (item["status"], item["reason"]) if item["status"] != "issued" else None
+            return await wait_until(answered, timeout=20)
+
+        async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
+            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.0"
+            assert await answer({"name": "water_leak", "version": "1.0.1", "manifest": {**manifest, "version": "1.0.1"},
+                                 "file_b64": onnx}) == ("applied", "")
+            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.1"
+            assert hub.model.name.startswith("window_anomaly@")  # the window model untouched
+            other = {**manifest, "version": "1.0.2", "inputs": {**manifest["inputs"], "metrics": ["flow_lpm"]}}
+            status, reason = await answer({"name": "water_leak", "version": "1.0.2", "manifest": other,
+                                           "file_b64": onnx})
+            assert status == "refused" and "reads flow_lpm" in reason, reason
+            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.1"
+        async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
+            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.1"
 
 
 async def test_operators_alone_may_issue(tmp_path: Path) -> None:

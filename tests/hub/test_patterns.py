@@ -67,6 +67,30 @@ def test_the_leak_model_flags_a_night_of_continuous_flow_and_not_a_normal_night(
     assert detector.score(midnight + 6 * 3600.0) == []  # by day there is nothing to say
 
 
+@pytest.mark.unit
+def test_a_new_version_of_a_detectors_model_keeps_the_readings_gathered(tmp_path: Path) -> None:
+    import shutil
+
+    from hub.inference import ModelError
+
+    detector = PatternDetector(MODELS / "water_leak", ALWAYS_NIGHT)
+    feed(detector, "wm-1", Device(DeviceClass.WATER_METER, 1, (Fault("leak", 0.0, 1e9, magnitude=2.0),),
+                                  start_epoch=NOW - 3 * 3600), NOW - 3 * 3600, 3 * 3600, 300)
+    before = detector.score(NOW)
+    assert before  # a night of readings to carry over
+    folder = tmp_path / "000001-1.0.1"
+    shutil.copytree(MODELS / "water_leak", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "version": "1.0.1"}))
+    newer = detector.replaced_by(folder)
+    assert newer.model.name == "water_leak@1.0.1" and newer.name == "water_leak"
+    assert [(s.device, s.score) for s in newer.score(NOW)] == [(s.device, s.score) for s in before]  # same night
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "inputs": {**manifest["inputs"],
+                                                                              "device_class": "elevator"}}))
+    with pytest.raises(ModelError, match="of elevator"):
+        detector.replaced_by(folder)
+
+
 @pytest.mark.real
 async def test_a_stuck_car_and_a_leaking_meter_raise_one_alert_each_through_mosquitto(
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
