@@ -31,7 +31,7 @@ from contract.endpoints import MqttEndpoint
 from contract.downlink import DownlinkAck
 from contract.messages import HubSummary
 from servicekit.http import HttpServer
-from servicekit.lifecycle import wait_or_stop, write_json_atomically
+from servicekit.lifecycle import cancel_until_done, wait_or_stop, write_json_atomically
 from servicekit.mqtt import MqttLink, NotConnected
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,7 @@ class Bridge:
                 if asking.done() and not stop.is_set():
                     asking.result()  # what stopped the asking (a failing disk, say) is the bridge's failure too
         finally:
-            asking.cancel()
-            await asyncio.gather(asking, return_exceptions=True)
+            await cancel_until_done([asking])
 
     async def _ask_city(self, stop: asyncio.Event, downlinker: Downlinker) -> None:
         wait = self.settings.downlink_wait_s

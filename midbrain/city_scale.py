@@ -134,7 +134,6 @@ async def run_city_scale(communities: int, interval_s: float, duration_s: float,
     seals: list[tuple[float, float]] = []
     http: list[tuple[float, float]] = []
     failures = [0]
-    t0 = time.time()
 
     async def request_starts(request: httpx.Request) -> None:
         request.extensions["started"] = time.time()

@@ -16,6 +16,7 @@ from paho.mqtt import _packet
 
 from contract.endpoints import MqttEndpoint
 from servicekit.backoff import Backoff
+from servicekit.lifecycle import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class MqttLink:
             for task in done:
                 task.result()  # re-raise MqttError from the reader
         finally:
-            await _cancel_until_done(tasks)
+            await cancel_until_done(tasks)
 
     async def _read(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         async for message in client.messages:
@@ -262,25 +263,6 @@ class MqttLink:
         loop.remove_reader(fd)
         loop.add_reader(fd, reader)
         loop.call_soon(reader)  # whatever arrived with the CONNACK
-
-
-async def _cancel_until_done(tasks: set[asyncio.Task[Any]]) -> None:
-    """Cancel the tasks and wait for them, cancelling again any that carried on.
-
-    Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as the future it
-    waits for completes, and aiomqtt awaits every PUBACK and SUBACK through it. A reader
-    cancelled while its handler published then went back to waiting for messages, and the
-    link never closed (seen as a city platform that would not stop, one run in five of
-    tests/cloud_bridge/test_city_mqtt.py).
-    """
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved: the session is over either way
 
 
 class _RecvBuffer:
