@@ -94,24 +94,44 @@ class MqttLink:
         self.session += 1
         self._session_client = client  # acks of this session's messages go here, even mid-connect
         self._hook_paho(client)
-        async with client:
-            self._client = client
-            self.connects += 1
-            if self._on_raw is not None:
-                self._read_in_bursts(client)
+        try:
+            async with client:
+                self._client = client
+                self.connects += 1
+                if self._on_raw is not None:
+                    self._read_in_bursts(client)
+                try:
+                    if self._on_connect is not None:
+                        await self._on_connect(client)
+                    self._connected.set()
+                    log.info("mqtt %s: connected to %s:%d", self.client_id, ep.host, ep.port)
+                    await self._serve(client, stop)
+                finally:
+                    was_up = self._connected.is_set()
+                    self._connected.clear()
+                    self._client = None
+                    self._pipelined.clear()
+                    if was_up and self._on_down is not None:
+                        self._on_down()
+        finally:
+            await self._drain(client)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Messages the client took, and acknowledged to the broker on receipt (no
+        manual_ack), that the reader had not handled when the session ended (a stop, a
+        dropped connection): handled now. The broker will not send them again, so dropping
+        them would lose them. With manual_ack an unhandled message is not acknowledged, and
+        comes again."""
+        if self._on_message is None or self._manual_ack:
+            return
+        queue = client._queue  # aiomqtt's incoming queue; it has no public way to empty it
+        while not queue.empty():
+            message = queue.get_nowait()
             try:
-                if self._on_connect is not None:
-                    await self._on_connect(client)
-                self._connected.set()
-                log.info("mqtt %s: connected to %s:%d", self.client_id, ep.host, ep.port)
-                await self._serve(client, stop)
-            finally:
-                was_up = self._connected.is_set()
-                self._connected.clear()
-                self._client = None
-                self._pipelined.clear()
-                if was_up and self._on_down is not None:
-                    self._on_down()
+                await self._on_message(message)
+            except Exception:  # noqa: BLE001 - one bad message must not cost the ones after it
+                log.exception("mqtt %s: a message taken before the session ended could not be handled",
+                              self.client_id)
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         stopper = asyncio.create_task(stop.wait(), name=f"{self.client_id}-stop")

@@ -119,3 +119,45 @@ async def test_a_link_stops_even_if_its_handler_swallows_the_cancellation(mosqui
     finally:
         stop.set()
         await asyncio.wait_for(runner, 10)
+
+
+async def test_messages_taken_before_a_stop_are_handled_not_dropped(mosquitto: MqttEndpoint) -> None:
+    """Without manual_ack a message is acknowledged to the broker as the client takes it,
+    and the broker will not send it again. So what the client holds when the link stops
+    (here a stop in the middle of a burst) is handled before the session ends; the rest
+    waits in the persistent session for the next one. Every message arrives, in order."""
+    got: list[bytes] = []
+    stop = asyncio.Event()
+
+    async def handle(message: aiomqtt.Message) -> None:
+        got.append(message.payload)  # type: ignore[arg-type]
+        if len(got) == 50:
+            stop.set()  # while the burst is still arriving
+
+    def link() -> MqttLink:
+        return MqttLink(mosquitto, client_id="t-drain", clean_session=False, on_message=handle,
+                        on_connect=lambda c: c.subscribe("t/#", qos=1))
+
+    first = link()
+    runner = asyncio.create_task(first.run(stop))
+    await first.wait_connected(10)
+    stop.set()
+    await asyncio.wait_for(runner, 10)  # the session stays with the broker, subscribed
+    stop.clear()
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, max_inflight_messages=1000) as pub:
+        for i in range(2000):
+            await pub.publish("t/x", f"m{i}".encode(), qos=1)
+    runner = asyncio.create_task(link().run(stop))
+    await asyncio.wait_for(runner, 20)
+    taken_in_the_stopped_session = len(got)
+    assert taken_in_the_stopped_session >= 50
+    stop.clear()
+    runner = asyncio.create_task(link().run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while len(got) < 2000:
+                await asyncio.sleep(0.05)
+        assert got == [f"m{i}".encode() for i in range(2000)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 10)
