@@ -94,3 +94,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     missing = [item.nodeid for item in items if not LEVELS & {m.name for m in item.iter_markers()}]
     if missing:
         raise pytest.UsageError(f"tests without a level marker ({', '.join(sorted(LEVELS))}): {missing}")
+
+
+_SESSION_START = 0.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _SESSION_START
+    import time
+
+    _SESSION_START = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One timing line for every CI phase (scripts/test passes the earlier ones), so drift shows."""
+    import os
+    import time
+
+    phases = os.environ.get("MIDBRAIN_CI_PHASES", "")
+    tests_s = time.monotonic() - _SESSION_START
+    terminalreporter.write_line(f"phases: {phases + ' ' if phases else ''}tests={tests_s:.0f}s")
