@@ -1,7 +1,35 @@
-"""What both training scripts share: the evaluation figures and a byte-stable ONNX export."""
+"""What both training scripts share: the evaluation figures, a byte-stable ONNX export, and
+the record of what made the bytes (library versions and seeds)."""
+
+import platform
+import sys
+from importlib.metadata import version
 
 import numpy as np
 import onnx
+
+# Every library whose version can change the bytes of a model (scipy and threadpoolctl sit
+# under scikit-learn's MLP; onnxruntime is not on the training path but scores the figures
+# the hub trusts, so it is recorded too).
+TRAINING_LIBRARIES = ("numpy", "scipy", "scikit-learn", "threadpoolctl", "skl2onnx", "onnx", "onnxruntime",
+                      "protobuf")
+
+
+def library_versions() -> dict[str, str]:
+    """The installed versions of TRAINING_LIBRARIES, by distribution name."""
+    return {name: version(name) for name in TRAINING_LIBRARIES}
+
+
+def provenance(seed: int) -> dict[str, object]:
+    """What a manifest records of its making. Retraining reproduces the bytes only with the
+    same library versions (requirements/all.lock) on the same kind of processor."""
+    return {
+        "seed": seed,
+        "libraries": library_versions(),
+        "python": platform.python_version(),
+        "machine": f"{sys.platform}-{platform.machine()}",
+        "lock": "requirements/all.lock",
+    }
 
 
 def evaluate(pred: np.ndarray, truth: np.ndarray, classes: tuple[str, ...], *,

@@ -43,11 +43,12 @@ from hub.features import (  # noqa: E402
     leak_features,
     zscore_last,
 )
-from modelkit import evaluate, sort_opsets  # noqa: E402  (training/, beside this script)
+from modelkit import evaluate, provenance, sort_opsets  # noqa: E402  (training/, beside this script)
 from simulators.signals import UTC_OFFSET_S, Device, Fault, is_night, local_hour  # noqa: E402
 
 LEAK_WINDOW_S = 3 * 3600.0
 ELEVATOR_WINDOW_S = 60.0
+SEED = 0  # the MLP's random_state; the data seeds are recorded beside it
 ESTIMATOR = "StandardScaler, MLPClassifier(hidden_layer_sizes=(16,), max_iter=800)"
 
 Sample = tuple[np.ndarray, int, float]  # features, label, baseline z
@@ -136,7 +137,7 @@ def train_one(name: str, version: str, classes: tuple[str, ...], features: tuple
     x_train = np.stack([f for f, _, _ in train])
     y_train = np.array([y for _, y, _ in train])
     t0 = time.perf_counter()
-    model = make_pipeline(StandardScaler(), MLPClassifier((16,), max_iter=800, random_state=0))
+    model = make_pipeline(StandardScaler(), MLPClassifier((16,), max_iter=800, random_state=SEED))
     model.fit(x_train, y_train)
     fit_s = time.perf_counter() - t0
 
@@ -168,6 +169,7 @@ def train_one(name: str, version: str, classes: tuple[str, ...], features: tuple
             "train_windows": len(train), "eval_windows": len(held),
             "estimator": ESTIMATOR,
             "fit_seconds": round(fit_s, 2),
+            **provenance(SEED),
         },
         "evaluation": {
             "model": evaluate(pred, y_eval, classes),
