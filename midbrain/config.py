@@ -2,7 +2,9 @@
 
 A config file is TOML; every key can be overridden from the environment as
 ``MIDBRAIN_<SECTION>__<KEY>`` (for example ``MIDBRAIN_HUB__HTTP_PORT=8301``).
-Errors name the file, the key and the reason.
+Errors name where the value came from (the file, or the environment variable), the key
+and the reason; an unknown key, in the file or in a ``MIDBRAIN_*__*`` variable, gets the
+nearest known one.
 """
 
 from pathlib import Path
@@ -21,7 +23,7 @@ from contract.endpoints import MqttEndpoint
 from contract.topology import Community
 from edge.settings import EdgeSettings
 from hub.settings import HubSettings
-from midbrain.configfile import ENV_PREFIX, ConfigError, explain, read_toml
+from midbrain.configfile import ENV_PREFIX, ConfigError, check_environment, explain, read_toml
 from simulators.settings import CitySettings, SimulateSettings
 
 __all__ = ["ConfigError", "MidbrainConfig", "load_config"]
@@ -45,6 +47,9 @@ def load_config(path: str | Path, **overrides: Any) -> MidbrainConfig:
     """Read ``path``, apply environment overrides, validate; raise :class:`ConfigError`."""
     path = Path(path)
     read_toml(path)  # syntax first, for a message with the line number
+    unknown = check_environment(MidbrainConfig)
+    if unknown:
+        raise ConfigError(path, unknown)
 
     class _FromFile(MidbrainConfig):
         @classmethod
@@ -58,5 +63,5 @@ def load_config(path: str | Path, **overrides: Any) -> MidbrainConfig:
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as exc:
-        raise ConfigError(path, [f"{path}: {line}" for line in explain(exc, MidbrainConfig)]) from exc
+        raise ConfigError(path, explain(exc, MidbrainConfig, path)) from exc
     return MidbrainConfig.model_construct(**{name: getattr(loaded, name) for name in MidbrainConfig.model_fields})
