@@ -11,13 +11,17 @@ import typer
 from midbrain.config import ConfigError, MidbrainConfig, load_config
 from servicekit.lifecycle import configure_logging, run_until_signalled, write_json_atomically
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Plain help (click's layout): flags read `--flag / --no-flag` with no type label, and lines
+# wrap to the terminal, not to a box 80 columns wide when the output is a pipe or a log.
+PLAIN = {"rich_markup_mode": None, "no_args_is_help": True}
+app = typer.Typer(add_completion=False, **PLAIN,  # type: ignore[arg-type]
                   help="midbrain: edge small brains, the community mid-brain and the bridge to the city brain.")
-config_app = typer.Typer(no_args_is_help=True, help="Configuration tools.")
-simulate_app = typer.Typer(no_args_is_help=True, help="Hardware and community simulators.")
+config_app = typer.Typer(**PLAIN, help="Configuration tools.")  # type: ignore[arg-type]
+simulate_app = typer.Typer(**PLAIN, help="Hardware and community simulators.")  # type: ignore[arg-type]
 app.add_typer(config_app, name="config")
 app.add_typer(simulate_app, name="simulate")
-user_app = typer.Typer(no_args_is_help=True, help="Hub accounts: staff, supervisors and admins (stored in the hub's database).")
+user_app = typer.Typer(**PLAIN,  # type: ignore[arg-type]
+                       help="Hub accounts: staff, supervisors and admins (stored in the hub's database).")
 app.add_typer(user_app, name="user")
 
 DEFAULT_CONFIG = Path("config/demo.toml")
@@ -36,7 +40,7 @@ def _load(path: Path) -> MidbrainConfig:
 
 
 @config_app.command("check")
-def config_check(file: Annotated[Path, typer.Argument(help="Configuration file to validate.")]) -> None:
+def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="Configuration file to validate.")]) -> None:
     """Validate a configuration file; print every error with file, key and reason."""
     from edge.profiles import ProfileError, load_bus_files
 
@@ -59,7 +63,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="Configuration file t
 
 
 @user_app.command("add")
-def user_add(name: Annotated[str, typer.Argument(help="Login name.")],
+def user_add(name: Annotated[str, typer.Argument(metavar="NAME", help="Login name.")],
              role: Annotated[str, typer.Option(help="staff, supervisor or admin.")] = "staff",
              display: Annotated[str, typer.Option(help="Name shown on pages, e.g. 王师傅.")] = "",
              password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
@@ -95,7 +99,7 @@ def user_list(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
 
 @app.command()
-def evaluate(data_dir: Annotated[Path, typer.Argument(help="Folder holding nab/ and skab/ (see its README).")],
+def evaluate(data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="Folder holding nab/ and skab/ (see its README).")],
              window: Annotated[int, typer.Option(help="Points per window, as the hub scores a metric.")] = 60,
              json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
              calibrate_fpr: Annotated[Optional[float], typer.Option(

@@ -20,19 +20,34 @@ def configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def stop_cleanly_before_start() -> None:
+    """Called first thing by a service's process: a SIGTERM that arrives before
+    :func:`run_until_signalled` has its loop up (while modules load and the configuration is
+    read, nothing started yet) ends the process with status 0, as a SIGTERM does once the
+    service runs. Left to the default action, it would end with 143."""
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+
+
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` in a fresh event loop; SIGTERM and SIGINT set ``stop``."""
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
             loop.add_signal_handler(sig, stop.set)
         try:
             await main(stop)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)  # which sets the default action, not the one before
+                if handler is not None:
+                    signal.signal(sig, handler)
 
     asyncio.run(runner())
 
