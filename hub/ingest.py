@@ -204,7 +204,7 @@ class Ingestor:
         elif isinstance(message, Birth):
             self._birth(parsed, message, at)
         elif isinstance(message, Death):
-            if self.registry.death(str(parsed.gateway), message.boot, at):
+            if self.registry.death(str(parsed.gateway), message.boot, at, clean=message.clean):
                 log.warning("gateway %s offline (clean=%s)", parsed.gateway, message.clean)
         elif isinstance(message, Ack):
             self.pending.acks.append((message.id, str(parsed.gateway), at, message.result, message.reason))

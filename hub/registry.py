@@ -33,6 +33,7 @@ class GatewayState:
     software: str = ""
     changed_at: float | None = None
     health: dict[str, object] = field(default_factory=dict)  # the latest GatewayHealth
+    stopped_cleanly: bool = False  # its last death was announced (a planned stop), not its Last Will
 
 
 class Registry:
@@ -58,6 +59,7 @@ class Registry:
     def birth(self, gateway_id: str, boot: str, software: str, at: float) -> None:
         gw = self.gateways[gateway_id]
         gw.online, gw.boot, gw.software, gw.changed_at = True, boot, software, at
+        gw.stopped_cleanly = False
         self.announced[(gateway_id, boot)] = None
         if len(self.announced) > self.MAX_ANNOUNCED_RUNS:
             self.announced.popitem(last=False)
@@ -78,12 +80,13 @@ class Registry:
                                               device_class, "")
         return True
 
-    def death(self, gateway_id: str, boot: str, at: float) -> bool:
-        """Mark offline; ignore a death from an earlier run (its will may arrive late)."""
+    def death(self, gateway_id: str, boot: str, at: float, *, clean: bool = False) -> bool:
+        """Mark offline; ignore a death from an earlier run (its will may arrive late).
+        ``clean``: the agent announced its own stop, rather than its Last Will speaking for it."""
         gw = self.gateways[gateway_id]
         if gw.boot not in (None, boot):
             return False
-        gw.online, gw.changed_at = False, at
+        gw.online, gw.changed_at, gw.stopped_cleanly = False, at, clean
         return True
 
     def seen(self, device_id: str, at: float, values: dict[str, float]) -> None:

@@ -502,6 +502,9 @@ class HubService:
         """Record each device's changes between online and offline, with the reason."""
         assert self.twin is not None
         last = await asyncio.to_thread(self.twin.last_status)
+        # Devices that were reporting when their gateway announced a planned stop, by gateway:
+        # alarmed only if the gateway stays away longer than planned_stop_grace_s.
+        planned: dict[str, list[str]] = {}
         while not await wait_or_stop(self._stop, 1.0):
             now = time.time()
             for d in self.registry.devices.values():
@@ -510,17 +513,29 @@ class HubService:
                     continue
                 if not online and now - self._started < self.settings.offline_after_s:
                     continue  # just started: its devices' readings may not have arrived yet
+                gateway = self.registry.gateways[d.gateway]
                 if online:
                     reason = "reporting"
-                elif not self.registry.gateways[d.gateway].online:
-                    reason = "gateway-offline"
+                elif not gateway.online:
+                    # A planned stop (the agent said so) is recorded, not alarmed at once: an
+                    # engineer's restart of a gateway would raise one alert per device behind it.
+                    reason = "gateway-stopped" if gateway.stopped_cleanly else "gateway-offline"
                 else:
                     reason = "never-heard" if d.last_seen is None else "stale"
                 await asyncio.to_thread(self.twin.status_change, d.id, now, online, reason)
                 if not online and reason in ("stale", "gateway-offline") and last.get(d.id) is True:
                     # A device that was reporting and stopped: someone should look (one alert a drop).
                     await self._raise(now, d.id, "status", "offline", 0.0, "warning")
+                if reason == "gateway-stopped" and last.get(d.id) is True:
+                    planned.setdefault(d.gateway, []).append(d.id)
                 last[d.id] = online
+            for gateway_id in list(planned):
+                gateway = self.registry.gateways[gateway_id]
+                if gateway.online:
+                    del planned[gateway_id]  # back in time: nothing to raise
+                elif now - (gateway.changed_at or now) >= self.settings.planned_stop_grace_s:
+                    for device_id in planned.pop(gateway_id):
+                        await self._raise(now, device_id, "status", "offline", 0.0, "warning")
 
     # -- summaries -------------------------------------------------------------------------
 

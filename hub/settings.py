@@ -55,6 +55,9 @@ class HubSettings(BaseModel):
     late_grace_s: float = Field(default=30.0, ge=0)
     revise_within_s: float = Field(default=86400.0, gt=0)
     offline_after_s: float = Field(default=120.0, gt=0)
+    # A gateway that announced its stop (maintenance, a restart) raises its devices' offline
+    # alerts only if it is not back within this long.
+    planned_stop_grace_s: float = Field(default=3600.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0)  # wait for the broker before keeping a summary for later
     # Retention per category (days), and the roll-up resolutions kept after raw data goes:
     # raw readings and events, 1-minute and 1-hour aggregates, dead letters.

@@ -71,6 +71,11 @@ def _check_stages(report: dict) -> None:
     # The city keeps one summary per key: a revision replaces the one it had.
     assert stages["summaries_at_city"] == stages["summaries_published_by_hub"] - stages["summary_revisions_by_hub"]
     assert report["ok"] is True
+    # Every alert comes from a fault the scenario injected: a service stopped or restarted by
+    # the demo (its own shutdown included) raises none.
+    alerts = report["details"]["alerts"]
+    assert alerts["outside_the_scenario"] == [], alerts
+    assert sum(alerts["by_kind"].values()) == stages["alerts_raised"] > 0, alerts
 
 
 def test_sixty_second_demo_on_mosquitto_through_city_kills_and_broker_and_hub_restarts(tmp_path: Path) -> None:

@@ -172,9 +172,46 @@ async def test_each_device_keeps_a_history_of_going_offline_and_back_with_reason
         await asyncio.sleep(2.5)  # no readings: stale
         await reading(2)
         await wait_until(lambda: history(3), timeout=10)
+        # A planned stop: the agent announces its own death. Recorded, not alarmed.
         await edge.publish(topics.gateway_state(C, gw), encode(Death(boot="b1", clean=True)), qos=1, retain=True)
-        rows = await wait_until(lambda: history(4), timeout=10)
+        await wait_until(lambda: history(4), timeout=10)
+        await edge.publish(topics.gateway_state(C, gw), encode(Birth(ts=time.time(), boot="b2", seq=0, software="t")),
+                           qos=1, retain=True)
+        await edge.publish(topics.device_telemetry(C, gw, dev), encode(Telemetry(
+            seq=1, boot="b2", ts=time.time(), device=dev, metrics={"temperature": 20.0})), qos=1)
+        await wait_until(lambda: history(5), timeout=10)
+        # The gateway's Last Will: it went away without a word. Someone should look.
+        await edge.publish(topics.gateway_state(C, gw), encode(Death(boot="b2", clean=False)), qos=1, retain=True)
+        rows = await wait_until(lambda: history(6), timeout=10)
         alerts = [a for a in (await http.get("/api/alerts")).json() if a["kind"] == "offline"]
     assert [(r["online"], r["reason"]) for r in reversed(rows)] == [
-        (True, "reporting"), (False, "stale"), (True, "reporting"), (False, "gateway-offline")]
-    assert [(a["device"], a["metric"]) for a in alerts] == [(dev, "status"), (dev, "status")]  # one per drop
+        (True, "reporting"), (False, "stale"), (True, "reporting"), (False, "gateway-stopped"),
+        (True, "reporting"), (False, "gateway-offline")]
+    # One alert per unplanned drop (stale, Last Will); none for the announced stop.
+    assert [(a["device"], a["metric"]) for a in alerts] == [(dev, "status"), (dev, "status")]
+
+
+async def test_a_planned_stop_that_lasts_too_long_is_alarmed_once(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    gw, dev = "gw-b1", "b1-th-01"
+    async with serving_hub(tmp_path, community, mosquitto, offline_after_s=1.0, planned_stop_grace_s=3.0) as (
+            url, hub), aiomqtt.Client(mosquitto.host, mosquitto.port) as edge, httpx.AsyncClient(base_url=url) as http:
+
+        async def offline_alerts() -> list[dict]:
+            return [a for a in (await http.get("/api/alerts")).json() if a["kind"] == "offline"]
+
+        await edge.publish(topics.gateway_state(C, gw), encode(Birth(ts=time.time(), boot="b1", seq=0, software="t")),
+                           qos=1, retain=True)
+        await asyncio.sleep(1.2)  # past the hub's start-up quiet period
+        await edge.publish(topics.device_telemetry(C, gw, dev), encode(Telemetry(
+            seq=1, boot="b1", ts=time.time(), device=dev, metrics={"temperature": 20.0})), qos=1)
+        await wait_until(lambda: hub.registry.online(hub.registry.devices[dev]), timeout=10)
+        await asyncio.sleep(1.5)  # the status watch sees it reporting
+        await edge.publish(topics.gateway_state(C, gw), encode(Death(boot="b1", clean=True)), qos=1, retain=True)
+        stopped = time.monotonic()
+        await asyncio.sleep(1.5)
+        assert await offline_alerts() == []  # within the grace: recorded, not alarmed
+        await wait_until(offline_alerts, timeout=10)
+        assert time.monotonic() - stopped >= 3.0
+        await asyncio.sleep(2.0)
+        assert [(a["device"], a["metric"]) for a in await offline_alerts()] == [(dev, "status")]  # once
