@@ -21,17 +21,24 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import time
 from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from contract.ids import Ident
 
 DOWNLINK_SCHEMA_VERSION = 1
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# A model's version becomes part of a folder name on the hub: letters and digits in runs
+# joined by single '.', '_', '+' or '-' ("2.1.0", "3.0.0-rc1"), so never "..", "/" or "\\".
+ModelVersion = Annotated[str, StringConstraints(min_length=1, max_length=32,
+                                                pattern=r"^[0-9A-Za-z]+(?:[._+-][0-9A-Za-z]+)*$")]
+# The ONNX file's name inside that folder: one plain name, never the manifest's own.
+MODEL_FILE_NAME = r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}\.onnx$"
 
 
 class _Frozen(BaseModel):
@@ -57,10 +64,18 @@ class ModelUpdate(_Frozen):
     kind: Literal["model"] = "model"
     # Which of the hub's models: the window model, or a pattern detector's (hub/patterns.py).
     name: Literal["window_anomaly", "water_leak", "elevator_fault"] = "window_anomaly"
-    version: str = Field(min_length=1, max_length=32)
+    version: ModelVersion
     sha256: Sha256  # of the ONNX file
     size: int = Field(gt=0, le=700 * 1024)  # base64 of it fits a 1 MiB MQTT message (MAX_BACKLOG_BYTES)
     manifest: dict[str, Any]  # the model folder's manifest.json, whose sha256 must be the same
+
+    @field_validator("manifest")
+    @classmethod
+    def _safe_file_name(cls, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest.get("file", "model.onnx")
+        if not isinstance(name, str) or not re.fullmatch(MODEL_FILE_NAME, name):
+            raise ValueError(f"the manifest names an unsafe file {name!r} (expected a plain name ending in .onnx)")
+        return manifest
 
 
 class DownlinkItem(_Frozen):

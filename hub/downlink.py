@@ -100,16 +100,29 @@ class DownlinkStore:
                                     "ORDER BY seq").fetchall()
         folders: dict[str, Path] = {}
         for (text,) in rows:
-            item = DownlinkItem.model_validate_json(text)
-            assert isinstance(item.body, ModelUpdate)
-            folders[item.body.name] = model_folder(root, item)
+            try:  # a row an older hub applied under looser rules is passed over, not trusted
+                item = DownlinkItem.model_validate_json(text)
+                assert isinstance(item.body, ModelUpdate)
+                folders[item.body.name] = model_folder(root, item)
+            except (ValidationError, DownlinkRefused) as exc:
+                log.error("an applied model item is no longer valid, its folder is not used: %s", exc)
         return folders
 
 
 def model_folder(root: Path, item: DownlinkItem) -> Path:
-    """One folder per item: a later item (even with the same file) never touches a folder in use."""
+    """One folder per item: a later item (even with the same file) never touches a folder in use.
+    The item's name and version are validated where it is parsed (contract.downlink); the
+    folder is checked again to lie inside ``root``."""
     assert isinstance(item.body, ModelUpdate)
-    return root / item.body.name / f"{item.seq:06d}-{item.body.version}"
+    return inside(root, root / item.body.name / f"{item.seq:06d}-{item.body.version}")
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path``, once resolved, if it lies strictly inside ``root``; DownlinkRefused otherwise."""
+    resolved, base = path.resolve(), root.resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise DownlinkRefused(f"{path} is not inside the model store {root}")
+    return resolved
 
 
 class DownlinkHandler:
@@ -185,7 +198,7 @@ class DownlinkHandler:
             try:
                 self.load_model(body.name, folder)
             except Exception as exc:  # ModelError, onnxruntime's own: the running model stays
-                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(inside(self.model_root, folder), ignore_errors=True)
                 raise DownlinkRefused(f"model {body.version} does not load: {exc}") from None
 
 
