@@ -20,7 +20,7 @@ from contract.codec import MAX_BACKLOG_BYTES, MAX_PAYLOAD_BYTES, decode_as
 from contract.ids import ID_PATTERN
 from contract.city import Batch
 from contract.classes import DeviceClass
-from contract.messages import BACKLOG_MAX_ITEMS, MAX_PERIOD_S, Backlog, Telemetry
+from contract.messages import BACKLOG_MAX_ITEMS, MAX_PERIOD_S, Backlog, Quality, QualityLevel, Telemetry
 
 _Name = Annotated[str, msgspec.Meta(max_length=64)]
 # msgspec matches with re.search, where "$" also matches before a final newline; the
@@ -37,7 +37,7 @@ class FastTelemetry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     metrics: Annotated[dict[_Name, float], msgspec.Meta(min_length=1, max_length=64)]
     v: Literal[1] = 1
     hist: bool = False
-    quality: Annotated[dict[_Name, Literal["good", "stale", "comm_error"]], msgspec.Meta(max_length=64)] = {}
+    quality: Annotated[dict[_Name, Quality], msgspec.Meta(max_length=64)] = {}  # the contract's own Literal
 
 
 _decoder = msgspec.json.Decoder(FastTelemetry)
@@ -139,6 +139,7 @@ class _FastHub(_Struct):
     alerts_raised: _Count
     devices: _Count
     devices_online: _Count
+    points_by_quality: dict[QualityLevel, _Count] = {}
 
 
 class FastSummary(_Struct):

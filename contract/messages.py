@@ -56,7 +56,23 @@ class Death(Message):
     clean: bool = False
 
 
-Quality = Literal["good", "stale", "comm_error"]
+# A point's quality travels as the reason it is not good; each reason has one level. A
+# point not listed is good. (Sparkplug and OPC UA speak of good, uncertain and bad too.)
+QUALITY_LEVELS: dict[str, Literal["good", "uncertain", "bad"]] = {
+    "good": "good",
+    "comm_error": "bad",  # not read this time (absent from metrics)
+    "out_of_range": "bad",  # read, but outside what the device or its class can measure
+    "sensor_fault": "bad",  # the device reported a fault of its own for this point
+    "stale": "uncertain",  # the device answered with a value it did not refresh
+    "substituted": "uncertain",  # not measured: filled in (the last good value, or a set one)
+}
+Quality = Literal["good", "comm_error", "out_of_range", "sensor_fault", "stale", "substituted"]
+QualityLevel = Literal["good", "uncertain", "bad"]
+
+
+def quality_level(reason: str | None) -> QualityLevel:
+    """The level of a point's quality reason (None: not listed, so good)."""
+    return "good" if reason is None else QUALITY_LEVELS[reason]
 
 
 class Telemetry(Message):
@@ -66,8 +82,10 @@ class Telemetry(Message):
     device: Ident
     metrics: dict[Annotated[str, Field(max_length=64)], FiniteFloat] = Field(min_length=1, max_length=64)
     hist: bool = False  # replayed from the edge spool rather than live
-    # Points whose quality is not "good" (a point the device failed to read this time is
-    # listed as comm_error and absent from metrics). Empty: every metric is good.
+    # Points whose quality is not "good", by reason (QUALITY_LEVELS): a point the device
+    # failed to read this time is comm_error and absent from metrics; a bad or uncertain
+    # point in metrics is stored and shown, and a bad one is left out of windows, scores,
+    # rules and aggregates. Empty: every metric is good.
     quality: dict[Annotated[str, Field(max_length=64)], Quality] = Field(default_factory=dict, max_length=64)
 
 
@@ -239,6 +257,9 @@ class HubHealth(BaseModel):
     alerts_raised: int = Field(ge=0)
     devices: int = Field(ge=0)
     devices_online: int = Field(ge=0)
+    # Points read in the window, by quality level: the bad ones are counted here and left
+    # out of the cells' statistics (and of windows, scores and rules).
+    points_by_quality: dict[QualityLevel, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
 
 HubSummary.model_rebuild()

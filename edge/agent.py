@@ -43,12 +43,13 @@ from contract.messages import (
     Death,
     DeviceInfo,
     Event,
+    QUALITY_LEVELS,
     GatewayHealth,
     Telemetry,
 )
 from contract.topology import Community, DeviceSpec
 from edge.deadletter import DeadLetterFile
-from edge.normalize import RawRejected, parse_raw, spec_for
+from edge.normalize import RawRejected, mark_out_of_range, parse_raw, spec_for
 from edge.poller import BusPoller, CommandRefused
 from edge.profiles import BusFile, BusSpec, DeviceEntry, ModelSpec, PointSpec
 from edge.settings import EdgeSettings
@@ -161,7 +162,7 @@ class EdgeAgent:
         self._log_throttle = LogThrottle()
         self.counters: dict[str, int] = {"published": 0, "readings_published": 0, "replayed": 0, "spooled": 0,
                                          "spool_refused": 0, "rejected": 0, "commands": 0, "resent_after_drop": 0,
-                                         "local_redelivered": 0}
+                                         "local_redelivered": 0, "marked_bad": 0}
         # QoS 1 from devices is at-least-once: around a broker restart the local broker may hand over a
         # message twice, and each copy would get its own seq (which the hub's dedup cannot catch). A
         # device never sends two identical payloads stamped with the same time, so those are dropped here.
@@ -390,6 +391,11 @@ class EdgeAgent:
 
     def _publish_reading(self, device: str, ts: float, values: dict[str, float],
                          quality: dict[str, str] | None = None) -> None:
+        device_class = self._classes.get(device)
+        if device_class is not None:
+            quality = mark_out_of_range(spec_for(device_class), values, quality or {})
+            if quality:
+                self.counters["marked_bad"] += sum(QUALITY_LEVELS[q] == "bad" for q in quality.values())
         msg = Telemetry(seq=self._next_seq(), boot=self.boot, ts=ts, device=device, metrics=values,
                         quality=quality or {})
         self.enqueue(topics.device_telemetry(self.community.id, self.gateway.id, device), msg)
@@ -410,7 +416,7 @@ class EdgeAgent:
             self._reject(topic, "unknown-device", "not provisioned on this gateway", raw)
             return
         try:
-            ts, values, event = parse_raw(raw, spec_for(device.device_class))
+            ts, values, event, quality = parse_raw(raw, spec_for(device.device_class))
         except RawRejected as exc:
             self._reject(topic, exc.reason, exc.detail, raw)
             return
@@ -421,7 +427,7 @@ class EdgeAgent:
         ts = ts if ts is not None else time.time()
         try:
             if values is not None:
-                self._publish_reading(device.id, ts, values)
+                self._publish_reading(device.id, ts, values, quality)
             else:
                 assert event is not None
                 msg = Event(seq=self._next_seq(), boot=self.boot, ts=ts, device=device.id, **event)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from contract.classes import CATALOG
 from contract.endpoints import MqttEndpoint
+from contract.messages import QUALITY_LEVELS
 from contract.topology import Community
 from hub.accounts import SESSION_TTL_S, AccountError, Accounts, Principal, Role
 from hub.inference import WindowModel
@@ -254,6 +255,8 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 "class": d.device_class.value, "class_zh": spec.label_zh, "class_en": spec.label_en,
                 "online": hub.registry.online(d, now), "last_seen": d.last_seen, "messages": d.messages,
                 "last_values": d.last_values,
+                # Last values that are not good: reason and level (contract QUALITY_LEVELS).
+                "last_quality": {k: {"reason": r, "level": QUALITY_LEVELS[r]} for k, r in d.last_quality.items()},
                 "metrics": {m.name: {"zh": m.label_zh, "en": m.label_en, "unit": m.unit} for m in spec.metrics},
             })
         return out

@@ -23,6 +23,7 @@ from contract.messages import (
     Birth,
     Death,
     Event,
+    QUALITY_LEVELS,
     GatewayHealth,
     Telemetry,
 )
@@ -62,10 +63,11 @@ class Pending:
     # Threshold crossings: (ts, device, metric, value, bound "low"/"high", limit)
     crossings: list[tuple[float, str, str, float, str, float]] = field(default_factory=list)
     downlinks: list[bytes] = field(default_factory=list)  # signed city items (SignedItem JSON)
+    rebirths: list[tuple[str, str, str]] = field(default_factory=list)  # (gateway, reason, detail) to ask
 
     def __len__(self) -> int:
         return (len(self.telemetry) + len(self.events) + len(self.dead) + len(self.acks) + len(self.births)
-                + len(self.crossings) + len(self.downlinks))
+                + len(self.crossings) + len(self.downlinks) + len(self.rebirths))
 
 
 class _SeqWindow:
@@ -88,8 +90,16 @@ class _SeqWindow:
 
 
 class Ingestor:
-    def __init__(self, registry: Registry, windows: Windows, metrics: HubMetrics, *, max_payload_bytes: int) -> None:
+    def __init__(self, registry: Registry, windows: Windows, metrics: HubMetrics, *, max_payload_bytes: int,
+                 rebirth_seq_gap: int = 1000, rebirth_min_interval_s: float = 60.0) -> None:
         self.registry = registry
+        # Sparkplug hosts ask for a rebirth when they lose the thread of an edge node: readings
+        # from an agent run they never saw born, or a live sequence number that jumps. So does
+        # the hub, once per gateway per rebirth_min_interval_s; the service sends the command.
+        self.rebirth_seq_gap = rebirth_seq_gap
+        self.rebirth_min_interval_s = rebirth_min_interval_s
+        self._highest: dict[str, tuple[str, int]] = {}  # gateway -> (boot, highest live seq of that run)
+        self._rebirth_asked: dict[str, float] = {}  # gateway -> when the hub last asked (monotonic)
         self.windows = windows
         self.patterns: dict[str, PatternDetector] = {}  # by device class
         self.metrics = metrics
@@ -103,6 +113,7 @@ class Ingestor:
         # Per-interval accumulators for the community summary: (device, metric) -> [n, sum, min, max]
         self.interval_stats: dict[tuple[str, str], list[float]] = {}
         self.interval_readings: dict[str, int] = {}
+        self.interval_quality: dict[str, int] = {}  # points read, by quality level (good, uncertain, bad)
         self.interval_events: dict[str, int] = {}
         self.interval_requests: dict[str, int] = {}  # residents' requests (kiosk service_request), by category
         # Late readings (an edge's replay after an outage): a reading older than late_before
@@ -114,6 +125,7 @@ class Ingestor:
         self.summary_step = 60.0
         self.late_stats: dict[float, dict[tuple[str, str], list[float]]] = {}
         self.late_readings: dict[float, dict[str, int]] = {}
+        self.late_quality: dict[float, dict[str, int]] = {}
         # Desired thresholds per device (the twin): metric -> (low, high); and which series
         # are outside now, so that one excursion raises one alert (hysteresis HYSTERESIS).
         self.thresholds: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
@@ -261,28 +273,35 @@ class Ingestor:
             return
         state = self.registry.devices[msg.device]
         spec = CATALOG[state.device_class]
+        quality = msg.quality
         scored = set()
+        bad: set[str] = set()  # stored and shown, left out of windows, scores, rules and aggregates
         for name, value in msg.metrics.items():
             metric = spec.metric(name)
             if metric is None:
                 raise Rejected("unknown-metric", f"{state.device_class} has no metric {name!r}")
-            if not metric.low <= value <= metric.high:
+            if quality and QUALITY_LEVELS[quality.get(name, "good")] == "bad":
+                bad.add(name)  # the sender says so: its value may be anything finite
+            elif not metric.low <= value <= metric.high:
                 raise Rejected("out-of-range", f"{name}={value} outside [{metric.low}, {metric.high}]")
             if metric.scored:
                 scored.add(name)
         self.metrics.count(f"stored_{origin}")
+        self._watch_run(str(parsed.gateway), msg.boot, msg.seq, msg.hist)
         self.pending.telemetry.append(
             TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items()),
-                         msg.boot, origin))
-        self.registry.seen(msg.device, msg.ts, dict(msg.metrics))
+                         msg.boot, origin, tuple((k, q) for k, q in quality.items() if q != "good")))
+        self.registry.seen(msg.device, msg.ts, dict(msg.metrics), quality)
+        usable = {k: v for k, v in msg.metrics.items() if k not in bad} if bad else msg.metrics
         detector = self.patterns.get(state.device_class)
-        if detector is not None and not msg.hist:
-            detector.add(msg.device, msg.ts, msg.metrics)
-        stats, readings = self.interval_stats, self.interval_readings
+        if detector is not None and not msg.hist and usable:
+            detector.add(msg.device, msg.ts, usable)
+        stats, readings, levels = self.interval_stats, self.interval_readings, self.interval_quality
         if msg.ts < self.late_before:
-            stats, readings = self._late_window(msg.ts)
+            stats, readings, levels = self._late_window(msg.ts)
         readings[msg.device] = readings.get(msg.device, 0) + 1
-        for name, value in msg.metrics.items():
+        self._count_quality(levels, msg.metrics, quality)
+        for name, value in usable.items():
             acc = stats.get((msg.device, name))
             if acc is None:
                 stats[(msg.device, name)] = [1, value, value, value]
@@ -294,21 +313,72 @@ class Ingestor:
             if not msg.hist and name in scored:
                 self.windows.add(msg.device, name, msg.ts, value)
         limits = self.thresholds.get(msg.device)
-        if limits and not msg.hist:  # history is stored, never alerted on
-            self._check_thresholds(msg.device, msg.ts, msg.metrics, limits)
+        if limits and not msg.hist and usable:  # history is stored, never alerted on
+            self._check_thresholds(msg.device, msg.ts, usable, limits)
 
-    def _late_window(self, ts: float) -> tuple[dict[tuple[str, str], list[float]], dict[str, int]]:
+    def _watch_run(self, gateway: str, boot: str, seq: int, hist: bool) -> None:
+        """Ask ``gateway`` for a rebirth when the hub has lost its thread: a message from an
+        agent run it never saw born (its birth lost, or the hub's state reset), or a live
+        sequence number more than rebirth_seq_gap past the run's highest (messages lost, or
+        an outage longer than that: the new birth is cheap either way). Replayed history is
+        out of order by nature and is not watched."""
+        if (gateway, boot) not in self.registry.announced:
+            self._ask_rebirth(gateway, "no-birth", f"messages from agent run {boot!r}, whose birth the hub never saw")
+            return
+        if hist:
+            return
+        last = self._highest.get(gateway)
+        if last is None or last[0] != boot:
+            self._highest[gateway] = (boot, seq)
+            return
+        if seq > last[1]:
+            self._highest[gateway] = (boot, seq)
+            if seq - last[1] > self.rebirth_seq_gap:
+                self._ask_rebirth(gateway, "seq-gap", f"agent run {boot!r}: seq {last[1]}, then {seq}")
+
+    def _ask_rebirth(self, gateway: str, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        asked = self._rebirth_asked.get(gateway)
+        if asked is not None and now - asked < self.rebirth_min_interval_s:
+            self.metrics.rebirths.labels(reason, "no").inc()  # held back by the rate limit: counted
+            return
+        self._rebirth_asked[gateway] = now
+        self.metrics.rebirths.labels(reason, "yes").inc()
+        self.metrics.count("rebirth_requests")
+        self.registry.gateways[gateway].rebirth_asked = {"at": time.time(), "reason": reason, "detail": detail}
+        self.pending.rebirths.append((gateway, reason, detail))
+
+    def _count_quality(self, levels: dict[str, int], metrics: Any, quality: dict[str, str]) -> None:
+        """Count each point of a reading by its quality level: the values it carries, and the
+        points it names as not read (comm_error, absent from its metrics)."""
+        if not quality:
+            levels["good"] = levels.get("good", 0) + len(metrics)
+            return
+        for name, reason in quality.items():
+            if name in metrics or reason != "good":
+                level = QUALITY_LEVELS[reason]
+                levels[level] = levels.get(level, 0) + 1
+                if level != "good":
+                    self.metrics.count(f"points_{level}")
+                    self.metrics.not_good.labels(level, reason).inc()
+        good = sum(1 for name in metrics if name not in quality)
+        levels["good"] = levels.get("good", 0) + good
+
+    def _late_window(self, ts: float) -> tuple[dict[tuple[str, str], list[float]], dict[str, int], dict[str, int]]:
         if ts < self.revise_after:
             self.metrics.count("late_unsummarised")
-            return {}, {}
+            return {}, {}, {}
         self.metrics.count("late_readings")
         window = math.floor(ts / self.summary_step) * self.summary_step
-        return self.late_stats.setdefault(window, {}), self.late_readings.setdefault(window, {})
+        return (self.late_stats.setdefault(window, {}), self.late_readings.setdefault(window, {}),
+                self.late_quality.setdefault(window, {}))
 
-    def take_late(self) -> list[tuple[float, dict[tuple[str, str], list[float]], dict[str, int]]]:
-        """The late readings gathered since the last call, per window, oldest first."""
-        late = [(w, self.late_stats[w], self.late_readings[w]) for w in sorted(self.late_stats)]
-        self.late_stats, self.late_readings = {}, {}
+    def take_late(self) -> list[tuple[float, dict[tuple[str, str], list[float]], dict[str, int], dict[str, int]]]:
+        """The late readings gathered since the last call, per window, oldest first:
+        (window start, statistics, readings by device, points by quality level)."""
+        late = [(w, self.late_stats[w], self.late_readings[w], self.late_quality.get(w, {}))
+                for w in sorted(self.late_stats)]
+        self.late_stats, self.late_readings, self.late_quality = {}, {}, {}
         return late
 
     def _check_thresholds(self, device: str, ts: float, metrics: Any,
@@ -354,6 +424,7 @@ class Ingestor:
         except _Duplicate:
             self.metrics.duplicates.inc()
             return
+        self._watch_run(str(parsed.gateway), msg.boot, msg.seq, False)
         self.pending.events.append((msg.ts, msg.device, str(parsed.gateway), msg.event, msg.severity,
                                     json.dumps(msg.data, ensure_ascii=False), msg.boot, msg.seq))
         self.registry.seen(msg.device, msg.ts, {})

@@ -21,6 +21,7 @@ class DeviceState:
     name: str
     last_seen: float | None = None
     last_values: dict[str, float] = field(default_factory=dict)
+    last_quality: dict[str, str] = field(default_factory=dict)  # reason, for last values that are not good
     messages: int = 0
 
 
@@ -34,6 +35,7 @@ class GatewayState:
     changed_at: float | None = None
     health: dict[str, object] = field(default_factory=dict)  # the latest GatewayHealth
     stopped_cleanly: bool = False  # its last death was announced (a planned stop), not its Last Will
+    rebirth_asked: dict[str, object] | None = None  # the hub's last request for a rebirth: at, reason, detail
 
 
 class Registry:
@@ -89,13 +91,29 @@ class Registry:
         gw.online, gw.changed_at, gw.stopped_cleanly = False, at, clean
         return True
 
-    def seen(self, device_id: str, at: float, values: dict[str, float]) -> None:
+    def seen(self, device_id: str, at: float, values: dict[str, float], quality: dict[str, str] | None = None) -> None:
         d = self.devices[device_id]
         if d.last_seen is None or at >= d.last_seen:  # a replayed older reading is history, not the present
             d.last_values.update(values)
+            if quality or d.last_quality:  # most readings: all good, before and now
+                _mark_quality(d, values, quality or {})
         d.last_seen = max(at, d.last_seen or at)
         d.messages += 1
 
     def online_count(self) -> int:
         now = time.time()
         return sum(self.online(d, now) for d in self.devices.values())
+
+
+def _mark_quality(d: DeviceState, values: dict[str, float], quality: dict[str, str]) -> None:
+    """Keep the reason of each last value that is not good. A point read again is as good as
+    this reading says; a point not read this time keeps its last value, marked."""
+    for name in values:
+        reason = quality.get(name, "good")
+        if reason == "good":
+            d.last_quality.pop(name, None)
+        else:
+            d.last_quality[name] = reason
+    for name, reason in quality.items():
+        if name not in values and reason != "good" and name in d.last_values:
+            d.last_quality[name] = reason

@@ -61,7 +61,9 @@ class HubService:
         # The version of the configured model folder last loaded: a model the city sent stays
         # in use until that folder gets a new version.
         self._folder_sha = WindowModel.manifest_sha256(settings.model_dir)
-        self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes)
+        self.ingestor = Ingestor(self.registry, self.windows, self.metrics, max_payload_bytes=settings.max_payload_bytes,
+                                 rebirth_seq_gap=settings.rebirth_seq_gap,
+                                 rebirth_min_interval_s=settings.rebirth_min_interval_s)
         self.alert_policy = AlertPolicy(settings.alert_threshold, settings.alert_cooldown_s)
         self.rules = CombinationRules(settings.rules)
         night = NightHours(*settings.night_hours, ZoneInfo(settings.timezone))
@@ -90,6 +92,7 @@ class HubService:
         # hub never produces a second summary for a window it already summarised.
         self._interval_start = time.time()
         self._rollups_warned = False
+        self._rebirths = 0  # rebirth commands sent, for their ids
         self._mark_late(self._interval_start)
         self._ingest_stop = asyncio.Event()
         self._ingest_task: asyncio.Task[None] | None = None
@@ -242,6 +245,8 @@ class HubService:
             log.warning("threshold: device=%s %s=%s beyond its %s limit %s", device, metric, value, bound, limit)
         for raw in batch.downlinks:
             await self._answer_city(raw)
+        for gateway, reason, detail in batch.rebirths:
+            await self._ask_rebirth(gateway, reason, detail)
         for gateway in {b[0] for b in batch.births}:
             assert self._tg is not None
             self._tg.create_task(self._reconcile(gateway), name=f"hub-reconcile-{gateway}")
@@ -471,6 +476,19 @@ class HubService:
                 return
             await asyncio.to_thread(self.twin.sent, cmd.id)
 
+    async def _ask_rebirth(self, gateway: str, reason: str, detail: str) -> None:
+        """Publish a rebirth command to ``gateway``: its agent publishes its birth again and
+        reports every point on its next read, so the registry and the twin catch up."""
+        self._rebirths += 1
+        cmd = Command(id=f"rebirth-{int(time.time())}-{self._rebirths}", ts=time.time(), command="rebirth")
+        log.warning("asking gateway %s for a rebirth (%s): %s", gateway, reason, detail)
+        try:
+            await self.publisher.publish(topics.gateway_command(self.community.id, gateway), encode(cmd), qos=1,
+                                         timeout=self.settings.publish_timeout_s)
+        except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
+            log.error("rebirth request to %s not sent (asked again on its next message after %g s): %s", gateway,
+                      self.settings.rebirth_min_interval_s, exc)
+
     async def _reconcile(self, gateway: str) -> None:
         """A gateway was born: send each of its devices' whole edge-side desired state."""
         assert self.twin is not None
@@ -564,8 +582,10 @@ class HubService:
                                 self._interval_alerts, ing.interval_events, self._interval_dead,
                                 alerts_by_severity=self._interval_severity, requests=ing.interval_requests,
                                 work_orders=orders, household_alerts=self._interval_household,
-                                household_alerts_by_severity=self._interval_household_severity)
+                                household_alerts_by_severity=self._interval_household_severity,
+                                quality=ing.interval_quality)
         ing.interval_stats, ing.interval_readings, ing.interval_events, ing.interval_requests = {}, {}, {}, {}
+        ing.interval_quality = {}
         self._interval_alerts = Counter()
         self._interval_severity = Counter()
         self._interval_household = Counter()
@@ -597,8 +617,8 @@ class HubService:
         assert self.store is not None
         step = self.settings.summary_interval_s
         touched: set[tuple[int, float]] = set()  # roll-up windows holding a revised window
-        for window, stats, readings in self.ingestor.take_late():
-            late = late_summary(self.registry, window, window + step, stats, readings)
+        for window, stats, readings, quality in self.ingestor.take_late():
+            late = late_summary(self.registry, window, window + step, stats, readings, quality)
             body = await asyncio.to_thread(self.store.kept_summary, window, window + step)
             kept = decode_as(HubSummary, body) if body is not None else None
             revised = revise(kept, late)

@@ -58,6 +58,10 @@ class HubSettings(BaseModel):
     # A gateway that announced its stop (maintenance, a restart) raises its devices' offline
     # alerts only if it is not back within this long.
     planned_stop_grace_s: float = Field(default=3600.0, gt=0)
+    # Ask a gateway for a rebirth when messages come from an agent run with no birth, or a live
+    # seq jumps more than rebirth_seq_gap past the run's highest; at most once per interval.
+    rebirth_seq_gap: int = Field(default=1000, ge=1)
+    rebirth_min_interval_s: float = Field(default=60.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0)  # wait for the broker before keeping a summary for later
     # Retention per category (days), and the roll-up resolutions kept after raw data goes:
     # raw readings and events, 1-minute and 1-hour aggregates, dead letters.

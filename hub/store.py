@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.messages import QUALITY_LEVELS
 from servicekit.sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (
     ts REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
-    gateway TEXT NOT NULL, seq INTEGER NOT NULL, hist INTEGER NOT NULL DEFAULT 0, boot TEXT NOT NULL DEFAULT ''
+    gateway TEXT NOT NULL, seq INTEGER NOT NULL, hist INTEGER NOT NULL DEFAULT 0, boot TEXT NOT NULL DEFAULT '',
+    quality TEXT NOT NULL DEFAULT ''  -- '' when good, else the reason (contract.messages.QUALITY_LEVELS)
 );
 CREATE INDEX IF NOT EXISTS telemetry_by_device ON telemetry (device, ts);
 CREATE TABLE IF NOT EXISTS events (
@@ -85,6 +87,21 @@ class TelemetryRow:
     metrics: tuple[tuple[str, float], ...]
     boot: str = ""
     origin: str = "announced"  # counted as stored_<origin>: from an agent run announced by a birth, or not
+    quality: tuple[tuple[str, str], ...] = ()  # (metric, reason) of the points that are not good
+
+
+_INSERT_TELEMETRY = ("INSERT OR IGNORE INTO telemetry (ts, device, metric, value, gateway, seq, hist, boot, quality) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _reason(row: TelemetryRow, metric: str) -> str:
+    """The metric's quality reason in ``row``; '' for good (most rows: no dict is built)."""
+    if not row.quality:
+        return ""
+    for name, reason in row.quality:
+        if name == metric:
+            return reason
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +161,9 @@ class HubStore:
                     # A message's rows are all new or all repeats: its first row decides.
                     group = [t for t in telemetry if t.origin == origin]
                     before = db.total_changes
-                    db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                   ((t.ts, t.device, *t.metrics[0], t.gateway, t.seq, int(t.hist), t.boot)
-                                    for t in group))
+                    db.executemany(_INSERT_TELEMETRY,
+                                   ((t.ts, t.device, *t.metrics[0], t.gateway, t.seq, int(t.hist), t.boot,
+                                     _reason(t, t.metrics[0][0])) for t in group))
                     added = db.total_changes - before
                     new_t += added
                     if added < len(group):
@@ -154,8 +171,8 @@ class HubStore:
                 if telemetry:
                     rest = [t for t in telemetry if len(t.metrics) > 1]
                     if rest:
-                        db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                       ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist), t.boot)
+                        db.executemany(_INSERT_TELEMETRY,
+                                       ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist), t.boot, _reason(t, m))
                                         for t in rest for m, v in t.metrics[1:]))
                 if events:
                     before = db.total_changes
@@ -387,8 +404,14 @@ class HubStore:
             where.append("ts >= ?")
             args.append(since)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self._query(f"SELECT ts, device, metric, value, gateway, seq, hist FROM telemetry {clause} "
+        rows = self._query(f"SELECT ts, device, metric, value, gateway, seq, hist, quality FROM telemetry {clause} "
                            "ORDER BY ts DESC LIMIT ?", [*args, limit])
+        for r in rows:  # stored as the reason ('' for good); read as the level with its reason
+            reason = r.pop("quality") or "good"
+            r["quality"] = QUALITY_LEVELS.get(reason, "bad")
+            if reason != "good":
+                r["quality_reason"] = reason
+        return rows
 
     def dead_letters(self, reason: str | None, limit: int, *, topic: str | None = None, since: float | None = None,
                      until: float | None = None) -> list[dict[str, Any]]:
@@ -436,7 +459,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     """Databases from before messages carried their agent run into storage gain the columns."""
     for table, column, decl in (("telemetry", "boot", "TEXT NOT NULL DEFAULT ''"),
                                 ("events", "boot", "TEXT NOT NULL DEFAULT ''"),
-                                ("events", "seq", "INTEGER NOT NULL DEFAULT 0")):
+                                ("events", "seq", "INTEGER NOT NULL DEFAULT 0"),
+                                ("telemetry", "quality", "TEXT NOT NULL DEFAULT ''")):
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if column not in columns:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")

@@ -41,7 +41,8 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
                   alerts: Counter[str], events: dict[str, int], dead_letters: int, *,
                   alerts_by_severity: Counter[str] | None = None, requests: dict[str, int] | None = None,
                   work_orders: WorkOrderStats | None = None, household_alerts: Counter[str] | None = None,
-                  household_alerts_by_severity: Counter[str] | None = None) -> HubSummary:
+                  household_alerts_by_severity: Counter[str] | None = None,
+                  quality: dict[str, int] | None = None) -> HubSummary:
     cells: dict[tuple[str, str], _Cell] = {}
     for device in registry.devices.values():
         cell = cells.setdefault((device.building, device.device_class.value), _Cell())
@@ -66,7 +67,8 @@ def build_summary(registry: Registry, window_start: float, window_end: float,
     )
     health = HubHealth(readings_stored=sum(readings.values()), dead_letters=dead_letters,
                        alerts_raised=sum(alerts.values()), devices=sum(c.devices for c in out),
-                       devices_online=sum(c.online for c in out))
+                       devices_online=sum(c.online for c in out),
+                       points_by_quality={k: v for k, v in sorted((quality or {}).items()) if v})
     return HubSummary(community=registry.community.id, window_start=window_start, window_end=window_end,
                       cells=out, alerts=dict(alerts), events=dict(events), dead_letters=dead_letters,
                       alerts_by_severity=dict(alerts_by_severity or {}), requests=dict(requests or {}),
@@ -114,16 +116,21 @@ def revise(kept: HubSummary | None, late: HubSummary) -> HubSummary:
     late_readings = sum(c.readings for c in late.cells)
     hub = kept.hub
     if hub is not None:
-        hub = hub.model_copy(update={"readings_stored": hub.readings_stored + late_readings})
+        by_quality = Counter(hub.points_by_quality)
+        if late.hub is not None:
+            by_quality.update(late.hub.points_by_quality)
+        hub = hub.model_copy(update={"readings_stored": hub.readings_stored + late_readings,
+                                     "points_by_quality": dict(sorted(by_quality.items()))})
     return kept.model_copy(update={"revision": kept.revision + 1, "cells": tuple(v for _, v in sorted(cells.items())),
                                    "utilities": utilities, "hub": hub})
 
 
 def late_summary(registry: Registry, window_start: float, window_end: float,
-                 stats: dict[tuple[str, str], list[float]], readings: dict[str, int]) -> HubSummary:
+                 stats: dict[tuple[str, str], list[float]], readings: dict[str, int],
+                 quality: dict[str, int] | None = None) -> HubSummary:
     """A window's late readings alone, summarised. A device counts as online in that window
     if it reported in it (its live status then is not known any more)."""
-    summary = build_summary(registry, window_start, window_end, stats, readings, Counter(), {}, 0)
+    summary = build_summary(registry, window_start, window_end, stats, readings, Counter(), {}, 0, quality=quality)
     reported = Counter((d.building, d.device_class.value) for d in registry.devices.values() if readings.get(d.id))
     cells = tuple(c.model_copy(update={"online": reported[(c.building, c.device_class.value)]})
                   for c in summary.cells if reported[(c.building, c.device_class.value)])
@@ -178,7 +185,9 @@ def roll_up(parts: list[HubSummary], window_start: float, window_end: float, per
     hub = HubHealth(readings_stored=sum(h.readings_stored for h in healths),
                     dead_letters=sum(h.dead_letters for h in healths),
                     alerts_raised=sum(h.alerts_raised for h in healths),
-                    devices=healths[-1].devices, devices_online=healths[-1].devices_online) if healths else None
+                    devices=healths[-1].devices, devices_online=healths[-1].devices_online,
+                    points_by_quality=dict(sorted(sum((Counter(h.points_by_quality) for h in healths),
+                                                      Counter()).items()))) if healths else None
     return HubSummary(community=last.community, window_start=window_start, window_end=window_end,
                       period_s=period_s, revision=revision, cells=out, alerts=total("alerts"),
                       events=total("events"), dead_letters=sum(p.dead_letters for p in parts),

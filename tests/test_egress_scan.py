@@ -37,7 +37,7 @@ PATTERNS = {
 }
 # Mappings whose keys are data (a metric, an alert kind, a category), not fields.
 MAPS = {"summaries[].cells[].means", "summaries[].alerts", "summaries[].events", "summaries[].requests",
-        "summaries[].alerts_by_severity", "summaries[].environment"}
+        "summaries[].alerts_by_severity", "summaries[].environment", "summaries[].hub.points_by_quality"}
 
 RESIDENT_REQUEST = {"v": 1, "seq": 1, "boot": "scan-1", "ts": 0.0, "device": "k1-kiosk-01", "event": "service_request",
                     "severity": "info", "data": {"category": "repair", "name": "王小明", "phone": "13812345678",
@@ -65,6 +65,8 @@ def _fields(value: object, path: str, allowed: frozenset[str], off: set[str]) ->
         if path in MAPS:
             if path.endswith((".means", ".environment")):
                 off.update(f"{path}.{k}" for k in value if k not in ALLOWED_MEANS)
+            elif path.endswith(".points_by_quality"):  # the community's counts by level, nothing else
+                off.update(f"{path}.{k}" for k in value if k not in ("good", "uncertain", "bad"))
             return
         for key, inner in value.items():
             child = f"{path}.{key}" if path else key
