@@ -68,7 +68,7 @@ def test_a_bad_point_is_stored_and_shown_but_not_windowed_aggregated_or_alerted(
     assert ing.interval_stats[("b1-th-01", "humidity")][0] == 9  # uncertain stays in
     window = ing.windows._series[("b1-th-01", "temperature")]  # what the model would score
     assert max(v for _, v in window) == 22.0
-    # 9 readings: 16 good points, 1 uncertain (stale humidity), 3 bad (two values, one not read).
+    # 9 readings: 14 good points, 1 uncertain (stale humidity), 3 bad (two values, one not read).
     assert ing.interval_quality == {"good": 14, "bad": 3, "uncertain": 1}
     assert ing.metrics.totals["points_bad"] == 3 and ing.metrics.totals["points_uncertain"] == 1
     device = ing.registry.devices["b1-th-01"]
