@@ -52,14 +52,15 @@ class PtyPms5003(PtyDevice):
     def _send_frame(self) -> None:
         if self.stop_answering:
             return
-        os.write(self._master, self.frame())
-        self.frames_sent += 1
+        raw = self.frame()
+        self.frames_sent += 1  # counted before it is written: a reader may check as soon as it has it
+        os.write(self._master, raw)
 
     def _send_ack(self, cmd: int, data: int) -> None:
         if self.stop_answering:
             return
-        os.write(self._master, pms5003.encode_ack(cmd, data))
         self.acks_sent += 1
+        os.write(self._master, pms5003.encode_ack(cmd, data))
 
     def _run(self) -> None:
         buf = b""
@@ -101,8 +102,8 @@ class PtyPms5003(PtyDevice):
             elif self.asleep:
                 continue
             elif cmd == pms5003.CMD_SLEEP:
+                self.asleep = True  # before the acknowledgement, which a reader may act on at once
                 self._send_ack(cmd, data)
-                self.asleep = True
             elif cmd == pms5003.CMD_MODE:
                 self.active = data == 1
                 self._send_ack(cmd, data)
