@@ -10,7 +10,9 @@ Frame, multi-byte fields low byte first::
     address  14 BCD digits, A0 the two lowest; AA..AA is the wildcard (read address)
     C        bit7 direction (1 = from the meter), bit6 abnormal reply, bits5..0
              function: 01h read data, 03h read address
-    DI       90h 1Fh = metering data (as sent on the wire); 81h 0Ah = address
+    DI       90h 1Fh = metering data (as sent on the wire); 81h 0Ah = address. Meters
+             in the field also send 1Fh 90h (low byte first, as CJ/T 188-2018 does);
+             a reply is accepted in either order and the simulator echoes the request's
     CS       sum of every byte from 68 to the last data byte, modulo 256
 
 Reply to read metering data (C = 81h, L = 16h)::
@@ -41,6 +43,7 @@ REPLY = 0x80
 ABNORMAL = 0x40
 
 DI_METERING = b"\x90\x1f"
+DI_METERING_ORDERS = (DI_METERING, DI_METERING[::-1])
 DI_ADDRESS = b"\x81\x0a"
 
 UNITS = {0x2C: ("m3", 1.0), 0x29: ("L", 0.001), 0x2B: ("m3", 1.0)}  # to m³
@@ -118,11 +121,12 @@ def status_bytes(valve: str, battery_low: bool) -> bytes:
 
 
 def metering_reply(meter_type: int, address: str, ser: int, total_m3: float, settlement_m3: float,
-                   meter_time: datetime, valve: str = "open", battery_low: bool = False) -> bytes:
+                   meter_time: datetime, valve: str = "open", battery_low: bool = False,
+                   di: bytes = DI_METERING) -> bytes:
     t = meter_time
     clock = to_bcd(t.second, 1) + to_bcd(t.minute, 1) + to_bcd(t.hour, 1) + to_bcd(t.day, 1) + to_bcd(t.month, 1) \
         + to_bcd(t.year, 2)
-    payload = (DI_METERING + bytes((ser & 0xFF,))
+    payload = (di + bytes((ser & 0xFF,))
                + to_bcd(round(total_m3 * 100), 4) + bytes((UNIT_M3,))
                + to_bcd(round(settlement_m3 * 100), 4) + bytes((UNIT_M3,))
                + clock + status_bytes(valve, battery_low))
@@ -151,7 +155,7 @@ def parse_metering(frame: Frame, address: str) -> Metering:
         raise FrameError("meter-error", f"abnormal reply, valve {VALVE[st & 0b11]}, battery "
                                         f"{'low' if st & 0b100 else 'ok'}")
     d = frame.data
-    if len(d) != 22 or d[:2] != DI_METERING:
+    if len(d) != 22 or d[:2] not in DI_METERING_ORDERS:
         raise FrameError("bad-length" if len(d) != 22 else "wrong-di", f"data {d.hex()}")
     total = _volume(d[3:7], d[7], "current total")
     settlement = _volume(d[8:12], d[12], "settlement total")

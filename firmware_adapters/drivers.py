@@ -168,7 +168,12 @@ class Cjt188Driver(_RequestReply):
 
 
 class Pms5003Driver(_RequestReply):
-    """Reads a PMS5003 in passive mode: one read command, one 32-byte frame."""
+    """Reads a PMS5003 in passive mode: one read command, one 32-byte frame.
+
+    The sensor acknowledges mode and sleep commands with an 8-byte frame that starts
+    like a data frame; the framer recognises it and :func:`read_frame` skips it, so an
+    acknowledgement that arrives late (after the next read command) costs nothing.
+    """
 
     def poll(self) -> PointRead:
         r = self._ask(pms5003.READ_PASSIVE, _Pms5003Stream.decode, lambda _: True)

@@ -12,6 +12,17 @@ Data frame, 32 bytes, all words big-endian (datasheet v2.3, appendix I)::
                 particles >0.3, >0.5, >1.0, >2.5, >5.0, >10 um per 0.1 L; reserved
     checksum   = sum of bytes 0..29, modulo 2**16
 
+Command acknowledgement, 8 bytes, sent by the sensor after a mode (0xE1) or a sleep
+(0xE4 0x0000) command (PMS7003 manual, appendix II; pypms expects the same header)::
+
+    +------+------+---------+-----+------+----------+
+    | 0x42 | 0x4D | len=4   | CMD | DATA | checksum |      e.g. 42 4D 00 04 E1 00 01 74
+    +------+------+---------+-----+------+----------+           (passive mode set)
+      0      1      2..3      4     5      6..7
+
+    DATA is the low byte of the command's data; checksum = sum of bytes 0..5.
+    A reader must skip it: it shares the data frame's start marker.
+
 Host command, 7 bytes::
 
     0x42 0x4D CMD DATA_H DATA_L LRC_H LRC_L      LRC = sum of the first 5 bytes
@@ -26,8 +37,10 @@ from dataclasses import dataclass
 
 START = b"\x42\x4d"
 FRAME_LEN = 32
+ACK_LEN = 8
 COMMAND_LEN = 7
 _DATA_LEN = 28  # the value of the length field: 13 words + checksum
+_ACK_DATA_LEN = 4  # an acknowledgement's length field: CMD, DATA and checksum
 
 CMD_READ = 0xE2
 CMD_MODE = 0xE1
@@ -54,12 +67,14 @@ class Reading:
 class Decoded:
     """Result of :func:`decode`: ``used`` bytes consumed (0 = need more bytes).
 
-    Exactly one of ``reading`` and ``error`` is set when ``used`` > 0.
+    Exactly one of ``reading``, ``ack`` (the acknowledged ``(cmd, data)``) and ``error``
+    is set when ``used`` > 0.
     """
 
     used: int
     reading: Reading | None = None
     error: str | None = None
+    ack: tuple[int, int] | None = None
 
 
 def checksum(data: bytes) -> int:
@@ -77,12 +92,19 @@ def encode_reading(reading: Reading) -> bytes:
     return body + struct.pack(">H", checksum(body))
 
 
+def encode_ack(cmd: int, data: int = 0) -> bytes:
+    """The sensor's acknowledgement of a mode or sleep command."""
+    body = START + struct.pack(">HBB", _ACK_DATA_LEN, cmd & 0xFF, data & 0xFF)
+    return body + struct.pack(">H", checksum(body))
+
+
 def decode(buf: bytes) -> Decoded:
-    """Decode one data frame from the start of ``buf``.
+    """Decode one data frame or acknowledgement from the start of ``buf``.
 
     Leading bytes that are not a frame start are consumed as ``garbage``; a frame
     with a bad length or checksum consumes its first byte only, so that a real frame
-    starting inside it is still found.
+    starting inside it is still found. An acknowledgement is consumed whole and
+    returned as ``ack``, so that a reader stays in step with the frames after it.
     """
     if not buf:
         return Decoded(0)
@@ -97,6 +119,8 @@ def decode(buf: bytes) -> Decoded:
     if len(buf) < 4:
         return Decoded(0)
     (length,) = struct.unpack_from(">H", buf, 2)
+    if length == _ACK_DATA_LEN:
+        return _decode_ack(buf)
     if length != _DATA_LEN:
         return Decoded(1, error="bad-length")
     if len(buf) < FRAME_LEN:
@@ -107,6 +131,15 @@ def decode(buf: bytes) -> Decoded:
         return Decoded(1, error="checksum")
     words = struct.unpack_from(">12H", frame, 4)
     return Decoded(FRAME_LEN, reading=Reading(*words))
+
+
+def _decode_ack(buf: bytes) -> Decoded:
+    if len(buf) < ACK_LEN:
+        return Decoded(0)
+    (expected,) = struct.unpack_from(">H", buf, 6)
+    if checksum(buf[:6]) != expected:
+        return Decoded(1, error="checksum")
+    return Decoded(ACK_LEN, ack=(buf[4], buf[5]))
 
 
 def encode_command(cmd: int, data: int = 0) -> bytes:

@@ -130,14 +130,15 @@ class Cjt188Meter(BusDevice):
         if request.address != self.address or request.meter_type not in (self.meter_type, 0xAA):
             return None
         ser = request.data[2] if len(request.data) >= 3 else 0
-        if request.function != cjt188.READ_DATA or request.data[:2] != cjt188.DI_METERING:
+        if request.function != cjt188.READ_DATA or request.data[:2] not in cjt188.DI_METERING_ORDERS:
             return cjt188.error_reply(self.meter_type, self.address, ser)
         dt = max(0.0, now - self._t)
         self._t = now
         clock = datetime.now()
         self.total = round(self.total + self.flow_lpm(clock.hour + clock.minute / 60) * dt / 1000 / 60, 2)
         return cjt188.metering_reply(self.meter_type, self.address, ser, self.total, self.settlement,
-                                     clock.replace(microsecond=0), self.valve, self.battery_low)
+                                     clock.replace(microsecond=0), self.valve, self.battery_low,
+                                     di=request.data[:2])
 
 
 # -- Modbus RTU ----------------------------------------------------------------------------

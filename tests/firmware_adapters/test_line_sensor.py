@@ -1,4 +1,12 @@
-"""Line-oriented ASCII/JSON sensors: parsing, fuzzing, and the driver over a real pty."""
+"""Line-oriented ASCII/JSON sensors: parsing, fuzzing, and the driver over a real pty.
+
+No independent peer exists for these tests, and none is needed: "line" is not a standard
+but our name for cheap boards that print one reading per text line, in whatever format
+their firmware chose. The profile supplies that format (a regex with named groups, or
+JSON keys), so the only contract is Python's ``re`` and ``json`` applied to a line, both
+independent of our code. The simulator's ``READ`` command and ``T=..,H=..`` line are an
+example board, not a protocol to agree with.
+"""
 
 import pytest
 from hypothesis import given, settings
