@@ -200,7 +200,7 @@ class EdgeAgent:
                 if self.devices:
                     tg.create_task(self.local.run(sources_stop), name="devices")
                 for poller in self.pollers:
-                    tg.create_task(poller.run(sources_stop), name=f"bus-{poller.spec.port}")
+                    tg.create_task(poller.run(sources_stop), name=f"bus-{poller.spec.link}")
                 tg.create_task(self._health(sources_stop), name="health")
                 sender = tg.create_task(self._sender(uplink_stop), name="sender")
                 await stop.wait()
@@ -241,7 +241,7 @@ class EdgeAgent:
         return {**self.counters, "live_queued": len(self._live), "inflight": len(self._inflight),
                 "spool": self.spool.stats(), "dead_letters": self.dead_letters.count, "boot": self.boot,
                 "live_latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 2) if lat else None,
-                "buses": {p.spec.port: {**p.counters, "errors": p.error_counts()} for p in self.pollers}}
+                "buses": {p.spec.link: {**p.counters, "errors": p.error_counts()} for p in self.pollers}}
 
     # -- uplink ------------------------------------------------------------------------
 

@@ -1,8 +1,12 @@
-"""One serial bus: its devices polled in turn, commands run between polls.
+"""One bus: its devices polled in turn, commands run between polls.
 
-The port is opened here and shared by every driver on the bus (a pseudo-terminal or a
-real adapter plug in the same way). When it fails (USB adapter unplugged) every device
-on it reports comm_error, and the port is reopened every ``reopen_s`` until it is back.
+The link is opened here and shared by every driver on the bus: a serial port (a
+pseudo-terminal or a real adapter plug in the same way) or, for Modbus TCP, one
+connection to a server that answers for every unit id on the bus. When the link fails
+(USB adapter unplugged, TCP connection refused or cut) every device on it counts a
+failed poll (and goes offline after its ``offline_after``), and the link is reopened
+until it is back: a serial port every ``reopen_s``; a TCP connection after a jittered
+backoff from ``reopen_s`` doubling up to ``reopen_max_s``, reset by the first good poll.
 """
 
 import asyncio
@@ -12,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.profiles import BusFile, DeviceEntry, ModelSpec
+from edge.profiles import MODBUS, BusFile, BusSpec, DeviceEntry, ModelSpec, TcpBusSpec
 from edge.reporting import ReportFilter
 from firmware_adapters import AdapterError
 from firmware_adapters.drivers import (Cjt188Driver, Dlt645Driver, Driver, LineDriver, ModbusReplyError, NoAnswer,
                                        Pms5003Driver)
 from firmware_adapters.serial_transport import SerialTransport, TransportError
+from servicekit.backoff import Backoff
 from servicekit.lifecycle import wait_or_stop
 from servicekit.throttle import LogThrottle
 
@@ -70,8 +75,10 @@ class BusPoller:
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._transport: SerialTransport | None = None
-        self._modbus: Any = None  # pymodbus's ModbusSerialClient, imported only for a Modbus bus
+        self._modbus: Any = None  # pymodbus's serial or TCP client, imported only for a Modbus bus
         self._throttle = LogThrottle()
+        self._reconnect = Backoff(self.spec.reopen_s, self.spec.reopen_max_s) \
+            if isinstance(self.spec, TcpBusSpec) else None
 
     # -- commands (called from the agent's event loop) ---------------------------------
 
@@ -120,17 +127,12 @@ class BusPoller:
             while not stop.is_set():
                 try:
                     await self._open()
-                except TransportError as exc:
-                    self._port_failed(exc)
-                    if await wait_or_stop(stop, self.spec.reopen_s):
-                        return
-                    continue
-                try:
                     await self._cycle(stop)
                 except TransportError as exc:
-                    self._port_failed(exc)
+                    delay = self._reconnect.next_delay() if self._reconnect else self.spec.reopen_s
+                    self._port_failed(exc, delay)
                     self._close()
-                    if await wait_or_stop(stop, self.spec.reopen_s):
+                    if await wait_or_stop(stop, delay):
                         return
         finally:
             self._close()
@@ -175,6 +177,8 @@ class BusPoller:
             self._failed(state, f"driver error: {exc}")
             return
         ts = time.time()
+        if self._reconnect is not None:
+            self._reconnect.reset()  # the link carries answers again
         if state.online is not True:
             state.online, state.failures = True, 0
             state.report.forget()
@@ -196,7 +200,7 @@ class BusPoller:
             self.on_reading(state.entry.id, ts, due, quality)
 
     def _scaled(self, state: DeviceState, values: dict[str, float]) -> dict[str, float]:
-        if self.spec.protocol == "modbus":  # scale and offset were applied with the register map
+        if self.spec.protocol in MODBUS:  # scale and offset were applied with the register map
             return values
         out = {}
         for p in state.model.points:
@@ -211,7 +215,7 @@ class BusPoller:
         self.counters["poll_errors"] += 1
         allowed, suppressed = self._throttle.allow(f"poll-{state.entry.id}")
         if allowed:
-            log.warning("device %s on %s: %s%s", state.entry.id, self.spec.port, reason,
+            log.warning("device %s on %s: %s%s", state.entry.id, self.spec.link, reason,
                         f" ({suppressed} similar not logged)" if suppressed else "")
         if state.failures >= state.model.offline_after and state.online is not False:
             state.online = False
@@ -222,7 +226,7 @@ class BusPoller:
         state = self.devices[job.device]
         driver = state.driver
         try:
-            if self.spec.protocol != "modbus" or driver is None or not hasattr(driver, "write"):
+            if self.spec.protocol not in MODBUS or driver is None or not hasattr(driver, "write"):
                 raise CommandRefused(f"not allowed: {self.spec.protocol} devices cannot be written")
             await asyncio.to_thread(driver.write, job.point, job.value)  # type: ignore[attr-defined]
             self.counters["writes"] += 1
@@ -230,27 +234,25 @@ class BusPoller:
             job.done.set_result(None)
         except (CommandRefused, ModbusReplyError, NoAnswer, ValueError) as exc:
             job.done.set_exception(exc if isinstance(exc, CommandRefused) else CommandRefused(str(exc)))
+        except TransportError as exc:
+            job.done.set_exception(CommandRefused(f"link down: {exc}"))
+            raise  # the bus reconnects
 
     # -- the port ------------------------------------------------------------------------
 
     async def _open(self) -> None:
         s = self.spec
-        if s.protocol == "modbus":
-            from pymodbus.client import ModbusSerialClient
-
+        if s.protocol in MODBUS:
             from firmware_adapters.modbus import ModbusDriver
 
             if self._modbus is None:
-                client = ModbusSerialClient(s.port, baudrate=s.baudrate, parity=s.parity, bytesize=s.bytesize,
-                                            stopbits=s.stopbits, timeout=s.timeout_s, retries=s.retries)
-                if not await asyncio.to_thread(client.connect):
-                    client.close()
-                    raise TransportError(f"cannot open {s.port}")
+                client = await asyncio.to_thread(self._connect_modbus)
                 self._modbus = client
                 for state in self.devices.values():
                     state.driver = ModbusDriver(client, int(state.entry.address),
                                                 tuple(p.register() for p in state.model.points))
             return
+        assert isinstance(s, BusSpec)
         if self._transport is not None:
             return
         transport = await asyncio.to_thread(SerialTransport, s.port, s.baudrate, min(0.05, s.timeout_s),
@@ -272,6 +274,23 @@ class BusPoller:
                 state.driver = LineDriver(transport, self.bus.line_format(), request=s.request.encode(),
                                           timeout_s=max(s.timeout_s, 0.1))
 
+    def _connect_modbus(self) -> Any:
+        """A connected pymodbus client for this bus (in a worker thread: connecting blocks)."""
+        from pymodbus.client import ModbusSerialClient
+
+        from firmware_adapters.modbus import tcp_client
+
+        s = self.spec
+        if isinstance(s, TcpBusSpec):
+            client: Any = tcp_client(s.host, s.port, timeout_s=s.timeout_s, retries=s.retries)
+        else:
+            client = ModbusSerialClient(s.port, baudrate=s.baudrate, parity=s.parity, bytesize=s.bytesize,
+                                        stopbits=s.stopbits, timeout=s.timeout_s, retries=s.retries)
+        if not client.connect():
+            client.close()
+            raise TransportError(f"cannot {'connect to' if isinstance(s, TcpBusSpec) else 'open'} {s.link}")
+        return client
+
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -280,14 +299,14 @@ class BusPoller:
             self._modbus.close()
             self._modbus = None
 
-    def _port_failed(self, exc: Exception) -> None:
+    def _port_failed(self, exc: Exception, retry_in_s: float) -> None:
         self.counters["port_errors"] += 1
         allowed, suppressed = self._throttle.allow("port")
         if allowed:
-            log.warning("bus %s: %s; reopening every %.1fs%s", self.spec.port, exc, self.spec.reopen_s,
+            log.warning("bus %s: %s; reopening in %.1fs%s", self.spec.link, exc, retry_in_s,
                         f" ({suppressed} similar not logged)" if suppressed else "")
         for state in self.devices.values():
-            self._failed(state, f"port {self.spec.port}: {exc}")
+            self._failed(state, f"{'link' if self._reconnect else 'port'} {self.spec.link}: {exc}")
 
     def error_counts(self) -> dict[str, int]:
         return {d: s.errors for d, s in self.devices.items()}

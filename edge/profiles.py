@@ -1,15 +1,22 @@
-"""Device profiles: ``config/devices/*.toml``, one file per serial bus.
+"""Device profiles: ``config/devices/*.toml``, one file per bus.
 
-A file names the gateway that polls it, the bus (port and serial settings, protocol,
-timeouts), the device models on it (class, points, poll interval, deadbands, writes
-allowed) and the devices (id, model, address). Everything is validated at start; an
-error names the file, the key and the reason.
+A file names the gateway that polls it, the bus (protocol, timeouts, and either a serial
+port and its settings or, for Modbus TCP, a host and TCP port), the device models on it
+(class, points, poll interval, deadbands, writes allowed) and the devices (id, model,
+address). Everything is validated at start; an error names the file, the key and the
+reason.
+
+The ``[bus]`` table is one of two shapes, chosen by ``protocol``::
+
+    _BusBase        protocol, timeout_s, retries, gap_ms, reopen_s
+    ├── BusSpec     a serial port: port (a device path), baudrate, parity, ...
+    └── TcpBusSpec  modbus_tcp: host, port (TCP), reopen_max_s
 """
 
 import glob
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -19,7 +26,9 @@ from firmware_adapters import cjt188, dlt645
 from firmware_adapters.line_sensor import LineFormat
 from firmware_adapters.register_map import RegisterPoint
 
-Protocol = Literal["dlt645", "cjt188", "modbus", "pms5003", "line"]
+SerialProtocol = Literal["dlt645", "cjt188", "modbus", "pms5003", "line"]
+Protocol = Literal[SerialProtocol, "modbus_tcp"]
+MODBUS = ("modbus", "modbus_tcp")  # protocols whose points are register maps
 
 # What each protocol can read, by the ``source`` a point names.
 SOURCES: dict[str, set[str]] = {
@@ -27,6 +36,9 @@ SOURCES: dict[str, set[str]] = {
     "cjt188": {"total_m3", "valve_open", "battery_low"},
     "pms5003": {"pm1_0", "pm2_5", "pm10"},
 }
+
+
+_PROTOCOLS = set(get_args(SerialProtocol)) | {"modbus_tcp"}
 
 
 class ProfileError(ValueError):
@@ -90,22 +102,27 @@ class ModelSpec(_Strict):
 class DeviceEntry(_Strict):
     id: Ident
     model: str
-    address: str = ""  # DL/T 645: 12 digits; CJ/T 188: 14 digits; Modbus: unit id 1-247
+    address: str = ""  # DL/T 645: 12 digits; CJ/T 188: 14 digits; Modbus (RTU or TCP): unit id 1-247
     name: str = Field(default="", max_length=64)
     interval_s: float | None = Field(default=None, gt=0, le=86400)
 
 
-class BusSpec(_Strict):
-    protocol: Protocol
+class _BusBase(_Strict):
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    retries: int = Field(default=1, ge=0, le=10)
+    gap_ms: float = Field(default=20.0, ge=0, le=10_000)  # silence between frames on the bus
+    reopen_s: float = Field(default=2.0, gt=0)  # wait before reopening a port that failed
+
+
+class BusSpec(_BusBase):
+    """A serial bus (RS-485, RS-232, a USB adapter or a pseudo-terminal)."""
+
+    protocol: SerialProtocol
     port: str = Field(min_length=1)
     baudrate: int = 9600
     parity: Literal["N", "E", "O"] = "N"
     bytesize: Literal[7, 8] = 8
     stopbits: Literal[1, 2] = 1
-    timeout_s: float = Field(default=0.5, gt=0, le=30)
-    retries: int = Field(default=1, ge=0, le=10)
-    gap_ms: float = Field(default=20.0, ge=0, le=10_000)  # silence between frames on the bus
-    reopen_s: float = Field(default=2.0, gt=0)  # wait before reopening a port that failed
     meter_type: int = Field(default=0x10, ge=0x10, le=0x49)  # CJ/T 188
     # line sensors
     format: Literal["regex", "json"] = "regex"
@@ -113,10 +130,40 @@ class BusSpec(_Strict):
     keys: dict[str, str] = Field(default_factory=dict)
     request: str = ""  # sent before each read, e.g. "READ\r\n"; empty: the sensor talks by itself
 
+    @property
+    def link(self) -> str:
+        """How logs, task names and stats name this bus."""
+        return self.port
+
+
+class TcpBusSpec(_BusBase):
+    """Modbus TCP: one server (a meter, a PLC, or a TCP-to-RTU gateway with several unit ids)."""
+
+    protocol: Literal["modbus_tcp"]
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=502, ge=1, le=65535)
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+    gap_ms: float = Field(default=0.0, ge=0, le=10_000)  # a TCP server queues requests itself
+    reopen_s: float = Field(default=1.0, gt=0)  # first wait before reconnecting ...
+    reopen_max_s: float = Field(default=30.0, gt=0)  # ... doubling (with jitter) up to this
+
+    @property
+    def link(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> "TcpBusSpec":
+        if self.reopen_max_s < self.reopen_s:
+            raise ValueError(f"reopen_max_s ({self.reopen_max_s}) is less than reopen_s ({self.reopen_s})")
+        return self
+
+
+AnyBus = Annotated[BusSpec | TcpBusSpec, Field(discriminator="protocol")]
+
 
 class BusFile(_Strict):
     gateway: Ident
-    bus: BusSpec
+    bus: AnyBus
     models: dict[str, ModelSpec]
     devices: tuple[DeviceEntry, ...] = Field(min_length=1)
 
@@ -141,6 +188,7 @@ class BusFile(_Strict):
         return self
 
     def line_format(self) -> LineFormat:
+        assert isinstance(self.bus, BusSpec)
         return LineFormat(self.bus.format, pattern=self.bus.pattern, keys=dict(self.bus.keys))
 
     def model_of(self, device: DeviceEntry) -> ModelSpec:
@@ -153,7 +201,7 @@ def _check_address(protocol: str, d: DeviceEntry) -> None:
             dlt645.encode_address(d.address)
         elif protocol == "cjt188":
             cjt188.encode_address(d.address)
-        elif protocol == "modbus" and not (d.address.isdigit() and 1 <= int(d.address) <= 247):
+        elif protocol in MODBUS and not (d.address.isdigit() and 1 <= int(d.address) <= 247):
             raise ValueError(f"a Modbus unit id is 1-247, got {d.address!r}")
     except ValueError as exc:
         raise ValueError(f"device {d.id}: {exc}") from None
@@ -161,7 +209,7 @@ def _check_address(protocol: str, d: DeviceEntry) -> None:
 
 def _check_point(protocol: str, model: str, p: PointSpec) -> None:
     where = f"models.{model}.points.{p.name}"
-    if protocol == "modbus":
+    if protocol in MODBUS:
         if p.table is None or p.address is None:
             raise ValueError(f"{where}: a Modbus point needs table and address")
         p.register()  # validates type against table
@@ -188,7 +236,10 @@ def load_bus_file(path: Path) -> BusFile:
         return BusFile.model_validate(doc)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join(str(part) for part in err["loc"]) or "-"
+        loc = list(err["loc"])
+        if loc[:1] == ["bus"] and len(loc) >= 2 and loc[1] in _PROTOCOLS:
+            del loc[1]  # the union's tag (bus.modbus_tcp.host): the file's key is bus.host
+        key = ".".join(str(part) for part in loc) or "-"
         raise ProfileError(path, key, err["msg"].removeprefix("Value error, ")) from None
 
 

@@ -1,15 +1,24 @@
-"""Modbus RTU through pymodbus: register values decoded with pymodbus's converters, and
-the driver for one device on a bus.
+"""Modbus RTU and TCP through pymodbus: register values decoded with pymodbus's
+converters, and the driver for one device (one unit id) on a shared client.
 
-The protocol itself (RTU framing, CRC, retries, exception replies) is pymodbus's. This
-module is imported only where a Modbus bus exists, so that gateways without one do not
-carry pymodbus in memory.
+The protocol itself (RTU or MBAP framing, CRC, retries, exception replies) is pymodbus's;
+a driver is the same over either client, so a register map reads the same on an RS-485
+bus and behind a Modbus TCP server or TCP-to-RTU gateway. What a driver raises:
+
+    pymodbus ConnectionException        -> TransportError  the link is down (the caller
+                                                            reconnects; every unit on it failed)
+    no reply after pymodbus's retries   -> NoAnswer        this unit did not answer
+    exception 0Ah/0Bh from a gateway    -> NoAnswer        the gateway's unit did not answer
+    any other exception reply           -> ModbusReplyError (a per-point error when polling)
+
+This module is imported only where a Modbus bus exists, so that gateways without one do
+not carry pymodbus in memory.
 """
 
 import struct
 
-from pymodbus.client import ModbusSerialClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.client import ModbusBaseSyncClient, ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from firmware_adapters.drivers import FrameCounters, ModbusReplyError, NoAnswer, PointRead
 from firmware_adapters.register_map import Block, RegisterPoint, plan_reads
@@ -50,10 +59,15 @@ def encode_point(point: RegisterPoint, value: float) -> list[int]:
     return _swap_bytes(regs) if point.byte_order == "little" else regs
 
 
-class ModbusDriver:
-    """One Modbus RTU device (``unit``) on a pymodbus serial client shared by its bus."""
+def tcp_client(host: str, port: int, *, timeout_s: float, retries: int) -> ModbusTcpClient:
+    """A pymodbus TCP client (not yet connected) for the drivers of every unit behind ``host:port``."""
+    return ModbusTcpClient(host, port=port, timeout=timeout_s, retries=retries)
 
-    def __init__(self, client: ModbusSerialClient, unit: int, points: tuple[RegisterPoint, ...]) -> None:
+
+class ModbusDriver:
+    """One Modbus device (``unit``) on a pymodbus client (serial or TCP) shared by its bus."""
+
+    def __init__(self, client: ModbusBaseSyncClient, unit: int, points: tuple[RegisterPoint, ...]) -> None:
         if not 1 <= unit <= 247:
             raise ValueError(f"Modbus unit id {unit} outside 1-247")
         self.client = client
@@ -67,14 +81,20 @@ class ModbusDriver:
                 "coil": self.client.read_coils, "discrete": self.client.read_discrete_inputs}[block.table]
         try:
             reply = read(block.address, count=block.count, device_id=self.unit)
+        except ConnectionException as exc:  # the port or the TCP connection, not this unit
+            raise TransportError(f"unit {self.unit}: {exc}") from exc
         except ModbusException as exc:  # no reply after pymodbus's retries, or a garbled one
             self.counters.error("no-answer")
             raise NoAnswer(f"unit {self.unit}: {exc}") from exc
         except OSError as exc:
             raise TransportError(f"unit {self.unit}: {exc}") from exc
         if reply.isError():
+            error = modbus_error(reply)
+            if _gateway_lost_unit(reply):
+                self.counters.error("gateway-no-answer")
+                raise NoAnswer(f"unit {self.unit}: {error}")
             self.counters.error("exception-reply")
-            raise modbus_error(reply)
+            raise error
         self.counters.frames += 1
         return reply.bits if block.table in ("coil", "discrete") else reply.registers
 
@@ -110,14 +130,24 @@ class ModbusDriver:
                          else self.client.write_registers(point.address, regs, device_id=self.unit))
             else:
                 raise ValueError(f"{point.table} points are read-only in Modbus")
+        except ConnectionException as exc:
+            raise TransportError(f"unit {self.unit}: {exc}") from exc
         except ModbusException as exc:
             raise NoAnswer(f"unit {self.unit}: {exc}") from exc
         if reply.isError():
+            if _gateway_lost_unit(reply):
+                raise NoAnswer(f"unit {self.unit}: {modbus_error(reply)}")
             raise modbus_error(reply)
 
 
 _EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-               4: "device failure", 6: "device busy"}
+               4: "device failure", 6: "device busy", 10: "gateway path unavailable",
+               11: "gateway target device failed to respond"}
+
+
+def _gateway_lost_unit(reply: object) -> bool:
+    """A TCP-to-RTU gateway answered for a unit that is silent or unreachable behind it."""
+    return getattr(reply, "exception_code", 0) in (10, 11)
 
 
 def modbus_error(reply: object) -> ModbusReplyError:

@@ -305,6 +305,40 @@ def simulate_serial(protocol: Annotated[str, typer.Option(
     run_until_signalled(main)
 
 
+@simulate_app.command("modbus-tcp")
+def simulate_modbus_tcp(count: Annotated[int, typer.Option(min=1, max=247, help="Units behind the gateway.")] = 1,
+                        port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: a free one).")] = 5020,
+                        host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+                        first_unit: Annotated[int, typer.Option(min=1, max=247, help="Unit id of the first device.")] = 1,
+                        seed: int = 1) -> None:
+    """Modbus TCP units behind one simulated TCP-to-RTU gateway; prints host:port to point an agent at.
+
+    Each unit (ids consecutive from --first-unit) has the register map of `simulate serial
+    --protocol modbus`; any other unit id is answered with exception 0Bh, as a gateway does.
+    """
+    from simulators.modbus_tcp import modbus_tcp_gateway
+
+    if first_unit + count - 1 > 247:
+        typer.echo(f"--first-unit {first_unit} --count {count} goes past unit id 247", err=True)
+        raise typer.Exit(2)
+
+    async def main(stop: asyncio.Event) -> None:
+        gateway = modbus_tcp_gateway(count, first_unit=first_unit, seed=seed, host=host, port=port)
+        try:
+            await gateway.start()
+        except OSError as exc:
+            typer.echo(f"simulate modbus-tcp: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"modbus_tcp x{count} {gateway.address}", color=False)
+        sys.stdout.flush()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
+
+    run_until_signalled(main)
+
+
 @app.command()
 def demo(config: ConfigOpt = DEFAULT_CONFIG,
          duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,

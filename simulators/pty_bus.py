@@ -145,11 +145,15 @@ class Cjt188Meter(BusDevice):
 
 
 class ModbusSlave(BusDevice):
-    """A Modbus RTU temperature/humidity/relay unit with a small register map.
+    """A Modbus temperature/humidity/relay unit with a small register map.
 
     Holding 0: temperature int16 x0.1 °C; 1: humidity uint16 x0.1 %RH; 2-3: energy
-    float32 (big word order); 10: report interval s (writable). Coil 0: relay.
+    float32 (big word order); 10: report interval s (writable). Coil 0: relay. Input
+    registers read the same as holding ones. The same unit answers RTU frames here and
+    Modbus TCP requests in :mod:`simulators.modbus_tcp`.
     """
+
+    WRITABLE = frozenset({10})  # holding registers a master may write
 
     def __init__(self, unit: int, seed: int, faults: Faults | None = None) -> None:
         self.address = str(unit)
@@ -161,7 +165,8 @@ class ModbusSlave(BusDevice):
         self.coils = [False] * 8
         self.energy = self._rng.uniform(10, 100)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """New readings, as every read of the registers gets."""
         r = self._rng
         self.holding[0] = round(r.gauss(23.0, 0.4) * 10) & 0xFFFF
         self.holding[1] = round(min(100, max(0, r.gauss(55.0, 2))) * 10)
@@ -183,7 +188,7 @@ class ModbusSlave(BusDevice):
         if fc in (3, 4, 1, 2):
             start, count = int.from_bytes(data[0:2], "big"), int.from_bytes(data[2:4], "big")
             if fc in (3, 4):
-                self._refresh()
+                self.refresh()
                 if count < 1 or start + count > len(self.holding):
                     return exception(2)
                 payload = b"".join(v.to_bytes(2, "big") for v in self.holding[start:start + count])
@@ -195,7 +200,7 @@ class ModbusSlave(BusDevice):
             return bytes((fc, len(payload))) + payload
         if fc == 6:
             addr = int.from_bytes(data[0:2], "big")
-            if addr != 10:
+            if addr not in self.WRITABLE:
                 return exception(2)
             self.holding[addr] = int.from_bytes(data[2:4], "big")
             return bytes((fc,)) + data[:4]
