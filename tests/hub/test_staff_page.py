@@ -55,7 +55,11 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
         seq += 1
         await gw.publish(topics.device_telemetry(C, "gw-b1", "b1-th-01"), encode(Telemetry(
             seq=seq, boot="r1", ts=now, device="b1-th-01", metrics={"temperature": 21.5})), qos=1)
-        await wait_until(lambda: hub.stats()["stored"] == 31)
+        seq += 1  # a reading its sensor could not have taken: shown, with the reason, and never alarmed
+        await gw.publish(topics.device_telemetry(C, "gw-b1", "b1-th-03"), encode(Telemetry(
+            seq=seq, boot="r1", ts=now, device="b1-th-03", metrics={"temperature": 150.0, "humidity": 40.0},
+            quality={"temperature": "out_of_range"})), qos=1)
+        await wait_until(lambda: hub.stats()["stored"] == 32)
         assert await hub.score_now() >= 1
         async with httpx.AsyncClient(base_url=url) as http:
             windows = (await http.get("/api/windows", params={"device": "b1-th-02", "metric": "temperature"})).json()
@@ -72,6 +76,8 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             await expect(row).to_contain_text("温度 21.5 °C")
             await expect(page.locator("#alerts tbody")).to_contain_text("b1-th-02")
             await expect(page.locator("#alerts tbody")).to_contain_text("紧急")
+            bad = page.locator('tr[data-device="b1-th-03"] [data-quality="out_of_range"]')
+            await expect(bad).to_have_text("温度 150 °C (数据异常: 超出量程)")
             await page.screenshot(path=str(tmp_path / "staff-zh.png"))
 
             # The gateway dies (its Last Will): the page shows it within its refresh.
@@ -82,6 +88,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             await expect(page.locator("h1")).to_have_text("Community mid-brain · Staff console")
             await expect(row).to_contain_text("offline")
             await expect(row).to_contain_text("Temperature 21.5 °C")
+            await expect(bad).to_have_text("Temperature 150 °C (bad: out of range)")
             await expect(page.locator("#alerts tbody")).to_contain_text("critical")
 
             await page.select_option("#f-building", "b2")
