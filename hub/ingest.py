@@ -98,7 +98,7 @@ class Ingestor:
         # the hub, once per gateway per rebirth_min_interval_s; the service sends the command.
         self.rebirth_seq_gap = rebirth_seq_gap
         self.rebirth_min_interval_s = rebirth_min_interval_s
-        self._highest: dict[str, tuple[str, int]] = {}  # gateway -> (boot, highest live seq of that run)
+        self._highest: dict[str, list[Any]] = {}  # gateway -> [boot, highest live seq of that run]
         self._rebirth_asked: dict[str, float] = {}  # gateway -> when the hub last asked (monotonic)
         self.windows = windows
         self.patterns: dict[str, PatternDetector] = {}  # by device class
@@ -287,10 +287,11 @@ class Ingestor:
             if metric.scored:
                 scored.add(name)
         self.metrics.count(f"stored_{origin}")
-        self._watch_run(str(parsed.gateway), msg.boot, msg.seq, msg.hist)
+        gateway = str(parsed.gateway)
+        self._watch_run(gateway, msg.boot, msg.seq, msg.hist, origin == "announced")
         self.pending.telemetry.append(
-            TelemetryRow(msg.ts, msg.device, str(parsed.gateway), msg.seq, msg.hist, tuple(msg.metrics.items()),
-                         msg.boot, origin, tuple((k, q) for k, q in quality.items() if q != "good")))
+            TelemetryRow(msg.ts, msg.device, gateway, msg.seq, msg.hist, tuple(msg.metrics.items()), msg.boot, origin,
+                         tuple((k, q) for k, q in quality.items() if q != "good") if quality else ()))
         self.registry.seen(msg.device, msg.ts, dict(msg.metrics), quality)
         usable = {k: v for k, v in msg.metrics.items() if k not in bad} if bad else msg.metrics
         detector = self.patterns.get(state.device_class)
@@ -300,7 +301,10 @@ class Ingestor:
         if msg.ts < self.late_before:
             stats, readings, levels = self._late_window(msg.ts)
         readings[msg.device] = readings.get(msg.device, 0) + 1
-        self._count_quality(levels, msg.metrics, quality)
+        if quality:
+            self._count_quality(levels, msg.metrics, quality)
+        else:
+            levels["good"] = levels.get("good", 0) + len(msg.metrics)
         for name, value in usable.items():
             acc = stats.get((msg.device, name))
             if acc is None:
@@ -316,34 +320,35 @@ class Ingestor:
         if limits and not msg.hist and usable:  # history is stored, never alerted on
             self._check_thresholds(msg.device, msg.ts, usable, limits)
 
-    def _watch_run(self, gateway: str, boot: str, seq: int, hist: bool) -> None:
+    def _watch_run(self, gateway: str, boot: str, seq: int, hist: bool, announced: bool) -> None:
         """Ask ``gateway`` for a rebirth when the hub has lost its thread: a message from an
         agent run it never saw born (its birth lost, or the hub's state reset), or a live
         sequence number more than rebirth_seq_gap past the run's highest (messages lost, or
         an outage longer than that: the new birth is cheap either way). Replayed history is
         out of order by nature and is not watched."""
-        if (gateway, boot) not in self.registry.announced:
+        if not announced:
             self._ask_rebirth(gateway, "no-birth", f"messages from agent run {boot!r}, whose birth the hub never saw")
             return
         if hist:
             return
-        last = self._highest.get(gateway)
+        last = self._highest.get(gateway)  # [boot, seq], updated in place: this runs for every message
         if last is None or last[0] != boot:
-            self._highest[gateway] = (boot, seq)
-            return
-        if seq > last[1]:
-            self._highest[gateway] = (boot, seq)
-            if seq - last[1] > self.rebirth_seq_gap:
-                self._ask_rebirth(gateway, "seq-gap", f"agent run {boot!r}: seq {last[1]}, then {seq}")
+            self._highest[gateway] = [boot, seq]
+        elif seq > last[1]:
+            gap, last[1] = seq - last[1], seq
+            if gap > self.rebirth_seq_gap:
+                self._ask_rebirth(gateway, "seq-gap", f"agent run {boot!r}: seq {seq - gap}, then {seq}")
 
     def _ask_rebirth(self, gateway: str, reason: str, detail: str) -> None:
         now = time.monotonic()
         asked = self._rebirth_asked.get(gateway)
         if asked is not None and now - asked < self.rebirth_min_interval_s:
-            self.metrics.rebirths.labels(reason, "no").inc()  # held back by the rate limit: counted
+            # Held back by the rate limit, and counted. A flood of unannounced messages comes
+            # this way once per message: a plain counter, not a Prometheus child's lock.
+            self.metrics.totals["rebirths_held_back"] += 1
             return
         self._rebirth_asked[gateway] = now
-        self.metrics.rebirths.labels(reason, "yes").inc()
+        self.metrics.rebirths.labels(reason).inc()
         self.metrics.count("rebirth_requests")
         self.registry.gateways[gateway].rebirth_asked = {"at": time.time(), "reason": reason, "detail": detail}
         self.pending.rebirths.append((gateway, reason, detail))
@@ -424,7 +429,8 @@ class Ingestor:
         except _Duplicate:
             self.metrics.duplicates.inc()
             return
-        self._watch_run(str(parsed.gateway), msg.boot, msg.seq, False)
+        gateway = str(parsed.gateway)
+        self._watch_run(gateway, msg.boot, msg.seq, False, (gateway, msg.boot) in self.registry.announced)
         self.pending.events.append((msg.ts, msg.device, str(parsed.gateway), msg.event, msg.severity,
                                     json.dumps(msg.data, ensure_ascii=False), msg.boot, msg.seq))
         self.registry.seen(msg.device, msg.ts, {})

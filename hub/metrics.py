@@ -23,8 +23,8 @@ class HubMetrics:
         self.not_good = PromCounter("midbrain_hub_points_not_good", "Points a reading marked uncertain or bad, "
                                     "by level and reason (counted, not hidden)", ["level", "reason"], registry=r)
         self.rebirths = PromCounter("midbrain_hub_rebirth_requests", "Rebirths asked of gateways, by reason "
-                                    "(no-birth, seq-gap) and by whether the rate limit held them back",
-                                    ["reason", "sent"], registry=r)
+                                    "(no-birth, seq-gap); those the rate limit held back are rebirths_held_back "
+                                    "in /api/stats", ["reason"], registry=r)
         self.pending = Gauge("midbrain_hub_write_queue_depth", "Rows waiting for the SQLite writer", registry=r)
         self.online = Gauge("midbrain_hub_devices_online", "Devices online", registry=r)
         self.totals: Counter[str] = Counter()  # cumulative over every run of this hub (base + this run)

@@ -741,6 +741,11 @@ class HubService:
             "late_readings": t["late_readings"],
             "late_unsummarised": t["late_unsummarised"],
             "summary_publish_failures": t["summary_publish_failures"],
+            # Points marked uncertain or bad (docs/protocol.md); rebirths asked and held back.
+            "points_uncertain": t["points_uncertain"],
+            "points_bad": t["points_bad"],
+            "rebirth_requests": t["rebirth_requests"],
+            "rebirths_held_back": t["rebirths_held_back"],
             "pending": len(self.ingestor.pending),
             "devices_online": self.registry.online_count(),
             "devices": len(self.registry.devices),

@@ -163,7 +163,7 @@ class HubStore:
                     before = db.total_changes
                     db.executemany(_INSERT_TELEMETRY,
                                    ((t.ts, t.device, *t.metrics[0], t.gateway, t.seq, int(t.hist), t.boot,
-                                     _reason(t, t.metrics[0][0])) for t in group))
+                                     _reason(t, t.metrics[0][0]) if t.quality else "") for t in group))
                     added = db.total_changes - before
                     new_t += added
                     if added < len(group):
@@ -172,8 +172,8 @@ class HubStore:
                     rest = [t for t in telemetry if len(t.metrics) > 1]
                     if rest:
                         db.executemany(_INSERT_TELEMETRY,
-                                       ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist), t.boot, _reason(t, m))
-                                        for t in rest for m, v in t.metrics[1:]))
+                                       ((t.ts, t.device, m, v, t.gateway, t.seq, int(t.hist), t.boot,
+                                         _reason(t, m) if t.quality else "") for t in rest for m, v in t.metrics[1:]))
                 if events:
                     before = db.total_changes
                     db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
