@@ -14,6 +14,7 @@ from edge.profiles import load_bus_file
 from firmware_adapters.drivers import Cjt188Driver, Dlt645Driver, LineDriver, NoAnswer, Pms5003Driver
 from firmware_adapters.line_sensor import LineFormat
 from simulators.pty_bus import dlt645_bus
+from tests.scripted_line import ScriptedLine
 
 
 def _meter_profile(tmp_path: Path, port: Path) -> Path:
@@ -78,33 +79,11 @@ async def _until(condition: Any, timeout: float = 10) -> None:
             await asyncio.sleep(0.02)
 
 
-class _Noise:
-    """A byte source for fuzzing the drivers' read loops: whatever hypothesis says the line carries."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def read(self, size: int) -> bytes:
-        return self.read_some(size)
-
-    def read_some(self, limit: int) -> bytes:
-        return self.chunks.pop(0)[:limit] if self.chunks else b""
-
-    def reset_input(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=12), st.integers(0, 3))
 def test_fuzz_no_exception_but_no_answer_escapes_a_driver(chunks: list[bytes], which: int) -> None:
-    noise = _Noise(list(chunks))
+    noise = ScriptedLine(list(chunks))
     t = 0.005  # long enough to read every chunk; a real line would take longer
     driver = [Dlt645Driver(noise, "000000000001", {"v": "voltage_a"}, timeout_s=t, retries=0),  # type: ignore[arg-type]
               Cjt188Driver(noise, 0x10, "00000000000001", timeout_s=t, retries=0),  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from pms.core import Sensor, SensorReader
 from firmware_adapters import pms5003
 from firmware_adapters.drivers import Pms5003Driver
 from simulators.pty_pms5003 import PtyPms5003
+from tests.scripted_line import ScriptedLine
 
 # Frames a real PMSx003 sent, as captured by pypms (`pms -m PMSx003 -n 10 -i 10 serial -f hexdump`):
 # avaldebe/PyPMS, tag 0.8.1 (commit f54bc10f0d4c5fa01a8cf3a56ab9a62298e3cb06),
@@ -66,28 +67,6 @@ def test_our_framer_decodes_frames_captured_by_pypms(frame: str, published: tupl
     assert _as_pypms_row(decoded.reading) == pytest.approx(_pypms_row(raw))
 
 
-class _Line:
-    """A scripted serial line: each read returns the next chunk."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def read(self, size: int) -> bytes:
-        return self.read_some(size)
-
-    def read_some(self, limit: int) -> bytes:
-        return self.chunks.pop(0)[:limit] if self.chunks else b""
-
-    def reset_input(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.unit
 def test_our_driver_reads_captured_frames_behind_the_acknowledgements_pypms_expects() -> None:
     # pypms checks a passive-mode answer for header 42 4D 00 04, 8 bytes and the additive
@@ -98,7 +77,7 @@ def test_our_driver_reads_captured_frames_behind_the_acknowledgements_pypms_expe
     frames = [bytes.fromhex(f) for f in CAPTURED]
     # Each read command is answered by a late acknowledgement and a frame, in 5-byte reads.
     chunks = [(ack + f)[i:i + 5] for f in frames for i in range(0, 40, 5)]
-    driver = Pms5003Driver(_Line(chunks), timeout_s=0.05, retries=0)  # type: ignore[arg-type]
+    driver = Pms5003Driver(ScriptedLine(chunks), timeout_s=0.05, retries=0)  # type: ignore[arg-type]
     read = [driver.poll().values for _ in frames]
     assert read == [{"pm1_0": p[3], "pm2_5": p[4], "pm10": p[5]} for p in PUBLISHED]
     assert driver.counters.errors == {}
