@@ -1,0 +1,170 @@
+"""SKAB outlier detection under the leaderboard's own protocol, for hub/normal.py.
+
+``python -m hub.evaluate_skab DATA_DIR`` (DATA_DIR holds ``skab/`` as its README
+describes; nothing is copied into this repository).
+
+The protocol, as waico/SKAB (commit b2c0d46) defines it; no SKAB code is copied here
+(GPL-3.0), these are our own implementations of the definitions cited:
+
+- files: every CSV under ``data/`` except ``anomaly-free/`` (``core/utils.py``,
+  ``load_skab``): the 34 files of ``valve1/`` (16), ``valve2/`` (4) and ``other/`` (14);
+- split: the first 400 rows of each file train, the rest test, in time order
+  (``core/utils.py``, ``preprocess_skab``: ``train_test_split(train_size=400,
+  shuffle=False)``);
+- score: the point-wise confusion matrix of the test rows against the ``anomaly``
+  column, summed over the files, then F1 = TP / (TP + (FN + FP) / 2), FAR = FP / (FP +
+  TN) · 100, MAR = FN / (FN + TP) · 100, rounded to 2 decimals (``core/metrics.py``,
+  ``chp_score`` with ``metric="binary"`` and ``confusion_matrix``).
+
+Each file is one device: the detector is fitted on its 400 training rows, primed with
+them, then fed the test rows one at a time (hub/normal.py's stream; no look-ahead).
+The README's split is kept: settings are chosen on the development files (``valve1/``)
+alone (``--grid`` prints that search), then fixed; figures are printed for all 34 files
+(the leaderboard protocol), the development files and the evaluation files
+(``other/``, ``valve2/``).
+"""
+
+import argparse
+import csv
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hub.normal import NormalSettings, ZScoreBaseline, fit_normal
+
+CHANNELS = ("Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple",
+            "Voltage", "Volume Flow RateRMS")
+TRAIN_ROWS = 400
+DEVELOPMENT = ("valve1",)
+EVALUATION = ("other", "valve2")
+
+# The published leaderboard (waico/SKAB README, outlier detection): F1, FAR %, MAR %.
+LEADERBOARD = (("Conv-AE", 0.78, 13.55, 28.02), ("MSET", 0.78, 39.73, 14.13), ("T²+Q (PCA)", 0.76, 26.62, 24.92),
+               ("LSTM-AE", 0.74, 29.96, 25.92), ("Isolation forest", 0.29, 2.56, 82.89))
+
+# The settings searched on the development files (--grid): 3 x 3 x 3 = 27.
+GRID = {"explained_variance": (0.85, 0.95, 0.99), "false_alarm_budget": (0.01, 0.05, 0.2), "smooth": (1, 5, 15)}
+# The one setting chosen on the development files and then fixed.
+CHOSEN = NormalSettings()
+
+
+class DataError(Exception):
+    """The data directory is not what the README describes."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkabFile:
+    name: str  # "valve1/3.csv"
+    rows: np.ndarray  # readings x CHANNELS
+    anomaly: np.ndarray  # bool per reading
+
+
+@dataclass(slots=True)
+class Confusion:
+    tp: int = 0
+    tn: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, truth: np.ndarray, flagged: np.ndarray) -> None:
+        self.tp += int(np.sum(truth & flagged))
+        self.tn += int(np.sum(~truth & ~flagged))
+        self.fp += int(np.sum(~truth & flagged))
+        self.fn += int(np.sum(truth & ~flagged))
+
+    def binary(self) -> tuple[float, float, float]:
+        """F1, FAR %, MAR % as SKAB's ``chp_score(metric="binary")`` defines and rounds them."""
+        f1 = self.tp / (self.tp + (self.fn + self.fp) / 2) if self.tp + self.fn + self.fp else 0.0
+        far = 100.0 * self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
+        mar = 100.0 * self.fn / (self.fn + self.tp) if self.fn + self.tp else 0.0
+        return round(f1, 2), round(far, 2), round(mar, 2)
+
+
+def load(skab_dir: Path) -> list[SkabFile]:
+    """The 34 anomaly files, in a stable order; DataError names what is missing."""
+    paths = sorted(p for folder in DEVELOPMENT + EVALUATION for p in (skab_dir / "data" / folder).glob("*.csv"))
+    if not paths:
+        raise DataError(f"{skab_dir}: no CSV files under data/{{valve1,valve2,other}}/ (see the data README)")
+    files = []
+    for path in paths:
+        with path.open(newline="") as fh:
+            records = list(csv.DictReader(fh, delimiter=";"))
+        try:
+            rows = np.array([[float(r[c]) for c in CHANNELS] for r in records])
+            anomaly = np.array([float(r["anomaly"]) > 0 for r in records])
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"{path}: not a SKAB file ({exc})") from exc
+        files.append(SkabFile(f"{path.parent.name}/{path.name}", rows, anomaly))
+    return files
+
+
+def flags(file: SkabFile, settings: NormalSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's and the baseline's flags on the file's test rows."""
+    train, test = file.rows[:TRAIN_ROWS], file.rows[TRAIN_ROWS:]
+    stream = fit_normal(train, settings).stream(history=train)
+    return stream.score_all(test) > 1.0, ZScoreBaseline.fit(train).score_all(test) > 1.0
+
+
+def run(files: list[SkabFile], settings: NormalSettings) -> dict[str, dict[str, Confusion]]:
+    """Summed confusion per split ("all", "development", "evaluation") and detector."""
+    out = {split: {"detector": Confusion(), "baseline": Confusion()} for split in ("all", "development", "evaluation")}
+    for file in files:
+        truth = file.anomaly[TRAIN_ROWS:]
+        detector, baseline = flags(file, settings)
+        split = "development" if file.name.split("/")[0] in DEVELOPMENT else "evaluation"
+        for key in ("all", split):
+            out[key]["detector"].add(truth, detector)
+            out[key]["baseline"].add(truth, baseline)
+    return out
+
+
+def grid(files: list[SkabFile]) -> list[tuple[NormalSettings, tuple[float, float, float]]]:
+    """Every GRID setting scored on the development files only."""
+    development = [f for f in files if f.name.split("/")[0] in DEVELOPMENT]
+    results = []
+    for values in itertools.product(*GRID.values()):
+        settings = NormalSettings(**dict(zip(GRID, values, strict=True)))
+        results.append((settings, run(development, settings)["development"]["detector"].binary()))
+    return results
+
+
+def _describe(s: NormalSettings) -> str:
+    return f"explained variance {s.explained_variance}, budget {s.false_alarm_budget}, median of {s.smooth}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub.evaluate_skab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_dir", type=Path, help="folder holding skab/ (see its README)")
+    parser.add_argument("--grid", action="store_true", help="print the settings search on the development files")
+    args = parser.parse_args(argv)
+    try:
+        files = load(args.data_dir / "skab")
+    except DataError as exc:
+        print(f"evaluate_skab: {exc}", file=sys.stderr)
+        return 2
+    print(f"SKAB outlier detection, leaderboard protocol: {len(files)} files, first {TRAIN_ROWS} rows of each train")
+    if args.grid:
+        print(f"\nSettings searched on the development files (valve1/) only: {len(list(itertools.product(*GRID.values())))}")
+        print("| settings | F1 | FAR % | MAR % |\n|---|---|---|---|")
+        for settings, (f1, far, mar) in grid(files):
+            print(f"| {_describe(settings)} | {f1:.2f} | {far:.2f} | {mar:.2f} |")
+    results = run(files, CHOSEN)
+    print(f"\nDetector: hub.normal PCA T²+Q, {_describe(CHOSEN)}; baseline: any channel |z| > 3\n")
+    print("| files | detector | F1 | FAR % | MAR % | TP | FP | FN | TN |\n|---|---|---|---|---|---|---|---|---|")
+    names = {"all": f"all {len(files)} (leaderboard protocol)", "development": "development (valve1/)",
+             "evaluation": "evaluation (other/, valve2/)"}
+    for split, label in names.items():
+        for who, c in results[split].items():
+            f1, far, mar = c.binary()
+            name = "hub.normal T²+Q" if who == "detector" else "z-score > 3 baseline"
+            print(f"| {label} | {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | {c.tp} | {c.fp} | {c.fn} | {c.tn} |")
+    for name, f1, far, mar in LEADERBOARD:
+        print(f"| all 34, published leaderboard | {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | | | | |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""A device's learned normal: PCA T² and Q on its own channels, scored point by point.
+
+Fit on the first rows of a device's history (its warm-up), then feed it one reading at
+a time. Each reading is scored with the fitted model and the readings before it only,
+so what the hub computes live is what an evaluation over a recorded file computes.
+
+The statistics, for a reading x standardised with the training mean and spread:
+
+- T², Hotelling's statistic in the principal subspace: sum over the kept components j
+  of (p_j · x)² / λ_j, how unusual the reading is *within* the usual correlations;
+- Q, the squared prediction error: |x - P Pᵀ x|², how far the reading leaves them.
+
+Thresholds come from a false-alarm budget: the training rows are cut into contiguous
+blocks, each block is scored by a model fitted on the others, and each limit is the
+(1 - budget/2) quantile of those out-of-block statistics (half the budget to T², half to
+Q). Scoring held-out blocks, not the rows the model was fitted on, keeps the limits from
+being set too tight by in-sample fit, and blocks in time order let slow drift count.
+
+A reading is flagged when the median of the last ``smooth`` values of T² / limit or of
+Q / limit exceeds 1: isolated spikes are ignored, and the median only ever looks back.
+
+Numpy only: the hub's runtime imports no training library.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["NormalSettings", "NormalModel", "PcaNormal", "ZScoreBaseline", "fit_normal"]
+
+_MIN_SPREAD = 1e-9  # a channel whose training spread is below this is left out (it carries no information)
+
+
+class NormalError(ValueError):
+    """The training rows cannot define a normal (too few rows or no varying channel)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NormalSettings:
+    """How a device's normal is learned and how far from it a reading may go."""
+
+    explained_variance: float = 0.85  # components kept: the fewest that explain this share
+    false_alarm_budget: float = 0.01  # share of held-out training readings allowed over a limit
+    smooth: int = 5  # readings in the trailing median; 1 scores each reading on its own
+    blocks: int = 5  # contiguous blocks of the training rows for the held-out scores
+
+
+@dataclass(frozen=True, slots=True)
+class NormalModel:
+    """A fitted PCA on standardised channels; immutable, so one fit serves many streams."""
+
+    channels: np.ndarray  # indices of the channels used (those that varied in training)
+    mean: np.ndarray
+    scale: np.ndarray
+    components: np.ndarray  # channels x kept components
+    variances: np.ndarray  # eigenvalue of each kept component
+
+    def statistics(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """T² and Q of each row (rows x all channels); each row on its own."""
+        z = (np.atleast_2d(rows)[:, self.channels] - self.mean) / self.scale
+        scores = z @ self.components
+        t2 = np.sum(scores**2 / self.variances, axis=1)
+        residual = z - scores @ self.components.T
+        return t2, np.sum(residual**2, axis=1)
+
+
+def _fit_pca(rows: np.ndarray, explained_variance: float) -> NormalModel:
+    spread = rows.std(axis=0, ddof=1)
+    channels = np.flatnonzero(spread > _MIN_SPREAD * np.maximum(1.0, np.abs(rows.mean(axis=0))))
+    if channels.size == 0:
+        raise NormalError("no channel varies in the training rows")
+    x = rows[:, channels]
+    mean, scale = x.mean(axis=0), x.std(axis=0, ddof=1)
+    z = (x - mean) / scale
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(z, rowvar=False).reshape(channels.size, channels.size))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
+    share = np.cumsum(eigenvalues) / max(float(eigenvalues.sum()), 1e-300)
+    kept = int(min(np.searchsorted(share, explained_variance) + 1, channels.size))
+    # Fix each component's sign so that a fit is reproducible across LAPACK builds.
+    signs = np.where(eigenvectors[np.abs(eigenvectors).argmax(axis=0), np.arange(channels.size)] < 0, -1.0, 1.0)
+    eigenvectors = eigenvectors * signs
+    return NormalModel(channels, mean, scale, eigenvectors[:, :kept],
+                       np.maximum(eigenvalues[:kept], 1e-12))
+
+
+def _held_out_statistics(rows: np.ndarray, settings: NormalSettings) -> tuple[np.ndarray, np.ndarray]:
+    """T² and Q of each training row from a model fitted on the other blocks."""
+    bounds = np.linspace(0, len(rows), settings.blocks + 1).astype(int)
+    t2, q = np.empty(len(rows)), np.empty(len(rows))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        rest = np.concatenate((rows[:lo], rows[hi:]))
+        t2[lo:hi], q[lo:hi] = _fit_pca(rest, settings.explained_variance).statistics(rows[lo:hi])
+    return t2, q
+
+
+@dataclass(frozen=True, slots=True)
+class PcaNormal:
+    """A fitted model and its two limits: everything a stream needs to score readings."""
+
+    model: NormalModel
+    t2_limit: float
+    q_limit: float
+    smooth: int
+
+    def stream(self, history: np.ndarray | None = None) -> "NormalStream":
+        """A scorer for one device's readings, primed with the readings just before."""
+        return NormalStream(self, history)
+
+
+def fit_normal(rows: np.ndarray, settings: NormalSettings = NormalSettings()) -> PcaNormal:
+    """Learn the normal from ``rows`` (time order, rows x channels, readings assumed normal)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or len(rows) < 4 * settings.blocks:
+        raise NormalError(f"need a 2-D array of at least {4 * settings.blocks} rows, got shape {rows.shape}")
+    t2, q = _held_out_statistics(rows, settings)
+    level = 1.0 - settings.false_alarm_budget / 2.0
+    # A limit of 0 (a perfect held-out fit) would flag every later reading: floor it.
+    t2_limit = max(float(np.quantile(t2, level)), 1e-9)
+    q_limit = max(float(np.quantile(q, level)), 1e-9)
+    return PcaNormal(_fit_pca(rows, settings.explained_variance), t2_limit, q_limit, settings.smooth)
+
+
+class NormalStream:
+    """Scores one reading at a time against a :class:`PcaNormal`, looking only back."""
+
+    def __init__(self, normal: PcaNormal, history: np.ndarray | None = None) -> None:
+        self._normal = normal
+        self._t2: deque[float] = deque(maxlen=normal.smooth)
+        self._q: deque[float] = deque(maxlen=normal.smooth)
+        if history is not None and len(history):
+            for row in np.atleast_2d(history)[-normal.smooth:]:
+                self.score(row)
+
+    def score(self, row: np.ndarray) -> float:
+        """Distance of this reading from normal: above 1 means flagged."""
+        t2, q = self._normal.model.statistics(np.asarray(row, dtype=np.float64))
+        self._t2.append(float(t2[0]) / self._normal.t2_limit)
+        self._q.append(float(q[0]) / self._normal.q_limit)
+        return max(float(np.median(self._t2)), float(np.median(self._q)))
+
+    def score_all(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`score` for each row in order (the same loop the hub would run)."""
+        return np.array([self.score(row) for row in np.atleast_2d(rows)])
+
+
+@dataclass(frozen=True, slots=True)
+class ZScoreBaseline:
+    """The simple reference: a reading is flagged when any channel is more than ``k``
+    training standard deviations from its training mean."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    k: float = 3.0
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, k: float = 3.0) -> "ZScoreBaseline":
+        rows = np.asarray(rows, dtype=np.float64)
+        return cls(rows.mean(axis=0), np.maximum(rows.std(axis=0, ddof=1), _MIN_SPREAD), k)
+
+    def score(self, row: np.ndarray) -> float:
+        """Largest |z| over the channels, in units of ``k``: above 1 means flagged."""
+        return float(np.max(np.abs((np.asarray(row, dtype=np.float64) - self.mean) / self.scale))) / self.k
+
+    def score_all(self, rows: np.ndarray) -> np.ndarray:
+        return np.array([self.score(row) for row in np.atleast_2d(rows)])
