@@ -45,9 +45,15 @@ EVALUATION = ("other", "valve2")
 LEADERBOARD = (("Conv-AE", 0.78, 13.55, 28.02), ("MSET", 0.78, 39.73, 14.13), ("T²+Q (PCA)", 0.76, 26.62, 24.92),
                ("LSTM-AE", 0.74, 29.96, 25.92), ("Isolation forest", 0.29, 2.56, 82.89))
 
-# The settings searched on the development files (--grid): 3 x 3 x 3 = 27.
-GRID = {"explained_variance": (0.85, 0.95, 0.99), "false_alarm_budget": (0.01, 0.05, 0.2), "smooth": (1, 5, 15)}
-# The one setting chosen on the development files and then fixed.
+# The settings searched on the development files (--grid), in two stages: 27 + 40.
+# A: levels of all channels, no latch. B: slow channels by their change, with a latch.
+GRID = [NormalSettings(explained_variance=ev, false_alarm_budget=b, smooth=m, slow_lag=0, hold=0)
+        for ev, b, m in itertools.product((0.85, 0.95, 0.99), (0.01, 0.05, 0.2), (1, 5, 15))] + [
+        NormalSettings(slow_lag=lag, false_alarm_budget=b, hold=hold)
+        for lag, b, hold in itertools.product((10, 60), (0.01, 0.05, 0.1, 0.2), (0, 15, 30, 60, 120))]
+# The rule that picks one: the highest development F1 with development FAR within the
+# goal's 13 %, then the lower FAR. It picked NormalSettings' defaults, fixed from then on.
+FAR_GOAL = 13.0
 CHOSEN = NormalSettings()
 
 
@@ -105,7 +111,7 @@ def flags(file: SkabFile, settings: NormalSettings) -> tuple[np.ndarray, np.ndar
     """The detector's and the baseline's flags on the file's test rows."""
     train, test = file.rows[:TRAIN_ROWS], file.rows[TRAIN_ROWS:]
     stream = fit_normal(train, settings).stream(history=train)
-    return stream.score_all(test) > 1.0, ZScoreBaseline.fit(train).score_all(test) > 1.0
+    return stream.flag_all(test), ZScoreBaseline.fit(train).score_all(test) > 1.0
 
 
 def run(files: list[SkabFile], settings: NormalSettings) -> dict[str, dict[str, Confusion]]:
@@ -121,24 +127,41 @@ def run(files: list[SkabFile], settings: NormalSettings) -> dict[str, dict[str, 
     return out
 
 
+def per_file(files: list[SkabFile], settings: NormalSettings) -> list[tuple[str, Confusion, bool]]:
+    """Each file's confusion for the detector, and whether its anomaly got any alarm at all."""
+    out = []
+    for file in files:
+        truth = file.anomaly[TRAIN_ROWS:]
+        detector, _ = flags(file, settings)
+        c = Confusion()
+        c.add(truth, detector)
+        out.append((file.name, c, bool(np.any(detector & truth))))
+    return out
+
+
 def grid(files: list[SkabFile]) -> list[tuple[NormalSettings, tuple[float, float, float]]]:
     """Every GRID setting scored on the development files only."""
     development = [f for f in files if f.name.split("/")[0] in DEVELOPMENT]
-    results = []
-    for values in itertools.product(*GRID.values()):
-        settings = NormalSettings(**dict(zip(GRID, values, strict=True)))
-        results.append((settings, run(development, settings)["development"]["detector"].binary()))
-    return results
+    return [(settings, run(development, settings)["development"]["detector"].binary()) for settings in GRID]
+
+
+def pick(results: list[tuple[NormalSettings, tuple[float, float, float]]]) -> NormalSettings:
+    """The setting the selection rule picks from :func:`grid`'s results."""
+    allowed = [(f1, -far, settings) for settings, (f1, far, _) in results if far <= FAR_GOAL]
+    return max(allowed, key=lambda a: (a[0], a[1]))[2]
 
 
 def _describe(s: NormalSettings) -> str:
-    return f"explained variance {s.explained_variance}, budget {s.false_alarm_budget}, median of {s.smooth}"
+    slow = f"slow channels by their {s.slow_lag}-reading change" if s.slow_lag else "all channels by level"
+    return (f"explained variance {s.explained_variance}, budget {s.false_alarm_budget}, median of {s.smooth}, "
+            f"{slow}, hold {s.hold}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hub.evaluate_skab", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder holding skab/ (see its README)")
     parser.add_argument("--grid", action="store_true", help="print the settings search on the development files")
+    parser.add_argument("--per-file", action="store_true", help="print the detector's figures for each file")
     args = parser.parse_args(argv)
     try:
         files = load(args.data_dir / "skab")
@@ -147,10 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"SKAB outlier detection, leaderboard protocol: {len(files)} files, first {TRAIN_ROWS} rows of each train")
     if args.grid:
-        print(f"\nSettings searched on the development files (valve1/) only: {len(list(itertools.product(*GRID.values())))}")
+        print(f"\nSettings searched on the development files (valve1/) only: {len(GRID)}")
         print("| settings | F1 | FAR % | MAR % |\n|---|---|---|---|")
-        for settings, (f1, far, mar) in grid(files):
+        results = grid(files)
+        for settings, (f1, far, mar) in results:
             print(f"| {_describe(settings)} | {f1:.2f} | {far:.2f} | {mar:.2f} |")
+        print(f"\nPicked (highest F1 with FAR <= {FAR_GOAL} %): {_describe(pick(results))}")
+        if pick(results) != CHOSEN:
+            print("note: CHOSEN differs from the rule's pick", file=sys.stderr)
     results = run(files, CHOSEN)
     print(f"\nDetector: hub.normal PCA T²+Q, {_describe(CHOSEN)}; baseline: any channel |z| > 3\n")
     print("| files | detector | F1 | FAR % | MAR % | TP | FP | FN | TN |\n|---|---|---|---|---|---|---|---|---|")
@@ -163,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {label} | {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | {c.tp} | {c.fp} | {c.fn} | {c.tn} |")
     for name, f1, far, mar in LEADERBOARD:
         print(f"| all 34, published leaderboard | {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | | | | |")
+    if args.per_file:
+        print("\n| file | F1 | FAR % | MAR % | false alarms | anomalous readings missed | anomaly alarmed at all |")
+        print("|---|---|---|---|---|---|---|")
+        for name, c, found in per_file(files, CHOSEN):
+            f1, far, mar = c.binary()
+            print(f"| {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | {c.fp} of {c.fp + c.tn} | {c.fn} of {c.fn + c.tp} "
+                  f"| {'yes' if found else 'NO'} |")
     return 0
 
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NormalSettings", "NormalModel", "PcaNormal", "ZScoreBaseline", "fit_normal"]
+__all__ = ["NormalError", "NormalModel", "NormalSettings", "NormalStream", "PcaNormal", "ZScoreBaseline",
+           "fit_normal", "slow_channels"]
 
 _MIN_SPREAD = 1e-9  # a channel whose training spread is below this is left out (it carries no information)
 
@@ -38,12 +39,18 @@ class NormalError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NormalSettings:
-    """How a device's normal is learned and how far from it a reading may go."""
+    """How a device's normal is learned and how far from it a reading may go.
+
+    The defaults were chosen on SKAB's development files (valve1/) alone: see
+    hub/evaluate_skab.py and docs/hub.md for the search and the figures."""
 
     explained_variance: float = 0.85  # components kept: the fewest that explain this share
     false_alarm_budget: float = 0.01  # share of held-out training readings allowed over a limit
     smooth: int = 5  # readings in the trailing median; 1 scores each reading on its own
     blocks: int = 5  # contiguous blocks of the training rows for the held-out scores
+    slow_lag: int = 10  # > 0: a slow channel is scored by its change over this many readings
+    hold: int = 60  # readings an alarm stays raised after the last one over a limit (an alarm latch)
+    slow_limit: float = 0.5  # slow: successive changes spread less than this share of independent readings
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +110,46 @@ class PcaNormal:
     t2_limit: float
     q_limit: float
     smooth: int
+    slow: np.ndarray  # channels scored by their change over `lag` readings, not their level
+    lag: int
+    hold: int
 
     def stream(self, history: np.ndarray | None = None) -> "NormalStream":
         """A scorer for one device's readings, primed with the readings just before."""
         return NormalStream(self, history)
 
 
+def slow_channels(rows: np.ndarray, limit: float) -> np.ndarray:
+    """Channels that wander slowly (a temperature): the spread of their successive
+    changes is below ``limit`` times what independent readings of their spread would
+    give (√2 · spread). Their level on later days says little; their rate does."""
+    spread = np.maximum(rows.std(axis=0), _MIN_SPREAD)
+    return np.diff(rows, axis=0).std(axis=0) < limit * np.sqrt(2.0) * spread
+
+
+def _rates(rows: np.ndarray, slow: np.ndarray, lag: int) -> np.ndarray:
+    """Rows from index ``lag`` on, the slow channels replaced by their change over ``lag`` rows."""
+    out = rows[lag:].copy()
+    out[:, slow] -= rows[:-lag, slow] if lag else 0.0
+    return out
+
+
 def fit_normal(rows: np.ndarray, settings: NormalSettings = NormalSettings()) -> PcaNormal:
     """Learn the normal from ``rows`` (time order, rows x channels, readings assumed normal)."""
     rows = np.asarray(rows, dtype=np.float64)
-    if rows.ndim != 2 or len(rows) < 4 * settings.blocks:
-        raise NormalError(f"need a 2-D array of at least {4 * settings.blocks} rows, got shape {rows.shape}")
+    if rows.ndim != 2 or len(rows) < 4 * settings.blocks + settings.slow_lag:
+        raise NormalError(f"need a 2-D array of at least {4 * settings.blocks + settings.slow_lag} rows, "
+                          f"got shape {rows.shape}")
+    slow = (slow_channels(rows, settings.slow_limit) if settings.slow_lag
+                else np.zeros(rows.shape[1], dtype=bool))
+    rows = _rates(rows, slow, settings.slow_lag)
     t2, q = _held_out_statistics(rows, settings)
     level = 1.0 - settings.false_alarm_budget / 2.0
     # A limit of 0 (a perfect held-out fit) would flag every later reading: floor it.
     t2_limit = max(float(np.quantile(t2, level)), 1e-9)
     q_limit = max(float(np.quantile(q, level)), 1e-9)
-    return PcaNormal(_fit_pca(rows, settings.explained_variance), t2_limit, q_limit, settings.smooth)
+    return PcaNormal(_fit_pca(rows, settings.explained_variance), t2_limit, q_limit, settings.smooth,
+                     slow, settings.slow_lag, settings.hold)
 
 
 class NormalStream:
@@ -129,20 +159,42 @@ class NormalStream:
         self._normal = normal
         self._t2: deque[float] = deque(maxlen=normal.smooth)
         self._q: deque[float] = deque(maxlen=normal.smooth)
+        self._past: deque[np.ndarray] = deque(maxlen=normal.lag)
+        self._quiet = normal.hold + 1  # readings since the last one over a limit
         if history is not None and len(history):
-            for row in np.atleast_2d(history)[-normal.smooth:]:
+            for row in np.atleast_2d(history)[-(normal.smooth + normal.lag):]:
                 self.score(row)
 
     def score(self, row: np.ndarray) -> float:
         """Distance of this reading from normal: above 1 means flagged."""
-        t2, q = self._normal.model.statistics(np.asarray(row, dtype=np.float64))
+        row = np.asarray(row, dtype=np.float64)
+        features = row
+        if self._normal.lag:
+            # Until `lag` readings have been seen, a slow channel's change is taken from the oldest.
+            features = row.copy()
+            if self._past:
+                features[self._normal.slow] -= self._past[0][self._normal.slow]
+            else:
+                features[self._normal.slow] = 0.0
+            self._past.append(row)
+        t2, q = self._normal.model.statistics(features)
         self._t2.append(float(t2[0]) / self._normal.t2_limit)
         self._q.append(float(q[0]) / self._normal.q_limit)
         return max(float(np.median(self._t2)), float(np.median(self._q)))
 
+    def flag(self, row: np.ndarray) -> bool:
+        """Score this reading; True while an alarm is raised (score over 1, or within
+        ``hold`` readings of the last reading that was)."""
+        self._quiet = 0 if self.score(row) > 1.0 else self._quiet + 1
+        return self._quiet <= self._normal.hold
+
     def score_all(self, rows: np.ndarray) -> np.ndarray:
         """:meth:`score` for each row in order (the same loop the hub would run)."""
         return np.array([self.score(row) for row in np.atleast_2d(rows)])
+
+    def flag_all(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`flag` for each row in order."""
+        return np.array([self.flag(row) for row in np.atleast_2d(rows)], dtype=bool)
 
 
 @dataclass(frozen=True, slots=True)
