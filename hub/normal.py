@@ -18,6 +18,12 @@ being set too tight by in-sample fit, and blocks in time order let slow drift co
 
 A reading is flagged when the median of the last ``smooth`` values of T² / limit or of
 Q / limit exceeds 1: isolated spikes are ignored, and the median only ever looks back.
+An alarm then stays raised for ``hold`` readings after the last reading over a limit.
+
+Channels that wander slowly (temperatures: their successive changes are much smaller
+than their spread) are scored by their change over ``slow_lag`` readings rather than by
+their level: a few minutes of warm-up cannot show every level a temperature will reach,
+but they do show how fast it usually moves.
 
 Numpy only: the hub's runtime imports no training library.
 """
