@@ -1,0 +1,271 @@
+"""NAB's realKnownCause files scored by Numenta's own scorer, for hub/normal.py beside
+every detector whose results NAB ships.
+
+``python -m hub.evaluate_nab DATA_DIR --nab-repo PATH --nab-python PY``: DATA_DIR holds
+``nab/`` as its README describes; PATH is a checkout of numenta/NAB (at the commit in
+``nab/SOURCE.txt``) and PY a Python that can run its ``run.py`` (pandas < 2, see
+docs/hub.md). Nothing of NAB is copied into this repository: this module writes our
+detector's scores in NAB's results format, copies NAB's shipped results for the same
+files from the checkout into a scratch directory, and has the checkout's own code run the
+steps of ``run.py --optimize --score --normalize`` there (through ``nab.runner.Runner``,
+as ``run.py``'s ``main`` does, so that the shipped detectors' own dependencies are not
+needed). They are the steps behind NAB's published ``results/final_results.json``:
+
+- optimize: for each detector and each profile of ``config/profiles.json`` (standard,
+  reward_low_FP_rate, reward_low_FN_rate), the one threshold on ``anomaly_score`` that
+  maximises the summed score over the files scored (``nab/optimizer.py``);
+- score: each file scored at that threshold (``nab/scorer.py``, ``nab/sweeper.py``), rows
+  in a file's probationary period (the first 15 %, at most 750 rows) not counted;
+- normalize: 100 · (score − null detector's score) / (perfect − null's score), perfect
+  being one true positive per labelled window (``nab/runner.py``, ``normalize``).
+
+Our detector, one file at a time, point by point: hub/normal.py's stream fitted on the
+file's probationary rows (NAB scores none of them), then fed each later reading with
+only the readings before it. Its distance d (over 1 means over the limit) is written as
+anomaly_score = d / (1 + d), so 0.5 is the detector's own limit. With ``onset`` set,
+a reading inside a raised alarm (within ``onset`` readings of the last reading over the
+limit) is written as 0: NAB counts the first detection in a window and charges every
+detection outside one, so a held alarm only costs.
+
+Two runs, each a separate NAB run over its own files (the optimize step chooses each
+detector's thresholds on the files it scores, for every detector alike): the seven
+realKnownCause files (NAB's protocol restricted to this category), and the six
+evaluation files of the data README (the development file left out). Our settings are
+chosen on the development file alone (``--grid``).
+"""
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hub.normal import NormalSettings, fit_normal
+
+CATEGORY = "realKnownCause"
+DEVELOPMENT = "machine_temperature_system_failure.csv"
+DETECTOR = "hubNormal"  # NAB splits result file names on "_": no underscore
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+PROBATIONARY_SHARE = 0.15  # NAB's probationary period: 15 % of a file, at most 0.15 · 5000 rows
+PROBATIONARY_CAP = 750
+
+
+@dataclass(frozen=True, slots=True)
+class NabSettings:
+    """Our detector on one univariate series: hub/normal.py's settings and the onset rule."""
+
+    normal: NormalSettings = NormalSettings(hold=0)
+    onset: int = 0  # > 0: only the first reading of an alarm keeps its score (readings held)
+
+
+# Searched on the development file only (--grid), scored by NAB's scorer on that file.
+GRID = [NabSettings(NormalSettings(slow_lag=lag, false_alarm_budget=budget, hold=0), onset)
+        for lag in (0, 10) for budget in (0.01, 0.05) for onset in (0, 60, 288)]
+# The rule: the highest standard score on the development file. It picked:
+CHOSEN = NabSettings(NormalSettings(slow_lag=0, false_alarm_budget=0.05, hold=0), onset=288)
+
+
+# The steps of NAB's run.py (main(): initialize, optimize, score with the thresholds file
+# just written, normalize), on one process; argv: data dir, results dir, windows file,
+# profiles file, thresholds file, detectors. Run with the NAB checkout as working directory.
+_RUN_STEPS = """
+import json, sys
+from nab.runner import Runner
+data, results, windows, profiles, thresholds, detectors = sys.argv[1:7]
+runner = Runner(dataDir=data, resultsDir=results, labelPath=windows, profilesPath=profiles,
+                thresholdPath=thresholds, numCPUs=1)
+runner.initialize()
+runner.optimize(detectors.split(","))
+with open(thresholds) as fh:
+    runner.score(detectors.split(","), json.load(fh))
+runner.normalize()
+"""
+
+
+class NabError(Exception):
+    """The data directory or the NAB checkout is not what this command expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class NabFile:
+    name: str  # "machine_temperature_system_failure.csv"
+    path: Path
+    timestamps: list[str]  # as written in the file, so NAB matches its labels exactly
+    values: np.ndarray
+
+
+def probationary_rows(n: int) -> int:
+    """Rows at the start of a file that NAB does not score (its probationary period)."""
+    return int(min(math.floor(PROBATIONARY_SHARE * n), PROBATIONARY_CAP))
+
+
+def load(nab_dir: Path) -> list[NabFile]:
+    """The realKnownCause files, in name order."""
+    paths = sorted((nab_dir / "data" / CATEGORY).glob("*.csv"))
+    if not paths:
+        raise NabError(f"{nab_dir}: no CSV files under data/{CATEGORY}/ (see the data README)")
+    files = []
+    for path in paths:
+        with path.open(newline="") as fh:
+            records = list(csv.DictReader(fh))
+        try:
+            files.append(NabFile(path.name, path, [r["timestamp"] for r in records],
+                                 np.array([float(r["value"]) for r in records])))
+        except (KeyError, ValueError) as exc:
+            raise NabError(f"{path}: not a NAB data file ({exc})") from exc
+    return files
+
+
+def onset_only(distances: np.ndarray, hold: int) -> np.ndarray:
+    """Zero every distance that falls within ``hold`` readings after one over 1 (the
+    detector's limit); looks only back."""
+    out = np.array(distances, dtype=np.float64)
+    quiet = hold + 1  # readings since the last one over the limit
+    for i, d in enumerate(distances):
+        if quiet <= hold:
+            out[i] = 0.0
+        quiet = 0 if d > 1.0 else quiet + 1
+    return out
+
+
+def anomaly_scores(values: np.ndarray, settings: NabSettings = CHOSEN) -> np.ndarray:
+    """anomaly_score in [0, 1) for each reading; 0 over the probationary rows, which train."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    train = probationary_rows(len(values))
+    stream = fit_normal(values[:train], settings.normal).stream(history=values[:train])
+    distances = np.concatenate((np.zeros(train), stream.score_all(values[train:])))
+    if settings.onset:
+        distances = onset_only(distances, settings.onset)
+    return distances / (1.0 + distances)
+
+
+def write_results(path: Path, file: NabFile, scores: np.ndarray, labels: np.ndarray) -> None:
+    """One file's results in NAB's format: timestamp, value, anomaly_score, label."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(("timestamp", "value", "anomaly_score", "label"))
+        for t, v, s, y in zip(file.timestamps, file.values, scores, labels, strict=True):
+            out.writerow((t, repr(float(v)), f"{s:.12g}", int(y)))
+
+
+def labels_of(file: NabFile, windows: list[list[str]]) -> np.ndarray:
+    """1 for each row inside a labelled window (NAB's results files carry this column)."""
+    stamps = np.array([t[:19] for t in file.timestamps])
+    out = np.zeros(len(stamps), dtype=int)
+    for lo, hi in windows:
+        out[(stamps >= lo[:19]) & (stamps <= hi[:19])] = 1
+    return out
+
+
+def shipped_detectors(nab_repo: Path) -> list[str]:
+    """Every detector whose realKnownCause results NAB ships (results/<name>/realKnownCause/)."""
+    names = sorted(p.parent.name for p in (nab_repo / "results").glob(f"*/{CATEGORY}"))
+    if "null" not in names:
+        raise NabError(f"{nab_repo}: no results/null/{CATEGORY}/ (is this a NAB checkout?)")
+    return names
+
+
+def run_nab(nab_repo: Path, python: str, files: list[NabFile], windows: dict[str, list], ours: dict[str, np.ndarray],
+            detectors: list[str], work: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """NAB's own optimize, score and normalize over ``files`` for ``detectors`` (shipped
+    results) and ours (``ours``: anomaly scores per file name). Returns, per detector and
+    profile, the normalised score, raw score and threshold."""
+    keys = [f"{CATEGORY}/{f.name}" for f in files]
+    (work / "data" / CATEGORY).mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f.path, work / "data" / CATEGORY / f.name)
+    # Only these files' windows: NAB's perfect score counts every window in the file it reads.
+    (work / "windows.json").write_text(json.dumps({k: windows[k] for k in keys}, indent=1))
+    (work / "thresholds.json").write_text("{}")
+    for name in detectors:
+        for f in files:
+            src = nab_repo / "results" / name / CATEGORY / f"{name}_{f.name}"
+            dst = work / "results" / name / CATEGORY / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    for f in files:
+        write_results(work / "results" / DETECTOR / CATEGORY / f"{DETECTOR}_{f.name}", f, ours[f.name],
+                      labels_of(f, windows[f"{CATEGORY}/{f.name}"]))
+    # run.py's main() with --optimize --score --normalize, called through NAB's Runner so
+    # that run.py's imports of every detector's own dependencies (scipy, julia...) are not needed.
+    command = [python, "-c", _RUN_STEPS, str(work / "data"), str(work / "results"), str(work / "windows.json"),
+               str(nab_repo / "config" / "profiles.json"), str(work / "thresholds.json"),
+               ",".join(detectors + [DETECTOR])]
+    done = subprocess.run(command, cwd=nab_repo, capture_output=True, text=True)
+    (work / "nab.log").write_text(done.stdout + done.stderr)
+    if done.returncode:
+        raise NabError(f"NAB's run.py failed ({done.returncode}); its output is in {work / 'nab.log'}")
+    final = json.loads((work / "results" / "final_results.json").read_text())
+    thresholds = json.loads((work / "thresholds.json").read_text())
+    return {d: {p: {"normalised": final[d][p], **thresholds[d][p]} for p in PROFILES} for d in final}
+
+
+def _table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    lines = [f"\n{title}\n", "| rank | detector | standard | reward_low_FP | reward_low_FN |", "|---|---|---|---|---|"]
+    ranked = sorted(results, key=lambda d: -results[d]["standard"]["normalised"])
+    for i, d in enumerate(ranked, 1):
+        name = f"**{d} (ours)**" if d == DETECTOR else d
+        lines.append(f"| {i} | {name} | " + " | ".join(f"{results[d][p]['normalised']:.2f}" for p in PROFILES) + " |")
+    return lines
+
+
+def _describe(s: NabSettings) -> str:
+    slow = f"value by its {s.normal.slow_lag}-reading change if slow" if s.normal.slow_lag else "value by level"
+    onset = f"onset only, {s.onset} held" if s.onset else "every reading"
+    return f"{slow}, budget {s.normal.false_alarm_budget}, median of {s.normal.smooth}, {onset}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub.evaluate_nab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_dir", type=Path, help="folder holding nab/ (see its README)")
+    parser.add_argument("--nab-repo", type=Path, required=True, help="a checkout of numenta/NAB")
+    parser.add_argument("--nab-python", default=sys.executable, help="the Python that runs NAB's run.py")
+    parser.add_argument("--work", type=Path, help="scratch directory kept for inspection (default: a temporary one)")
+    parser.add_argument("--grid", action="store_true", help="search the settings on the development file only")
+    args = parser.parse_args(argv)
+    try:
+        files = load(args.data_dir / "nab")
+        windows = json.loads((args.data_dir / "nab" / "labels" / "combined_windows.json").read_text())
+        detectors = shipped_detectors(args.nab_repo)
+    except (NabError, OSError) as exc:
+        print(f"evaluate_nab: {exc}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="evaluate_nab.") as scratch:
+        work = args.work or Path(scratch)
+        runs = []
+        if args.grid:
+            development = [f for f in files if f.name == DEVELOPMENT]
+            print(f"Settings searched on the development file ({DEVELOPMENT}) only: {len(GRID)}")
+            print("| settings | standard | reward_low_FP | reward_low_FN |\n|---|---|---|---|")
+            for i, settings in enumerate(GRID):
+                ours = {f.name: anomaly_scores(f.values, settings) for f in development}
+                r = run_nab(args.nab_repo, args.nab_python, development, windows, ours, ["null"], work / f"grid{i}")
+                print(f"| {_describe(settings)} | "
+                      + " | ".join(f"{r[DETECTOR][p]['normalised']:.2f}" for p in PROFILES) + " |", flush=True)
+            return 0
+        ours = {f.name: anomaly_scores(f.values, CHOSEN) for f in files}
+        evaluation = [f for f in files if f.name != DEVELOPMENT]
+        for label, subset in ((f"all {len(files)} {CATEGORY} files", files),
+                              (f"the {len(evaluation)} evaluation files (development file left out)", evaluation)):
+            try:
+                results = run_nab(args.nab_repo, args.nab_python, subset, windows, ours, detectors,
+                                  work / f"run{len(runs)}")
+            except (NabError, OSError) as exc:
+                print(f"evaluate_nab: {exc}", file=sys.stderr)
+                return 1
+            runs.append(label)
+            print("\n".join(_table(f"NAB scores (NAB's own optimize, score and normalize steps), {label}:", results)))
+        print(f"\nOurs ({DETECTOR}): hub.normal on the value, {_describe(CHOSEN)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
