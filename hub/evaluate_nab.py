@@ -127,9 +127,9 @@ def onset_only(distances: np.ndarray, hold: int) -> np.ndarray:
     """Zero every distance that falls within ``hold`` readings after one over 1 (the
     detector's limit); looks only back."""
     out = np.array(distances, dtype=np.float64)
-    quiet = hold + 1  # readings since the last one over the limit
+    quiet = hold  # readings between this one and the last one over the limit
     for i, d in enumerate(distances):
-        if quiet <= hold:
+        if quiet < hold:
             out[i] = 0.0
         quiet = 0 if d > 1.0 else quiet + 1
     return out
