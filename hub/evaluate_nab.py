@@ -52,6 +52,9 @@ from hub.normal import NormalSettings, fit_normal
 CATEGORY = "realKnownCause"
 DEVELOPMENT = "machine_temperature_system_failure.csv"
 DETECTOR = "hubNormal"  # NAB splits result file names on "_": no underscore
+# The same scores at the thresholds NAB's optimize step picks on the development file
+# alone, not on the files scored: the figure with no evaluation label used at all.
+HELD_OUT = "hubNormalDevThreshold"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PROBATIONARY_SHARE = 0.15  # NAB's probationary period: 15 % of a file, at most 0.15 · 5000 rows
 PROBATIONARY_CAP = 750
@@ -74,17 +77,23 @@ CHOSEN = NabSettings(NormalSettings(slow_lag=0, false_alarm_budget=0.05, hold=0)
 
 # The steps of NAB's run.py (main(): initialize, optimize, score with the thresholds file
 # just written, normalize), on one process; argv: data dir, results dir, windows file,
-# profiles file, thresholds file, detectors. Run with the NAB checkout as working directory.
+# profiles file, thresholds file, detectors, and thresholds (JSON, as in the thresholds
+# file) that replace the optimized ones before scoring. Run with the NAB checkout as
+# working directory.
 _RUN_STEPS = """
 import json, sys
 from nab.runner import Runner
-data, results, windows, profiles, thresholds, detectors = sys.argv[1:7]
+data, results, windows, profiles, thresholds, detectors, fixed = sys.argv[1:8]
 runner = Runner(dataDir=data, resultsDir=results, labelPath=windows, profilesPath=profiles,
                 thresholdPath=thresholds, numCPUs=1)
 runner.initialize()
 runner.optimize(detectors.split(","))
 with open(thresholds) as fh:
-    runner.score(detectors.split(","), json.load(fh))
+    chosen = json.load(fh)
+chosen.update(json.loads(fixed))
+with open(thresholds, "w") as fh:
+    json.dump(chosen, fh, indent=1)
+runner.score(detectors.split(","), chosen)
 runner.normalize()
 """
 
@@ -173,10 +182,12 @@ def shipped_detectors(nab_repo: Path) -> list[str]:
     return names
 
 
-def run_nab(nab_repo: Path, python: str, files: list[NabFile], windows: dict[str, list], ours: dict[str, np.ndarray],
-            detectors: list[str], work: Path) -> dict[str, dict[str, dict[str, float]]]:
+def run_nab(nab_repo: Path, python: str, files: list[NabFile], windows: dict[str, list],
+            ours: dict[str, dict[str, np.ndarray]], detectors: list[str], work: Path,
+            fixed: dict[str, dict[str, dict[str, float]]] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """NAB's own optimize, score and normalize over ``files`` for ``detectors`` (shipped
-    results) and ours (``ours``: anomaly scores per file name). Returns, per detector and
+    results) and ours (``ours``: per detector name, anomaly scores per file name), each of
+    ``fixed``'s detectors scored at the thresholds given there instead of optimized. Returns, per detector and
     profile, the normalised score, raw score and threshold."""
     keys = [f"{CATEGORY}/{f.name}" for f in files]
     (work / "data" / CATEGORY).mkdir(parents=True)
@@ -191,14 +202,15 @@ def run_nab(nab_repo: Path, python: str, files: list[NabFile], windows: dict[str
             dst = work / "results" / name / CATEGORY / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
-    for f in files:
-        write_results(work / "results" / DETECTOR / CATEGORY / f"{DETECTOR}_{f.name}", f, ours[f.name],
-                      labels_of(f, windows[f"{CATEGORY}/{f.name}"]))
+    for name, scores in ours.items():
+        for f in files:
+            write_results(work / "results" / name / CATEGORY / f"{name}_{f.name}", f, scores[f.name],
+                          labels_of(f, windows[f"{CATEGORY}/{f.name}"]))
     # run.py's main() with --optimize --score --normalize, called through NAB's Runner so
     # that run.py's imports of every detector's own dependencies (scipy, julia...) are not needed.
     command = [python, "-c", _RUN_STEPS, str(work / "data"), str(work / "results"), str(work / "windows.json"),
                str(nab_repo / "config" / "profiles.json"), str(work / "thresholds.json"),
-               ",".join(detectors + [DETECTOR])]
+               ",".join(detectors + list(ours)), json.dumps(fixed or {})]
     done = subprocess.run(command, cwd=nab_repo, capture_output=True, text=True)
     (work / "nab.log").write_text(done.stdout + done.stderr)
     if done.returncode:
@@ -212,7 +224,8 @@ def _table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> list[
     lines = [f"\n{title}\n", "| rank | detector | standard | reward_low_FP | reward_low_FN |", "|---|---|---|---|---|"]
     ranked = sorted(results, key=lambda d: -results[d]["standard"]["normalised"])
     for i, d in enumerate(ranked, 1):
-        name = f"**{d} (ours)**" if d == DETECTOR else d
+        name = {DETECTOR: f"**{d} (ours)**",
+                HELD_OUT: f"**{d} (ours, thresholds from the development file)**"}.get(d, d)
         lines.append(f"| {i} | {name} | " + " | ".join(f"{results[d][p]['normalised']:.2f}" for p in PROFILES) + " |")
     return lines
 
@@ -247,17 +260,28 @@ def main(argv: list[str] | None = None) -> int:
             print("| settings | standard | reward_low_FP | reward_low_FN |\n|---|---|---|---|")
             for i, settings in enumerate(GRID):
                 ours = {f.name: anomaly_scores(f.values, settings) for f in development}
-                r = run_nab(args.nab_repo, args.nab_python, development, windows, ours, ["null"], work / f"grid{i}")
+                r = run_nab(args.nab_repo, args.nab_python, development, windows, {DETECTOR: ours}, ["null"],
+                            work / f"grid{i}")
                 print(f"| {_describe(settings)} | "
                       + " | ".join(f"{r[DETECTOR][p]['normalised']:.2f}" for p in PROFILES) + " |", flush=True)
             return 0
         ours = {f.name: anomaly_scores(f.values, CHOSEN) for f in files}
+        development = [f for f in files if f.name == DEVELOPMENT]
+        try:
+            dev = run_nab(args.nab_repo, args.nab_python, development, windows, {DETECTOR: ours}, ["null"],
+                          work / "development")
+        except (NabError, OSError) as exc:
+            print(f"evaluate_nab: {exc}", file=sys.stderr)
+            return 1
+        fixed = {HELD_OUT: {p: {"threshold": dev[DETECTOR][p]["threshold"]} for p in PROFILES}}
+        print("Thresholds NAB's optimize step picks for ours on the development file alone: "
+              + ", ".join(f"{p} {dev[DETECTOR][p]['threshold']:.6f}" for p in PROFILES))
         evaluation = [f for f in files if f.name != DEVELOPMENT]
         for label, subset in ((f"all {len(files)} {CATEGORY} files", files),
                               (f"the {len(evaluation)} evaluation files (development file left out)", evaluation)):
             try:
-                results = run_nab(args.nab_repo, args.nab_python, subset, windows, ours, detectors,
-                                  work / f"run{len(runs)}")
+                results = run_nab(args.nab_repo, args.nab_python, subset, windows, {DETECTOR: ours, HELD_OUT: ours},
+                                  detectors, work / f"run{len(runs)}", fixed)
             except (NabError, OSError) as exc:
                 print(f"evaluate_nab: {exc}", file=sys.stderr)
                 return 1
