@@ -238,3 +238,54 @@ async def test_what_left_the_community_is_shown_on_the_hub_and_a_tampered_log_sh
             await page.reload()
             await expect(page.locator("#status")).to_have_text("核验失败：第 1 条（hash）")
             await browser.close()
+
+
+async def test_the_staff_page_is_axe_clean_and_usable_from_the_keyboard_in_both_languages(
+        tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
+    """axe-core (as axe-playwright-python ships it) finds nothing on the page, a value marked
+    bad included, in Chinese and in English; a keyboard alone reaches every control in
+    order, logs in and switches the language."""
+    from axe_playwright_python.async_playwright import Axe
+
+    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), \
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as gw:
+        assert hub.accounts is not None
+        hub.accounts.add_user("wang", PASSWORD, "staff", "王师傅")
+        await gw.publish(topics.gateway_state(C, "gw-b1"), encode(Birth(ts=time.time(), boot="r1", seq=0,
+                                                                         software="test")), qos=1, retain=True)
+        await gw.publish(topics.device_telemetry(C, "gw-b1", "b1-th-03"), encode(Telemetry(
+            seq=1, boot="r1", ts=time.time(), device="b1-th-03", metrics={"temperature": 150.0, "humidity": 40.0},
+            quality={"temperature": "out_of_range"})), qos=1)
+        await wait_until(lambda: hub.stats()["stored"] == 1)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            await page.goto(f"{url}/staff")
+            await expect(page.locator('[data-quality="out_of_range"]')).to_be_visible()
+            found = {}
+            for lang in ("zh-CN", "en"):
+                assert await page.get_attribute("html", "lang") == lang
+                found[lang] = [(v["id"], v["impact"]) for v in (await Axe().run(page)).response["violations"]]
+                if lang == "zh-CN":  # by keyboard alone: every control in order, then the language
+                    order = []
+                    for _ in range(7):
+                        await page.keyboard.press("Tab")
+                        order.append(await page.evaluate("document.activeElement.id"))
+                    assert order == ["login-name", "login-password", "login", "egress-link", "lang", "f-building",
+                                     "f-class"], order
+                    await page.keyboard.press("Shift+Tab")
+                    await page.keyboard.press("Shift+Tab")
+                    await page.keyboard.press("Enter")
+                    await expect(page.locator("h1")).to_have_text("Community mid-brain · Staff console")
+            await page.keyboard.press("Shift+Tab")
+            await page.keyboard.press("Shift+Tab")
+            await page.keyboard.press("Shift+Tab")
+            await page.keyboard.press("Shift+Tab")
+            assert await page.evaluate("document.activeElement.id") == "login-name"
+            await page.keyboard.type("wang")
+            await page.keyboard.press("Tab")
+            await page.keyboard.type(PASSWORD)
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#who")).to_be_visible()
+            await browser.close()
+    assert found == {"zh-CN": [], "en": []}
