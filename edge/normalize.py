@@ -72,10 +72,12 @@ def parse_raw(payload: bytes, spec: ClassSpec) -> tuple[float | None, dict[str, 
 def mark_out_of_range(spec: ClassSpec, values: dict[str, float], quality: dict[str, str]) -> dict[str, str]:
     """``quality`` with every value its class cannot measure marked out_of_range, unless the
     device already gave that point a reason of its own."""
-    marked = dict(quality)
+    marked = quality  # copied only if something is marked: this runs for every reading
     for name, value in values.items():
         metric = spec.metric(name)
         if metric is not None and not metric.low <= value <= metric.high and name not in marked:
+            if marked is quality:
+                marked = dict(quality)
             marked[name] = "out_of_range"
     return marked
 

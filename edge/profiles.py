@@ -38,7 +38,7 @@ SOURCES: dict[str, set[str]] = {
 }
 
 
-_PROTOCOLS = set(get_args(SerialProtocol)) | {"modbus_tcp"}
+_PROTOCOLS = frozenset(get_args(Protocol))  # Literal flattens the nested one: every protocol
 
 
 class ProfileError(ValueError):

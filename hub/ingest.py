@@ -355,10 +355,8 @@ class Ingestor:
 
     def _count_quality(self, levels: dict[str, int], metrics: Any, quality: dict[str, str]) -> None:
         """Count each point of a reading by its quality level: the values it carries, and the
-        points it names as not read (comm_error, absent from its metrics)."""
-        if not quality:
-            levels["good"] = levels.get("good", 0) + len(metrics)
-            return
+        points it names as not read (comm_error, absent from its metrics). An all-good
+        reading (no quality) is counted inline by the caller, on the hot path."""
         for name, reason in quality.items():
             if name in metrics or reason != "good":
                 level = QUALITY_LEVELS[reason]
