@@ -27,6 +27,7 @@ from contract.city import (
     downlink_request,
     verify,
 )
+from contract.messages import MAX_PERIOD_S
 from contract.ngsild import CONTENT_TYPE as NGSI_CONTENT_TYPE
 from contract.ngsild import UPSERT_PATH, check
 from contract.downlink import (
@@ -37,11 +38,13 @@ from contract.downlink import (
     Notice,
     sign_item,
 )
+from simulators.city import metrics
 from simulators.city.receiver import BatchReceiver, BatchRefused
 from simulators.city.store import CityStore, kpis
 
 log = logging.getLogger(__name__)
 
+SQLITE_INT_MAX = 2**63 - 1  # a larger number in a query is refused (422), not an OverflowError (500)
 LARGE_BATCH_BYTES = 8 * 1024  # as received (gzip: a backlog batch of 500 summaries is about 20 KiB), taken in a worker thread
 
 
@@ -89,7 +92,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    def refuse(request: Request, status: int, reason: str, community: str) -> HTTPException:
+    def refuse(request: Request, status: int, reason: str, community: str, code: str = "signature") -> HTTPException:
+        request.state.refusal = code  # what the refusal counts go by
         log.warning("refused request %s from %s (community %r): %s", request.headers.get("idempotency-key", "?"),
                     request.client.host if request.client else "?", community, reason)
         store.refused(community, reason)
@@ -109,6 +113,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
             # writes, so one is stored while the next is read and checked.
             return await asyncio.to_thread(receiver.receive, *args)
         except BatchRefused as exc:
+            request.state.refusal = exc.code
             raise HTTPException(exc.status, exc.reason) from None
 
     # -- NGSI-LD (a context broker's batch upsert and entity query, for bridges that send
@@ -125,6 +130,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
             body = receiver.open(community, request.headers.get(SIGNATURE_HEADER, ""),
                                  request.headers.get("content-encoding", ""), raw, f"NGSI-LD upsert of {community}")
         except BatchRefused as exc:
+            request.state.refusal = exc.code
             raise HTTPException(exc.status, exc.reason) from None
         try:
             items = json.loads(body)
@@ -201,7 +207,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         return community
 
     @app.get(DOWNLINK_PATH)
-    async def fetch_downlink(request: Request, after: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+    async def fetch_downlink(request: Request, after: int = Query(0, ge=0, le=SQLITE_INT_MAX),
+                             limit: int = Query(50, ge=1, le=500),
                              wait: float = Query(0.0, ge=0, le=DOWNLINK_MAX_WAIT_S)) -> dict[str, object]:
         """A community's items after ``after``, signed by the city; the request itself is
         signed with the community's key (``contract.city.downlink_request``). With ``wait``,
@@ -211,10 +218,10 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         try:
             ts = float(request.headers.get(TIMESTAMP_HEADER, ""))
         except ValueError:
-            raise refuse(request, 401, f"{TIMESTAMP_HEADER} missing", community) from None
-        if abs(time.time() - ts) > REQUEST_SKEW_S:
+            raise refuse(request, 401, f"{TIMESTAMP_HEADER} missing", community, "timestamp") from None
+        if not abs(time.time() - ts) <= REQUEST_SKEW_S:  # NaN too: it would never grow old
             raise refuse(request, 401, f"request time {ts:.0f} is more than {REQUEST_SKEW_S:.0f} s from the city's",
-                         community)
+                         community, "timestamp")
         key = keys.get(community)
         if key is None or not hmac.compare_digest(downlink_request(key, community, after, ts),
                                                   request.headers.get(SIGNATURE_HEADER, "")):
@@ -243,7 +250,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         except ValidationError as exc:
             raise HTTPException(422, str(exc.errors()[0]["msg"])) from None
         if batch.community != community:
-            raise refuse(request, 403, f"answers of community {batch.community!r} signed as {community!r}", community)
+            raise refuse(request, 403, f"answers of community {batch.community!r} signed as {community!r}", community,
+                         "community_mismatch")
         known = 0
         for ack in batch.acks:
             known += store.answered(community, ack.seq, ack.status, ack.reason, ack.at)
@@ -262,7 +270,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
 
     @app.get("/api/summaries")
     def summaries(community: str | None = None, limit: int = Query(100, ge=1, le=10_000),
-                  period: int | None = Query(None, ge=0)) -> list[dict[str, object]]:
+                  period: int | None = Query(None, ge=0, le=MAX_PERIOD_S)) -> list[dict[str, object]]:
         """Newest first; ``period``: 0 for interval windows only, or a roll-up's length in seconds."""
         return store.summaries(community, limit, period)
 
@@ -276,7 +284,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         return store.stats()
 
     @app.get("/api/communities/{community}/latest")
-    def latest(community: str, period: int = Query(0, ge=0)) -> dict[str, object]:
+    def latest(community: str, period: int = Query(0, ge=0, le=MAX_PERIOD_S)) -> dict[str, object]:
         """The community's latest summary and its key figures (``period``: a roll-up's, e.g. 3600)."""
         summary = store.latest(community, period)
         if summary is None:
@@ -286,7 +294,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
 
     @app.get("/api/communities/{community}/series")
     def series(community: str, since: float = 0.0, limit: int = Query(1000, ge=1, le=100_000),
-               period: int = Query(0, ge=0)) -> list[dict[str, object]]:
+               period: int = Query(0, ge=0, le=MAX_PERIOD_S)) -> list[dict[str, object]]:
         """Key figures per summary window, oldest first (``period``: a roll-up's windows, e.g. 3600)."""
         return store.series(community, since, limit, period)
 
@@ -322,4 +330,5 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
                 "<th>类型 Kind</th><th>内容 What</th><th>状态 Status</th><th>原因 Reason</th></tr>" + down
                 + "</table></html>")
 
+    metrics.install(app, store)  # last: its middleware must wrap everything that may refuse a request
     return app

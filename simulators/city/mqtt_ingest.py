@@ -45,17 +45,22 @@ class CityMqtt:
             # Nothing to answer to (no key): counted, kept among the refusals, acknowledged.
             self.unreadable += 1
             self.receiver.store.refused(community, f"MQTT batch without a valid header line: {str(exc)[:200]}")
+            self.receiver.store.count_refusal(CITY_BATCHES_FILTER, 400, "unreadable_header")
             log.warning("unreadable batch on %s (%d bytes): %s", topic, len(raw), str(exc)[:200])
             self.link.ack(session, message.mid, message.qos)
             return
         self._record(topic, header.model_dump(), body)
         try:
             if header.community != community:
-                raise BatchRefused(403, f"batch of community {header.community!r} published on {topic}")
+                reason = f"batch of community {header.community!r} published on {topic}"
+                log.warning("refused batch %s: %s", header.key, reason)
+                self.receiver.store.refused(community, reason)
+                raise BatchRefused(403, reason, "topic_mismatch")
             ack = await asyncio.to_thread(self.receiver.receive, header.community, header.signature, header.encoding,
                                           body, f"mqtt {topic} (batch {header.key})")
             answer = BatchAnswer(key=header.key, status=200, ack=ack)
         except BatchRefused as exc:
+            await asyncio.to_thread(self.receiver.store.count_refusal, CITY_BATCHES_FILTER, exc.status, exc.code)
             answer = BatchAnswer(key=header.key, status=exc.status, reason=exc.reason[:1000])
         # Not acknowledged if the answer cannot be published: the broker gives the batch again.
         await self.link.publish(city_acks_topic(community), answer.model_dump_json().encode(), qos=1, timeout=10)

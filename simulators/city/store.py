@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS summaries (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (at REAL NOT NULL, community TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refusal_counts (
+    route TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (route, status, reason)
+);
 CREATE TABLE IF NOT EXISTS ngsi_entities (
     id TEXT PRIMARY KEY, type TEXT NOT NULL, community TEXT NOT NULL, body TEXT NOT NULL, modified REAL NOT NULL
 );
@@ -32,6 +36,14 @@ CREATE TABLE IF NOT EXISTS downlink (
     PRIMARY KEY (community, seq)
 );
 """
+
+
+class SummaryKeysTaken(Exception):
+    """A batch carries summary keys that another community's summaries hold."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(", ".join(keys))
+        self.keys = keys
 
 
 class CityStore:
@@ -75,7 +87,8 @@ class CityStore:
     def accept(self, key: str, community: str, summaries: list[tuple[FastSummary, bytes]]) -> BatchAck:
         """Store a batch once; a repeated batch, or a summary whose revision is not newer than
         the one held, is acknowledged and not stored again. Each summary is stored as the JSON
-        it arrived as."""
+        it arrived as. SummaryKeysTaken, and nothing stored, if another community holds one of
+        the batch's summary keys (a key is free text: it must not reach across communities)."""
         now = time.time()
         with self._lock:
             db = self._db
@@ -85,11 +98,16 @@ class CityStore:
                     db.execute("ROLLBACK")
                     self._bump("duplicate_batches", 1)
                     return BatchAck(key=key, accepted=0, duplicates=len(summaries))
+                taken = [k for (k,) in db.execute(
+                    "SELECT s.key FROM json_each(?) AS j JOIN summaries AS s ON s.key = j.value "
+                    "WHERE s.community != ?", (json.dumps([s.key for s, _ in summaries]), community))]
+                if taken:
+                    raise SummaryKeysTaken(taken)  # rolled back below
                 before = db.total_changes
                 db.executemany(
                     "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                     "revision=excluded.revision, body=excluded.body, received_at=excluded.received_at "
-                    "WHERE excluded.revision > summaries.revision",
+                    "WHERE excluded.revision > summaries.revision AND excluded.community = summaries.community",
                     [(s.key, community, s.revision, s.window_start, s.window_end, now, raw.decode(), s.period_s)
                      for s, raw in summaries])
                 accepted = db.total_changes - before
@@ -102,11 +120,26 @@ class CityStore:
             self._bump("duplicate_summaries", duplicates)
         return BatchAck(key=key, accepted=accepted, duplicates=duplicates)
 
-    def refused(self, community: str, reason: str) -> None:
-        """A batch refused before it was read (signature, encoding): kept for a person to see."""
+    def refused(self, community: str, reason: str, foreign_summaries: int = 0) -> None:
+        """A batch refused (signature, encoding, another community's summaries in it): kept
+        for a person to see; ``foreign_summaries``: how many it carried for others."""
         with self._lock:
             self._db.execute("INSERT INTO refusals VALUES (?, ?, ?)", (time.time(), community[:128], reason[:500]))
             self._bump("refused_batches", 1)
+            if foreign_summaries:
+                self._bump("refused_foreign_summaries", foreign_summaries)
+
+    def count_refusal(self, route: str, status: int, reason: str) -> None:
+        """One request refused (4xx), by route, status and a short reason: what metrics show."""
+        with self._lock:
+            self._db.execute("INSERT INTO refusal_counts VALUES (?, ?, ?, 1) ON CONFLICT(route, status, reason) "
+                             "DO UPDATE SET n = n + 1", (route[:200], status, reason[:100]))
+
+    def refusal_counts(self) -> list[dict[str, object]]:
+        with self._lock:
+            rows = self._db.execute("SELECT route, status, reason, n FROM refusal_counts "
+                                    "ORDER BY route, status, reason").fetchall()
+        return [{"route": r, "status": s, "reason": why, "count": n} for r, s, why, n in rows]
 
     def refusals(self, limit: int) -> list[dict[str, object]]:
         with self._lock:
@@ -240,7 +273,8 @@ class CityStore:
         return {"summaries": summaries, "batches": batches,
                 "duplicate_batches": counters.get("duplicate_batches", 0),
                 "duplicate_summaries": counters.get("duplicate_summaries", 0),
-                "refused_batches": counters.get("refused_batches", 0)}
+                "refused_batches": counters.get("refused_batches", 0),
+                "refused_foreign_summaries": counters.get("refused_foreign_summaries", 0)}
 
 
 def kpis(summary: dict[str, Any]) -> dict[str, object]:
