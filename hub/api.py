@@ -6,10 +6,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -24,9 +25,12 @@ from hub.service import HubService
 from hub.settings import HubSettings
 from hub.twin import DesiredPatch, TwinError
 from hub.workorders import CATEGORIES, WorkOrderError, WorkOrders
+from servicekit.openapi import REFUSAL_RESPONSES
 
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "mb_session"
+# Up to SQLite's largest integer: a larger id is a 422, not an OverflowError (500).
+OrderId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 class Login(BaseModel):
@@ -70,7 +74,8 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 ready.set()
             yield
 
-    app = FastAPI(title="midbrain community hub (社区中脑)", version="1", lifespan=lifespan)
+    app = FastAPI(title="midbrain community hub (社区中脑)", version="1", lifespan=lifespan,
+                  responses=REFUSAL_RESPONSES)  # its 422s carry a sentence, or FastAPI's list
 
     def hub_of(request: Request) -> HubService:
         return request.app.state.hub  # type: ignore[no-any-return]
@@ -177,7 +182,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                                        limit=limit)
 
     @app.get("/api/work-orders/{order_id}")
-    def work_order(request: Request, order_id: int, who: Principal = require("volunteer")) -> dict[str, Any]:
+    def work_order(request: Request, order_id: OrderId, who: Principal = require("volunteer")) -> dict[str, Any]:
         order = orders_of(request).get(order_id)
         if who.role == "volunteer" and not CATEGORIES[order["category"]].volunteers and order["assignee"] != who.name:
             raise HTTPException(403, "volunteers see only the work orders open to volunteers, and their own")
@@ -190,7 +195,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         return orders.get(order_id)
 
     @app.post("/api/work-orders/{order_id}/{action}")
-    def act(request: Request, order_id: int, action: str, body: Action,
+    def act(request: Request, order_id: OrderId, action: str, body: Action,
             who: Principal = require("volunteer")) -> dict[str, Any]:
         if action == "assign" and body.assignee not in {u["name"] for u in accounts_of(request).users()
                                                         if not u["disabled"]}:
@@ -232,7 +237,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         hub = hub_of(request)
         return {"status": "ok", "mqtt_connected": hub.ingest.connected, "model": hub.model.name}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response)  # Prometheus text, not JSON
     def metrics(request: Request) -> Response:
         return Response(generate_latest(hub_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -38,6 +38,7 @@ from contract.downlink import (
     Notice,
     sign_item,
 )
+from servicekit.openapi import REFUSAL_RESPONSES
 from simulators.city import metrics
 from simulators.city.receiver import BatchReceiver, BatchRefused
 from simulators.city.store import CityStore, kpis
@@ -75,7 +76,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     (batches, NGSI-LD upserts, downlink requests and answers) exactly as received.
     ``signing_key``: the city's Ed25519 key for items sent down; ``operator_token``: who may
     issue them."""
-    app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
+    app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1", responses=REFUSAL_RESPONSES)
     keys = dict(community_keys)
     receiver = BatchReceiver(store, keys)
 
