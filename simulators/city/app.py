@@ -76,7 +76,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     (batches, NGSI-LD upserts, downlink requests and answers) exactly as received.
     ``signing_key``: the city's Ed25519 key for items sent down; ``operator_token``: who may
     issue them."""
-    app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1", responses=REFUSAL_RESPONSES)
+    app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1",
+                  responses=REFUSAL_RESPONSES)  # its 422s carry a sentence, or FastAPI's list
     keys = dict(community_keys)
     receiver = BatchReceiver(store, keys)
 
@@ -277,7 +278,7 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
 
     @app.get("/api/refusals")
     def refusals(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, object]]:
-        """Batches refused before they were read, newest first, with the reason."""
+        """Batches refused (signature, encoding, another community's summaries), newest first, with the reason."""
         return store.refusals(limit)
 
     @app.get("/api/stats")
