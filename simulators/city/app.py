@@ -38,10 +38,10 @@ from contract.downlink import (
     Notice,
     sign_item,
 )
-from servicekit.openapi import REFUSAL_RESPONSES
-from simulators.city import metrics
 from simulators.city.receiver import BatchReceiver, BatchRefused
 from simulators.city.store import CityStore, kpis
+from servicekit.openapi import REFUSAL_RESPONSES
+from simulators.city import metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,10 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     (batches, NGSI-LD upserts, downlink requests and answers) exactly as received.
     ``signing_key``: the city's Ed25519 key for items sent down; ``operator_token``: who may
     issue them."""
-    app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1",
-                  responses=REFUSAL_RESPONSES)  # its 422s carry a sentence, or FastAPI's list
+    app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
     keys = dict(community_keys)
     receiver = BatchReceiver(store, keys)
+    app.router.responses.update(REFUSAL_RESPONSES)  # before any route: its 422s carry a sentence, or FastAPI's list
 
     def record(request: Request, raw: bytes) -> None:
         if capture is None:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,6 +20,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.openapi import validation_refusal
 from simulators.city.store import CityStore
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def install(app: FastAPI, store: CityStore) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
         request.state.refusal = str(errors[0].get("type", "invalid")) if errors else "invalid"
-        return await request_validation_exception_handler(request, exc)
+        return validation_refusal(exc)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
 

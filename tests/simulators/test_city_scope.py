@@ -135,10 +135,13 @@ async def test_bs_key_cannot_change_as_figures_through_the_city_broker(tmp_path:
         await asyncio.wait_for(city, 20)
 
 
-async def test_a_huge_period_is_refused_with_a_422_and_refusals_are_counted_by_route_and_reason(
-        tmp_path: Path) -> None:
-    async with serving_city(tmp_path, KEYS) as (server, store):
+async def test_what_was_a_500_is_a_422_and_refusals_are_counted_by_route_and_reason(tmp_path: Path) -> None:
+    async with serving_city(tmp_path, KEYS, operator_token="op") as (server, store):
         async with httpx.AsyncClient(base_url=server.url) as http:
+            # A NaN in a JSON body (Python's reader takes it), echoed in the 422 as a string.
+            nan = await http.post("/api/v1/downlink", content=b'{"community": "a", "expires_in_s": NaN}',
+                                  headers={"authorization": "Bearer op", "content-type": "application/json"})
+            assert nan.status_code == 422 and nan.json()["detail"][0]["input"] == "nan", nan.text
             huge = str(10**30)
             for path in ("/api/summaries", "/api/communities/a/latest", "/api/communities/a/series"):
                 response = await http.get(path, params={"period": huge})
@@ -154,6 +157,7 @@ async def test_a_huge_period_is_refused_with_a_422_and_refusals_are_counted_by_r
             too_large = [k for k in counts if k[:2] == ("/api/v1/batches", 413)]
             assert len(too_large) == 1 and counts.pop(too_large[0]) == 1, counts
             assert counts == {
+                ("/api/v1/downlink", 422, "greater_than"): 1,
                 ("/api/summaries", 422, "less_than_equal"): 1,
                 ("/api/summaries", 422, "int_parsing"): 1,
                 ("/api/communities/{community}/latest", 422, "less_than_equal"): 1,
@@ -164,4 +168,4 @@ async def test_a_huge_period_is_refused_with_a_422_and_refusals_are_counted_by_r
                     in text), text
             # A path the city does not serve is not a refusal.
             assert (await http.get("/api/nothing-here")).status_code == 404
-            assert len((await http.get("/api/refusals/counts")).json()) == 5
+            assert len((await http.get("/api/refusals/counts")).json()) == 6
