@@ -12,6 +12,7 @@ import pytest
 
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
+from hub.settings import HubSettings
 from tests.api_fuzz import fuzz
 from tests.hub.conftest import serving_hub
 
@@ -27,7 +28,9 @@ async def test_the_hubs_api_answers_fuzzed_requests_without_a_5xx_and_within_its
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     # No bridge to ask for its egress log: /api/egress-log answers 404 (with one that does not
     # answer it is a 502, which is right for a gateway and no fault of the hub's).
-    async with serving_hub(tmp_path, community, mosquitto, bridge_url="") as (url, hub):
+    # A hub that serves its OpenAPI only when asked (hub.api_docs) is asked to.
+    docs = {"api_docs": True} if "api_docs" in HubSettings.model_fields else {}
+    async with serving_hub(tmp_path, community, mosquitto, bridge_url="", **docs) as (url, hub):
         assert hub.accounts is not None
         hub.accounts.add_user("fuzz-admin", PASSWORD, "admin")
         async with httpx.AsyncClient(base_url=url) as admin:
