@@ -140,11 +140,14 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
             raise HTTPException(400, f"body is not JSON: {exc}") from None
         if not isinstance(items, list) or not all(isinstance(e, dict) for e in items):
             raise HTTPException(400, "an upsert body is a JSON array of entities")
-        good, errors = [], []
+        good, errors, foreign = [], [], 0
         for e in items:
             problems = check(e)
-            if not str(e.get("id", "")).startswith(f"urn:ngsi-ld:{e.get('type')}:{community}:"):
+            area = e.get("areaServed")
+            if not str(e.get("id", "")).startswith(f"urn:ngsi-ld:{e.get('type')}:{community}:") or (
+                    isinstance(area, dict) and area.get("value") != community):
                 problems.append(f"entity of another community than {community!r}")
+                foreign += 1
             if problems:
                 errors.append({"entityId": e.get("id"), "error": {
                     "type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "entity does not fit "
@@ -155,6 +158,10 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
         if errors:
             log.warning("NGSI-LD upsert from %s: %d entities refused: %s", community, len(errors),
                         errors[0]["error"]["detail"])
+            store.refused_entities(community, f"NGSI-LD upsert: {len(errors)} of {len(items)} entities refused, "
+                                   f"{foreign} of other communities: {errors[0]['error']['detail']}",
+                                   len(errors), foreign)
+            store.count_refusal(UPSERT_PATH, 207, "foreign_entities" if foreign else "entities_not_fitting")
             return JSONResponse({"success": [e["id"] for e in good], "errors": errors}, status_code=207)
         return JSONResponse([e["id"] for e in good], status_code=201)
 

@@ -129,6 +129,15 @@ class CityStore:
             if foreign_summaries:
                 self._bump("refused_foreign_summaries", foreign_summaries)
 
+    def refused_entities(self, community: str, reason: str, refused: int, foreign: int) -> None:
+        """NGSI-LD entities refused from an upsert whose others were taken (207): kept for a
+        person to see, and counted."""
+        with self._lock:
+            self._db.execute("INSERT INTO refusals VALUES (?, ?, ?)", (time.time(), community[:128], reason[:500]))
+            self._bump("refused_entities", refused)
+            if foreign:
+                self._bump("refused_foreign_entities", foreign)
+
     def count_refusal(self, route: str, status: int, reason: str) -> None:
         """One request refused (4xx), by route, status and a short reason: what metrics show."""
         with self._lock:
@@ -274,7 +283,9 @@ class CityStore:
                 "duplicate_batches": counters.get("duplicate_batches", 0),
                 "duplicate_summaries": counters.get("duplicate_summaries", 0),
                 "refused_batches": counters.get("refused_batches", 0),
-                "refused_foreign_summaries": counters.get("refused_foreign_summaries", 0)}
+                "refused_foreign_summaries": counters.get("refused_foreign_summaries", 0),
+                "refused_entities": counters.get("refused_entities", 0),
+                "refused_foreign_entities": counters.get("refused_foreign_entities", 0)}
 
 
 def kpis(summary: dict[str, Any]) -> dict[str, object]:

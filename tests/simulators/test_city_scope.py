@@ -1,7 +1,8 @@
 """A community's key speaks only for that community: a batch signed with B's key that
 carries a summary of A (by its community, or by a summary key A holds) is refused whole,
-over HTTP and over the city's MQTT broker; A's figures stay as they were, and the refusal
-is counted and kept where a person can look."""
+over HTTP and over the city's MQTT broker; an NGSI-LD entity of A's in B's upsert is
+refused (the others taken, as NGSI-LD's batch upsert does). A's figures stay as they were,
+and each refusal is counted and kept where a person can look."""
 
 import asyncio
 import json
@@ -24,6 +25,8 @@ from contract.city import (
     sign,
 )
 from contract.endpoints import MqttEndpoint
+from contract.ngsild import CONTENT_TYPE as NGSI_CONTENT_TYPE
+from contract.ngsild import UPSERT_PATH, entities
 from midbrain.broker import free_port
 from simulators.city.service import run_city
 from simulators.settings import CitySettings
@@ -169,3 +172,32 @@ async def test_what_was_a_500_is_a_422_and_refusals_are_counted_by_route_and_rea
             # A path the city does not serve is not a refusal.
             assert (await http.get("/api/nothing-here")).status_code == 404
             assert len((await http.get("/api/refusals/counts")).json()) == 6
+
+
+async def test_bs_key_cannot_upsert_as_ngsi_ld_entities(tmp_path: Path) -> None:
+    location = (120.1485, 30.2422)
+    async with serving_city(tmp_path, KEYS) as (server, store):
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            async def upsert(community: str, items: list[dict[str, object]]) -> httpx.Response:
+                body = json.dumps(items).encode()
+                return await http.post(UPSERT_PATH, content=body, headers={
+                    **_signed(body, community), "content-type": NGSI_CONTENT_TYPE})
+
+            as_own = entities(_summary("a", "a:60", readings=5), location)
+            assert (await upsert("a", as_own)).status_code == 201
+            held = (await http.get("/ngsi-ld/v1/entities", params={"idPrefix": "urn:ngsi-ld:"})).json()
+
+            # A's entities (changed) under B's key; and B's id with A named as the area served.
+            forged = entities(_summary("a", "a:60", readings=999, revision=1), location)
+            disguised = entities(_summary("b", "b:60", readings=1), location)[0]
+            disguised["areaServed"] = {"type": "Property", "value": "a"}
+            response = await upsert("b", [*forged, disguised])
+            assert response.status_code == 207 and response.json()["success"] == []
+            assert all("another community" in e["error"]["detail"] for e in response.json()["errors"])
+
+            assert (await http.get("/ngsi-ld/v1/entities", params={"idPrefix": "urn:ngsi-ld:"})).json() == held
+            stats = (await http.get("/api/stats")).json()
+            assert stats["refused_entities"] == stats["refused_foreign_entities"] == len(forged) + 1
+            assert "entities refused" in (await http.get("/api/refusals")).json()[0]["reason"]
+            counts = (await http.get("/api/refusals/counts")).json()
+            assert counts == [{"route": UPSERT_PATH, "status": 207, "reason": "foreign_entities", "count": 1}]
