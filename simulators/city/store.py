@@ -47,7 +47,10 @@ class SummaryKeysTaken(Exception):
 
 
 class CityStore:
-    def __init__(self, path: Path, checkpoint_s: float = 1.0) -> None:
+    def __init__(self, path: Path, checkpoint_s: float = 1.0, keep_refusals: int = 10_000) -> None:
+        """``keep_refusals``: how many refusals are kept to be read (the newest); anyone can
+        cause one, so they must not fill the disk. Their counts are kept whole."""
+        self._keep_refusals = keep_refusals
         # 16 KiB pages: a summary is about 2 KiB of JSON, which on 4 KiB pages leaves most of
         # a page's second half empty; measured, the larger pages write 40% fewer bytes (to
         # the WAL, and again at each checkpoint) for the same summaries.
@@ -124,7 +127,7 @@ class CityStore:
         """A batch refused (signature, encoding, another community's summaries in it): kept
         for a person to see; ``foreign_summaries``: how many it carried for others."""
         with self._lock:
-            self._db.execute("INSERT INTO refusals VALUES (?, ?, ?)", (time.time(), community[:128], reason[:500]))
+            self._keep_refusal(community, reason)
             self._bump("refused_batches", 1)
             if foreign_summaries:
                 self._bump("refused_foreign_summaries", foreign_summaries)
@@ -133,10 +136,18 @@ class CityStore:
         """NGSI-LD entities refused from an upsert whose others were taken (207): kept for a
         person to see, and counted."""
         with self._lock:
-            self._db.execute("INSERT INTO refusals VALUES (?, ?, ?)", (time.time(), community[:128], reason[:500]))
+            self._keep_refusal(community, reason)
             self._bump("refused_entities", refused)
             if foreign:
                 self._bump("refused_foreign_entities", foreign)
+
+    def _keep_refusal(self, community: str, reason: str) -> None:
+        """The refusal's row; the oldest beyond ``keep_refusals`` go (counted)."""
+        cur = self._db.execute("INSERT INTO refusals VALUES (?, ?, ?)", (time.time(), community[:128], reason[:500]))
+        oldest_kept = (cur.lastrowid or 0) - self._keep_refusals
+        if oldest_kept > 0:
+            gone = self._db.execute("DELETE FROM refusals WHERE rowid <= ?", (oldest_kept,)).rowcount
+            self._bump("refusals_forgotten", gone)
 
     def count_refusal(self, route: str, status: int, reason: str) -> None:
         """One request refused (4xx), by route, status and a short reason: what metrics show."""
@@ -285,7 +296,8 @@ class CityStore:
                 "refused_batches": counters.get("refused_batches", 0),
                 "refused_foreign_summaries": counters.get("refused_foreign_summaries", 0),
                 "refused_entities": counters.get("refused_entities", 0),
-                "refused_foreign_entities": counters.get("refused_foreign_entities", 0)}
+                "refused_foreign_entities": counters.get("refused_foreign_entities", 0),
+                "refusals_forgotten": counters.get("refusals_forgotten", 0)}
 
 
 def kpis(summary: dict[str, Any]) -> dict[str, object]:

@@ -106,3 +106,16 @@ async def test_the_city_serves_each_communitys_kpis_and_an_overview_page_chromiu
             assert (await row.locator("td").nth(0).inner_text()) == "c1"
             assert (await row.locator("td").nth(3).inner_text()) == "70.0%"
             await browser.close()
+
+
+def test_refusals_kept_to_be_read_are_bounded_and_what_goes_is_counted(tmp_path: Path) -> None:
+    from simulators.city.store import CityStore
+
+    store = CityStore(tmp_path / "city.sqlite3", keep_refusals=3)
+    try:
+        for i in range(5):
+            store.refused("c9", f"refusal {i}")
+        assert [r["reason"] for r in store.refusals(100)] == ["refusal 4", "refusal 3", "refusal 2"]
+        assert store.stats()["refused_batches"] == 5 and store.stats()["refusals_forgotten"] == 2
+    finally:
+        store.close()
