@@ -38,6 +38,6 @@ async def test_the_hubs_api_answers_fuzzed_requests_without_a_5xx_and_within_its
             made = await admin.post("/api/tokens", json={"name": f"fuzz-{secrets.token_hex(4)}", "role": "admin"})
             assert made.status_code == 201, made.text
         headers = {"authorization": f"Bearer {made.json()['token']}"}
-        examples = int(os.environ.get("MIDBRAIN_FUZZ_EXAMPLES", "30"))
+        examples = int(os.environ.get("MIDBRAIN_FUZZ_EXAMPLES", "20"))
         failures = await asyncio.to_thread(fuzz, url, headers=headers, skip=SKIP, examples=examples)
         assert not failures, "\n\n".join(failures)
