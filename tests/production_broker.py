@@ -34,7 +34,7 @@ class ProductionMosquitto:
         self.host = "127.0.0.1"
         self.port, self.tls_port = free_port(), free_port()
         self.pki = pki
-        self.server = pki.server()  # for localhost and 127.0.0.1
+        self.server = pki.server(names=("localhost",))  # so that 127.0.0.1 is a wrong host name
         passwd = workdir / "midbrain.passwd"
         for i, (user, password) in enumerate(users.items()):
             subprocess.run([passwd_tool, *(["-c"] if i == 0 else []), "-b", str(passwd), user, password], check=True)
