@@ -5,10 +5,23 @@ TLS: ``tls = true`` encrypts the link and verifies the broker's certificate and 
 system's trust store without one. ``client_cert`` with ``client_key`` is presented to a
 broker that requires client certificates. ``username`` and ``password`` authenticate the
 client on any link. A half-configured endpoint (a certificate without its key, a CA file
-or certificate without ``tls``, a password without a username) is a config error.
+or certificate without ``tls``, a password without a username, a password sent to
+another machine without TLS) is a config error.
 """
 
+import ipaddress
+
 from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses: a link that cannot leave the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class MqttEndpoint(BaseModel):
@@ -38,4 +51,7 @@ class MqttEndpoint(BaseModel):
                                  "(and the broker's TLS port, 8883 in config/mosquitto/mosquitto.conf)")
         if self.password is not None and self.username is None:
             raise ValueError("password is set but username is not")
+        if self.password is not None and not self.tls and not is_loopback(self.host):
+            raise ValueError(f"the password would cross the network to {self.host} in clear: set tls = true "
+                             "(the broker's TLS port, 8883 in config/mosquitto/mosquitto.conf)")
         return self
