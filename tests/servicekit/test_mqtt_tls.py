@@ -113,7 +113,7 @@ async def test_a_link_that_cannot_be_verified_is_refused(tls: Tls, case: str,
             assert any("CERTIFICATE_VERIFY_FAILED" in w for w in warnings), warnings
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 25)  # a connect attempt under way runs to its 10 s timeout first
 
     # The same gateway, properly configured, gets in: the refusals above were about TLS.
     good = MqttLink(tls.endpoint(), client_id="t-good")
@@ -132,6 +132,7 @@ async def test_a_link_that_cannot_be_verified_is_refused(tls: Tls, case: str,
     ({"ca_file": "CA"}, "ca_file set but tls is false"),
     ({"password": "p"}, "password is set but username is not"),
     ({"tls": True, "ca_file": "/nonexistent/ca.crt"}, "ca_file"),
+    ({"host": "10.0.0.2", "username": "gw-b1", "password": "p"}, "would cross the network to 10.0.0.2 in clear"),
 ])
 def test_a_half_configured_endpoint_is_a_config_error(tmp_path: Path, fields: dict[str, object],
                                                       reason: str) -> None:
@@ -148,5 +149,7 @@ def test_tls_is_off_unless_asked_for_and_verifies_when_on(tmp_path: Path) -> Non
     import ssl
 
     assert mqtt_context(MqttEndpoint()) is None
+    MqttEndpoint(host="localhost", username="midbrain-hub", password="p")  # loopback: never leaves the machine
+    MqttEndpoint(host="10.0.0.2", username="gw-b1", password="p", tls=True)
     context = mqtt_context(MqttEndpoint(tls=True))  # the system's trust store
     assert context is not None and context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
