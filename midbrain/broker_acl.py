@@ -64,6 +64,10 @@ def community_grants(community: Community, device_prefix: str = "field") -> list
     grants += [Grants(d.id, f"local MQTT device of {d.gateway}: its own raw readings only",
                       write=(f"{device_prefix}/{d.gateway}/{d.id}",))
                for d in community.devices if d.serial is None]
+    users = [g.user for g in grants]
+    clashes = sorted({u for u in users if users.count(u) > 1})
+    if clashes:  # one broker user would get both sets of rights
+        raise ValueError(f"a gateway or device id is also another broker user: {', '.join(clashes)}")
     return grants
 
 

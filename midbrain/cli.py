@@ -68,7 +68,12 @@ def config_acl(file: Annotated[Path, typer.Argument(metavar="FILE", help="Config
     from midbrain.broker_acl import render_acl
 
     cfg = _load(file)
-    typer.echo(render_acl(cfg.community, cfg.edge.device_topic_prefix, source=str(file)), nl=False)
+    try:
+        text = render_acl(cfg.community, cfg.edge.device_topic_prefix, source=str(file))
+    except ValueError as exc:
+        typer.echo(f"config error: {file}: community: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(text, nl=False)
 
 
 @user_app.command("add")

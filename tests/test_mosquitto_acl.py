@@ -8,6 +8,8 @@ spooled records on PUBACK: a missing line loses data without a word).
 """
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +151,7 @@ async def test_a_device_publishes_only_its_own_raw_topic_and_its_gateway_reads_i
     async with _client(port, "gw-b1") as gw, _client(port, "gw-b2") as other:
         await gw.subscribe(f"{FIELD}/gw-b1/+", qos=1)
         await other.subscribe(f"{FIELD}/gw-b1/+", qos=1)  # not its devices: the ACL withholds them
+        await other.subscribe(f"{FIELD}/gw-b2/+", qos=1)  # its own, where this device may not publish
         async with _client(port, "b1-th-01") as device:
             await device.publish(f"{FIELD}/gw-b1/b1-th-01", b"mine", qos=1)
             await device.publish(f"{FIELD}/gw-b1/b1-th-02", b"spoofed", qos=1)
@@ -159,6 +162,25 @@ async def test_a_device_publishes_only_its_own_raw_topic_and_its_gateway_reads_i
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1):
                 await anext(aiter(other.messages))
+
+
+async def test_a_gateway_s_last_will_reaches_the_hub(production_mosquitto: int) -> None:
+    """The broker publishes a gateway's death (its Last Will, on its state topic) under the
+    gateway's ACL when the connection drops without a DISCONNECT."""
+    port = production_mosquitto
+    async with _client(port, HUB_USER) as hub:
+        await hub.subscribe(topics.gateway_state(C, GW), qos=1)
+        gw = aiomqtt.Client("127.0.0.1", port, username=GW, password=USERS[GW], identifier="t-will",
+                            will=aiomqtt.Will(topics.gateway_state(C, GW), b"dead", qos=1))
+        await gw.__aenter__()
+        gw._client.socket().shutdown(socket.SHUT_RDWR)  # the link breaks: no DISCONNECT is sent
+        async with asyncio.timeout(10):
+            message = await anext(aiter(hub.messages))
+        assert (message.topic.value, message.payload) == (topics.gateway_state(C, GW), b"dead")
+        with contextlib.suppress(aiomqtt.MqttError):
+            await gw._disconnected  # retrieved, so that asyncio does not report it as never retrieved
+        with contextlib.suppress(aiomqtt.MqttError):
+            await gw.__aexit__(None, None, None)
 
 
 async def test_a_wrong_password_is_refused(production_mosquitto: int) -> None:

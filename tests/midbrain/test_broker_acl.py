@@ -26,3 +26,11 @@ def test_a_broken_config_is_refused_with_the_reason(tmp_path) -> None:  # type: 
     run = subprocess.run([sys.executable, "-m", "midbrain.cli", "config", "acl", str(bad)], capture_output=True,
                          text=True)
     assert run.returncode == 2 and "community.id" in run.stderr and run.stdout == ""
+
+
+def test_an_id_that_is_two_broker_users_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clash = tmp_path / "clash.toml"
+    clash.write_text(DEMO_CONFIG.read_text().replace('id = "b1-th-01"', 'id = "gw-b2"'))
+    run = subprocess.run([sys.executable, "-m", "midbrain.cli", "config", "acl", str(clash)], capture_output=True,
+                         text=True)
+    assert run.returncode == 2 and "also another broker user: gw-b2" in run.stderr and run.stdout == ""
