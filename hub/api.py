@@ -251,7 +251,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                      topic: str | None = Query(None, description="a topic prefix, e.g. mb/v1/xihu-demo/gw-b1/"),
                      since: float | None = None, until: float | None = None,
                      limit: int = Query(100, ge=1, le=10_000),
-                     who: Principal = require("supervisor")) -> list[dict[str, Any]]:
+                     who: Principal = require("staff")) -> list[dict[str, Any]]:
         """Dead letters, newest first: topic, reason, detail, time, size and the raw bytes."""
         store = hub_of(request).store
         assert store is not None

@@ -31,7 +31,7 @@ PASSWORD = "correct horse battery"
 # Every read the hub serves, each needing a login: (path, the least role that may read it).
 READS = [("/api/devices", "staff"), ("/api/gateways", "staff"), ("/api/stats", "staff"),
          ("/api/telemetry", "staff"), ("/api/windows", "staff"), ("/api/alerts", "staff"),
-         ("/api/dead-letters", "supervisor"), ("/api/downlink", "staff"), ("/api/models", "staff"),
+         ("/api/dead-letters", "staff"), ("/api/downlink", "staff"), ("/api/models", "staff"),
          ("/api/devices/b1-wm-101/twin", "staff"), ("/api/devices/b1-wm-101/status-history", "staff"),
          ("/api/work-orders", "volunteer"), ("/api/notices", "volunteer"), ("/api/work-order-categories", "volunteer"),
          ("/api/me", "volunteer"), ("/api/users", "admin"), ("/api/audit", "supervisor")]
