@@ -26,6 +26,7 @@ from _common import midbrain_env, mosquitto, start_hub  # noqa: E402
 from contract import topics  # noqa: E402
 from contract.codec import encode  # noqa: E402
 from contract.messages import Birth, Telemetry  # noqa: E402
+from hub.accounts import Accounts  # noqa: E402
 from midbrain.broker import free_port  # noqa: E402
 
 CLASSES = [("temp_humidity", {"temperature": 22.0, "humidity": 45.0}), ("smoke", {"smoke_density": 0.01}),
@@ -54,6 +55,9 @@ def main() -> None:
     port = free_port()
     (work / "hub.toml").write_text(community_toml(args.devices) + f'\n[mqtt]\nhost = "127.0.0.1"\nport = {endpoint.port}\n'
                                    f'\n[hub]\nhttp_port = {port}\ndatabase = "{work / "hub.sqlite3"}"\nstride_s = 5\n')
+    accounts = Accounts(work / "hub.sqlite3")  # every read needs a login: a staff token, as an admin makes one
+    auth = {"Authorization": f"Bearer {accounts.create_token('bench', 'staff', actor='bench')}"}
+    accounts.close()
     proc = start_hub(work / "hub.toml", port, midbrain_env())
     url = f"http://127.0.0.1:{port}"
     try:
@@ -81,7 +85,7 @@ def main() -> None:
             print(f"round {r + 1}/{args.readings}: {sent} sent", file=sys.stderr, flush=True)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            stats = httpx.get(f"{url}/api/stats", timeout=10).json()
+            stats = httpx.get(f"{url}/api/stats", timeout=10, headers=auth).json()
             if stats["stored"] + stats["dead_lettered"] >= sent:
                 break
             time.sleep(0.5)
@@ -91,7 +95,7 @@ def main() -> None:
         loaded = hub.memory_info().rss / 2**20
         time.sleep(args.settle_s)
         settled = hub.memory_info().rss / 2**20
-        devices = len(httpx.get(f"{url}/api/devices", timeout=30).json())
+        devices = len(httpx.get(f"{url}/api/devices", timeout=30, headers=auth).json())
         client.loop_stop()
     finally:
         proc.terminate()

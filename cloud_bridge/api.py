@@ -35,6 +35,8 @@ class _OutboxCollector(Collector):
                                 ("dropped_full", "Summaries dropped because the outbox was full (drop_oldest)"),
                                 ("full_refused", "Summaries refused because the outbox was full (left with the broker)"),
                                 ("signature_refused", "Deliveries the city refused for their signature (kept, retried)"),
+                                ("certificate_refused", "Deliveries not made: the city's certificate did not verify "
+                                 "(kept, retried)"),
                                 ("bytes_sent", "Request body bytes sent to the city (after gzip)")):
             yield CounterMetricFamily(f"midbrain_bridge_{name}", help_text, value=s[name])
 

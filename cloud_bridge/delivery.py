@@ -14,6 +14,7 @@ from contract.city import COMMUNITY_HEADER, SIGNATURE_HEADER, sign
 from cloud_bridge.settings import BridgeSettings
 from servicekit.backoff import Backoff
 from servicekit.lifecycle import wait_or_stop
+from servicekit.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +22,9 @@ BATCHES_PATH = "/api/v1/batches"
 
 
 def http_client(settings: BridgeSettings) -> httpx.AsyncClient:
-    verify: ssl.SSLContext | bool = True
-    if settings.ca_file is not None:
-        verify = ssl.create_default_context(cafile=str(settings.ca_file))
-    if settings.client_cert is not None:
-        if not isinstance(verify, ssl.SSLContext):
-            verify = ssl.create_default_context()
-        verify.load_cert_chain(str(settings.client_cert), str(settings.client_key) if settings.client_key else None)
+    """The client for every request to the city: it verifies the city's certificate and host
+    name against ``ca_file`` (else the system's trust store), always."""
+    verify = client_context(settings.ca_file, settings.client_cert, settings.client_key)
     client = httpx.AsyncClient(base_url=settings.city_url, verify=verify, timeout=settings.http_timeout_s)
     # Only the headers the city reads: httpx's defaults (accept */*, accept-encoding,
     # connection: keep-alive, its version) were 90 bytes on every request, about a tenth of
@@ -40,6 +37,21 @@ def http_client(settings: BridgeSettings) -> httpx.AsyncClient:
 
 class TransportError(Exception):
     """The batch may not have arrived (no answer, link down): retry later."""
+
+
+class CertificateRefused(TransportError):
+    """The city's certificate did not verify (unknown CA, wrong host name, expired): nothing
+    was sent. A config problem or someone else answering for the city; retried later."""
+
+
+def transport_error(exc: httpx.HTTPError) -> TransportError:
+    """Map an httpx error to ours, telling a certificate that did not verify apart."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return CertificateRefused(f"certificate of the city not verified: {cause.verify_message or cause}")
+        cause = cause.__cause__ or cause.__context__
+    return TransportError(f"{type(exc).__name__}: {exc}")
 
 
 class Transport(Protocol):
@@ -58,7 +70,7 @@ class HttpTransport:
         try:
             response = await self.client.post(BATCHES_PATH, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            raise transport_error(exc) from exc
         return response.status_code, response.text
 
 
@@ -70,6 +82,7 @@ class Deliverer:
         self._destination = destination  # what the egress log records as "to whom"
         self.bytes_sent = 0  # request bodies, as sent (gzip included)
         self.signature_refused = 0
+        self.certificate_refused = 0  # attempts not made because the city's certificate did not verify
         self._settings = settings
         self._transport = transport
         self._backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
@@ -157,6 +170,11 @@ class Deliverer:
             headers["content-encoding"] = "gzip"
         try:
             status, text = await self._transport.send(batch.key, self._community, body, headers)
+        except CertificateRefused as exc:
+            self.certificate_refused += 1
+            log.error("batch %s not sent to %s: %s (check bridge.ca_file and city_url)", batch.key,
+                      self._destination, exc)
+            return await self._failed(batch.key, str(exc))
         except TransportError as exc:
             return await self._failed(batch.key, str(exc))
         self.bytes_sent += len(body)

@@ -14,7 +14,7 @@ import logging
 
 import httpx
 
-from cloud_bridge.delivery import TransportError
+from cloud_bridge.delivery import transport_error
 from contract.city import CommunitySummary
 from contract.ngsild import CONTENT_TYPE, UPSERT_PATH, check, entities
 
@@ -51,7 +51,7 @@ class NgsiLdTransport:
         try:
             response = await self.client.post(self.destination, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            raise transport_error(exc) from exc
         if response.status_code in (200, 201, 204):
             self.entities_sent += 1
             return 200, response.text

@@ -248,6 +248,7 @@ class Bridge:
                 "store_failures": self.store_failures,
                 "delivery_failures": d.failures if d is not None else 0,
                 "signature_refused": d.signature_refused if d is not None else 0,
+                "certificate_refused": d.certificate_refused if d is not None else 0,
                 "bytes_sent": d.bytes_sent if d is not None else 0,
                 **{f"downlink_{k}": v for k, v in (self._downlinker.counts if self._downlinker else {}).items()}}
 

@@ -2,11 +2,12 @@
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
 
 from contract.city import DOWNLINK_MAX_WAIT_S
-from contract.endpoints import MqttEndpoint
+from contract.endpoints import MqttEndpoint, is_loopback
 
 
 class BridgeSettings(BaseModel):
@@ -43,9 +44,11 @@ class BridgeSettings(BaseModel):
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     http_timeout_s: float = Field(default=10.0, gt=0)
-    ca_file: Path | None = None  # verify the city's certificate against this CA (https)
-    client_cert: Path | None = None
-    client_key: Path | None = None
+    # The city's certificate and host name are always verified: against this CA if set, else
+    # the system's trust store. A client certificate (with its key) is presented if set.
+    ca_file: FilePath | None = None
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
     # HMAC-SHA256 key shared with the city: signs every batch and every egress-log entry.
     community_key: SecretStr = Field(default=SecretStr(""), description="set MIDBRAIN_BRIDGE__COMMUNITY_KEY")
     # Salt of the device references sent to the city (contract.city.device_ref). Known only
@@ -70,4 +73,11 @@ class BridgeSettings(BaseModel):
             raise ValueError('transport "mqtt" needs bridge.city_mqtt (the city broker: host, port, credentials)')
         if self.transport == "ngsi-ld" and self.ngsi_ld_location is None:
             raise ValueError('transport "ngsi-ld" needs bridge.ngsi_ld_location: the community\'s [longitude, latitude]')
+        if (self.client_cert is None) != (self.client_key is None):
+            have, missing = ("client_cert", "client_key") if self.client_key is None else ("client_key", "client_cert")
+            raise ValueError(f"TLS half-configured: {have} is set but {missing} is not (they go together)")
+        for name in ("city_url", "ngsi_ld_url"):
+            url = urlsplit(getattr(self, name) or "")
+            if url.scheme == "http" and not is_loopback(url.hostname or ""):
+                raise ValueError(f"{name} {getattr(self, name)!r} would leave this machine without TLS: use https://")
         return self

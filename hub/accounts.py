@@ -5,7 +5,9 @@ Roles, each including the ones before it: ``volunteer`` (a registered resident w
 claim the work orders of categories open to volunteers), ``staff`` (claim and work on
 work orders),
 ``supervisor`` (assign, verify, change devices' desired state, send commands),
-``admin`` (accounts and API tokens). Passwords are stored as scrypt hashes with a
+``admin`` (accounts and API tokens). Apart from them, ``kiosk`` is for the API tokens of the
+community's kiosks only: it may post a resident's service request and read what a kiosk
+shows (city notices, work-order categories), nothing else. Passwords are stored as scrypt hashes with a
 per-account salt; session and API tokens only as SHA-256 digests, so a copy of the
 database lets nobody log in.
 """
@@ -23,8 +25,9 @@ from typing import Any, Literal
 
 from servicekit.sqlite import open_database
 
-Role = Literal["volunteer", "staff", "supervisor", "admin"]
-ROLES: tuple[Role, ...] = ("volunteer", "staff", "supervisor", "admin")
+Role = Literal["volunteer", "staff", "supervisor", "admin", "kiosk"]
+ROLES: tuple[Role, ...] = ("volunteer", "staff", "supervisor", "admin")  # each includes the ones before
+TOKEN_ROLES: tuple[Role, ...] = (*ROLES, "kiosk")  # a kiosk is a machine: a token, never a person
 SESSION_TTL_S = 12 * 3600  # one working shift and then some
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
@@ -47,7 +50,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS api_tokens (
     token_hash BLOB PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL CHECK (role IN ('volunteer', 'staff', 'supervisor', 'admin')),
+    role TEXT NOT NULL CHECK (role IN ('volunteer', 'staff', 'supervisor', 'admin', 'kiosk')),
     created_by TEXT NOT NULL,
     created_at REAL NOT NULL,
     revoked_at REAL
@@ -77,6 +80,9 @@ class Principal:
     kind: Literal["user", "token"] = "user"
 
     def has(self, role: Role) -> bool:
+        """This role or one above it; ``kiosk`` is outside the ladder and has only itself."""
+        if "kiosk" in (self.role, role):
+            return self.role == role
         return ROLES.index(self.role) >= ROLES.index(role)
 
     @property
@@ -96,6 +102,17 @@ class Accounts:
     def __init__(self, path: Path) -> None:
         self._db = open_database(path, _SCHEMA)
         self._lock = threading.Lock()
+        self._allow_kiosk_tokens()
+
+    def _allow_kiosk_tokens(self) -> None:
+        """Databases made before the kiosk role have a CHECK without it: rebuild that table."""
+        sql = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'api_tokens'").fetchone()[0]
+        if "'kiosk'" in sql:
+            return
+        table = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS api_tokens"):]
+        table = table[:table.index(");") + 2].replace("IF NOT EXISTS api_tokens", "api_tokens_new")
+        self._db.executescript(f"BEGIN; {table} INSERT INTO api_tokens_new SELECT * FROM api_tokens; "
+                               "DROP TABLE api_tokens; ALTER TABLE api_tokens_new RENAME TO api_tokens; COMMIT;")
 
     def close(self) -> None:
         self._db.close()
@@ -108,7 +125,7 @@ class Accounts:
 
     def add_user(self, name: str, password: str, role: Role, display: str = "", *, actor: str = "cli") -> None:
         if role not in ROLES:
-            raise AccountError(f"role must be one of {', '.join(ROLES)}")
+            raise AccountError(f"a person's role must be one of {', '.join(ROLES)} (kiosk is for API tokens)")
         if not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise AccountError("name: 1-64 letters, digits, '-', '_' or '.'")
         if len(password) < 8:
@@ -171,8 +188,8 @@ class Accounts:
 
     def create_token(self, name: str, role: Role, *, actor: str) -> str:
         """A new API token (shown once; only its digest is kept)."""
-        if role not in ROLES:
-            raise AccountError(f"role must be one of {', '.join(ROLES)}")
+        if role not in TOKEN_ROLES:
+            raise AccountError(f"role must be one of {', '.join(TOKEN_ROLES)}")
         token = "mbt_" + secrets.token_urlsafe(32)
         try:
             self._run("INSERT INTO api_tokens (token_hash, name, role, created_by, created_at) VALUES (?, ?, ?, ?, ?)",

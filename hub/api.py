@@ -2,45 +2,41 @@
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi import Path as PathParam
+from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from contract.classes import CATALOG
 from contract.endpoints import MqttEndpoint
 from contract.messages import QUALITY_LEVELS
 from contract.topology import Community
-from hub.accounts import SESSION_TTL_S, AccountError, Accounts, Principal, Role
+from hub.accounts import AccountError, Principal
 from hub.inference import WindowModel
+from hub.login_guard import LoginGuard
 from hub.service import HubService
 from hub.settings import HubSettings
 from hub.twin import DesiredPatch, TwinError
+from hub.web_auth import accounts_of, accounts_router, require
+from hub.web_security import SameOrigin, SecurityHeaders
 from hub.workorders import CATEGORIES, WorkOrderError, WorkOrders
+from servicekit.http import BodyLimit
 from servicekit.openapi import REFUSAL_RESPONSES
 
 STATIC = Path(__file__).parent / "static"
-SESSION_COOKIE = "mb_session"
-# Up to SQLite's largest integer: a larger id is a 422, not an OverflowError (500).
-OrderId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
-
-
-class Login(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
-
-
-class NewUser(Login):
-    role: Role
-    display: str = Field(default="", max_length=64)
+ORDER_ID = PathParam(ge=1, le=2**63 - 1)  # SQLite's INTEGER: a larger id is a 422, not an overflow
+DOCS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 
 
 class NewWorkOrder(BaseModel):
@@ -59,49 +55,47 @@ class Action(BaseModel):
     assignee: str | None = Field(default=None, max_length=64)
 
 
-class NewToken(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    role: Role
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as its string ('nan', 'inf')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                ready: asyncio.Event | None = None, model: WindowModel | None = None) -> FastAPI:
+    web_metrics = CollectorRegistry()  # the HTTP layer's own counters, beside the hub's in /metrics
+    guard = LoginGuard(registry=web_metrics)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with HubService(settings, community, mqtt, model=model) as hub:
-            app.state.hub = hub
-            if ready is not None:
-                ready.set()
-            yield
+        try:
+            async with HubService(settings, community, mqtt, model=model) as hub:
+                app.state.hub = hub
+                if ready is not None:
+                    ready.set()
+                yield
+        finally:
+            guard.close()
 
+    docs = settings.api_docs  # Swagger UI loads from a CDN: for development only
     app = FastAPI(title="midbrain community hub (社区中脑)", version="1", lifespan=lifespan,
+                  docs_url=DOCS[0] if docs else None, redoc_url=DOCS[2] if docs else None,
+                  openapi_url=DOCS[3] if docs else None,
                   responses=REFUSAL_RESPONSES)  # its 422s carry a sentence, or FastAPI's list
+    app.add_middleware(SameOrigin, registry=web_metrics)
+    app.add_middleware(BodyLimit, default_bytes=64 * 1024, route_bytes={"/api/login": 4096}, inflated_bytes=64 * 1024,
+                       registry=web_metrics)
+    app.add_middleware(SecurityHeaders, exempt=frozenset(DOCS) if docs else frozenset())
+    app.include_router(accounts_router(guard, settings.cookie_secure))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def hub_of(request: Request) -> HubService:
         return request.app.state.hub  # type: ignore[no-any-return]
-
-    def accounts_of(request: Request) -> Accounts:
-        accounts = hub_of(request).accounts
-        assert accounts is not None
-        return accounts
-
-    def principal(request: Request) -> Principal | None:
-        """A machine client's bearer token, or a person's session cookie."""
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            return accounts_of(request).token(auth[7:].strip())
-        cookie = request.cookies.get(SESSION_COOKIE)
-        return accounts_of(request).session(cookie) if cookie else None
-
-    def require(role: Role) -> Any:
-        def check(request: Request) -> Principal:
-            who = principal(request)
-            if who is None:
-                raise HTTPException(401, "login required (需要登录)")
-            if not who.has(role):
-                raise HTTPException(403, f"this needs the {role} role; you are {who.role} (权限不足)")
-            return who
-        return Depends(check)
 
     def orders_of(request: Request) -> WorkOrders:
         orders = hub_of(request).workorders
@@ -116,60 +110,16 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     async def account_error(request: Request, exc: AccountError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    # -- accounts ----------------------------------------------------------------------
-
-    @app.post("/api/login")
-    def login(request: Request, body: Login) -> JSONResponse:
-        try:
-            token, who = accounts_of(request).login(body.name, body.password)
-        except AccountError as exc:
-            raise HTTPException(401, f"{exc} (用户名或密码错误)") from None
-        response = JSONResponse({"name": who.name, "role": who.role})
-        response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_S, httponly=True, samesite="strict")
-        return response
-
-    @app.post("/api/logout")
-    def logout(request: Request) -> JSONResponse:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            accounts_of(request).logout(cookie)
-        response = JSONResponse({"ok": True})
-        response.delete_cookie(SESSION_COOKIE)
-        return response
-
-    @app.get("/api/me")
-    def me(who: Principal = require("staff")) -> dict[str, str]:
-        return {"name": who.name, "role": who.role, "kind": who.kind}
-
-    @app.get("/api/users")
-    def users(request: Request, who: Principal = require("admin")) -> list[dict[str, Any]]:
-        return accounts_of(request).users()
-
-    @app.post("/api/users", status_code=201)
-    def add_user(request: Request, body: NewUser, who: Principal = require("admin")) -> dict[str, str]:
-        accounts_of(request).add_user(body.name, body.password, body.role, body.display, actor=who.actor)
-        return {"name": body.name, "role": body.role}
-
-    @app.post("/api/tokens", status_code=201)
-    def add_token(request: Request, body: NewToken, who: Principal = require("admin")) -> dict[str, str]:
-        """A token for a machine client, shown this once."""
-        return {"name": body.name, "role": body.role,
-                "token": accounts_of(request).create_token(body.name, body.role, actor=who.actor)}
-
-    @app.delete("/api/tokens/{name}")
-    def revoke_token(request: Request, name: str, who: Principal = require("admin")) -> dict[str, bool]:
-        accounts_of(request).revoke_token(name, actor=who.actor)
-        return {"ok": True}
-
-    @app.get("/api/audit")
-    def audit(request: Request, target: str | None = None, limit: int = Query(200, ge=1, le=10_000),
-              who: Principal = require("supervisor")) -> list[dict[str, Any]]:
-        return accounts_of(request).audit_trail(target, limit)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with FastAPI's error list, made JSON-safe: a NaN or infinity in the input is
+        echoed in the errors, and JSON has no such numbers (it was a 500)."""
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
     # -- work orders ---------------------------------------------------------------------
 
     @app.get("/api/work-order-categories")
-    def categories() -> dict[str, dict[str, Any]]:
+    def categories(who: Principal = require("volunteer", "kiosk")) -> dict[str, dict[str, Any]]:
         return {k: {"zh": c.label_zh, "en": c.label_en, "sla_minutes": c.sla_minutes, "volunteers": c.volunteers}
                 for k, c in CATEGORIES.items()}
 
@@ -182,20 +132,21 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                                        limit=limit)
 
     @app.get("/api/work-orders/{order_id}")
-    def work_order(request: Request, order_id: OrderId, who: Principal = require("volunteer")) -> dict[str, Any]:
+    def work_order(request: Request, order_id: int = ORDER_ID, who: Principal = require("volunteer")) -> dict[str, Any]:
         order = orders_of(request).get(order_id)
         if who.role == "volunteer" and not CATEGORIES[order["category"]].volunteers and order["assignee"] != who.name:
             raise HTTPException(403, "volunteers see only the work orders open to volunteers, and their own")
         return order
 
     @app.post("/api/work-orders", status_code=201)
-    def new_work_order(request: Request, body: NewWorkOrder, who: Principal = require("staff")) -> dict[str, Any]:
+    def new_work_order(request: Request, body: NewWorkOrder,
+                       who: Principal = require("staff", "kiosk")) -> dict[str, Any]:
         orders = orders_of(request)
         order_id = orders.create(source="request", actor=who.actor, **body.model_dump())
         return orders.get(order_id)
 
     @app.post("/api/work-orders/{order_id}/{action}")
-    def act(request: Request, order_id: OrderId, action: str, body: Action,
+    def act(request: Request, action: str, body: Action, order_id: int = ORDER_ID,
             who: Principal = require("volunteer")) -> dict[str, Any]:
         if action == "assign" and body.assignee not in {u["name"] for u in accounts_of(request).users()
                                                         if not u["disabled"]}:
@@ -212,7 +163,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
             raise HTTPException(404, f"no device {device!r}")
 
     @app.get("/api/devices/{device}/twin")
-    def twin(request: Request, device: str) -> dict[str, Any]:
+    def twin(request: Request, device: str, who: Principal = require("staff")) -> dict[str, Any]:
         known_device(request, device)
         return hub_of(request).twin_view(device)
 
@@ -226,7 +177,8 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
             raise HTTPException(422, str(exc)) from None
 
     @app.get("/api/devices/{device}/status-history")
-    def status_history(request: Request, device: str, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    def status_history(request: Request, device: str, limit: int = Query(100, ge=1, le=10_000),
+                       who: Principal = require("staff")) -> list[dict[str, Any]]:
         known_device(request, device)
         twin = hub_of(request).twin
         assert twin is not None
@@ -239,15 +191,18 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
 
     @app.get("/metrics", response_class=Response)  # Prometheus text, not JSON
     def metrics(request: Request) -> Response:
-        return Response(generate_latest(hub_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        """Counts only (no device, account or address in a label): open to a Prometheus scraper."""
+        return Response(generate_latest(hub_of(request).metrics.registry) + generate_latest(web_metrics),
+                        media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/stats")
-    def stats(request: Request) -> dict[str, int]:
+    def stats(request: Request, who: Principal = require("staff")) -> dict[str, int]:
         return hub_of(request).stats()
 
     @app.get("/api/devices")
     def devices(request: Request, building: str | None = None,
-                device_class: str | None = Query(None, alias="class")) -> list[dict[str, Any]]:
+                device_class: str | None = Query(None, alias="class"),
+                who: Principal = require("staff")) -> list[dict[str, Any]]:
         hub = hub_of(request)
         now = time.time()
         out = []
@@ -267,26 +222,28 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         return out
 
     @app.get("/api/gateways")
-    def gateways(request: Request) -> list[dict[str, Any]]:
+    def gateways(request: Request, who: Principal = require("staff")) -> list[dict[str, Any]]:
         return [vars(g) for g in hub_of(request).registry.gateways.values()]
 
     @app.get("/api/telemetry")
     def telemetry(request: Request, device: str | None = None, metric: str | None = None,
-                  since: float | None = None, limit: int = Query(200, ge=1, le=10_000)) -> list[dict[str, Any]]:
+                  since: float | None = None, limit: int = Query(200, ge=1, le=10_000),
+                  who: Principal = require("staff")) -> list[dict[str, Any]]:
         store = hub_of(request).store
         assert store is not None
         return store.telemetry(device, metric, since, limit)
 
     @app.get("/api/windows")
     def windows(request: Request, device: str | None = None, metric: str | None = None,
-                limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+                limit: int = Query(100, ge=1, le=10_000), who: Principal = require("staff")) -> list[dict[str, Any]]:
         """Sliding 1-minute window aggregates of scored metrics, with the model's score."""
         store = hub_of(request).store
         assert store is not None
         return store.windows(device, metric, limit)
 
     @app.get("/api/alerts")
-    def alerts(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    def alerts(request: Request, limit: int = Query(100, ge=1, le=10_000),
+               who: Principal = require("staff")) -> list[dict[str, Any]]:
         store = hub_of(request).store
         assert store is not None
         return store.alerts(limit)
@@ -295,14 +252,16 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     def dead_letters(request: Request, reason: str | None = None,
                      topic: str | None = Query(None, description="a topic prefix, e.g. mb/v1/xihu-demo/gw-b1/"),
                      since: float | None = None, until: float | None = None,
-                     limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+                     limit: int = Query(100, ge=1, le=10_000),
+                     who: Principal = require("staff")) -> list[dict[str, Any]]:
         """Dead letters, newest first: topic, reason, detail, time, size and the raw bytes."""
         store = hub_of(request).store
         assert store is not None
         return store.dead_letters(reason, limit, topic=topic, since=since, until=until)
 
     @app.get("/api/notices")
-    def notices(request: Request, limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+    def notices(request: Request, limit: int = Query(50, ge=1, le=1000),
+                who: Principal = require("volunteer", "kiosk")) -> list[dict[str, Any]]:
         """Notices and broadcasts the city sent (verified and applied), newest first: what the
         staff page (and kiosks) show. Expired ones are marked."""
         store = hub_of(request).downlink_store
@@ -314,7 +273,8 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 for i in store.items("notice", limit) if i["status"] == "applied"]
 
     @app.get("/api/downlink")
-    def downlink(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    def downlink(request: Request, limit: int = Query(100, ge=1, le=1000),
+                 who: Principal = require("staff")) -> dict[str, Any]:
         """Every city item and what became of it (applied, or refused and why), and the items
         that failed verification."""
         hub = hub_of(request)
@@ -323,7 +283,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 "counts": hub.downlink.counts}
 
     @app.get("/api/models")
-    def models(request: Request) -> dict[str, Any]:
+    def models(request: Request, who: Principal = require("staff")) -> dict[str, Any]:
         hub = hub_of(request)
         return {"model": hub.model.name, "sha256": hub.model.sha256, "manifest": hub.model.manifest,
                 "events": hub.model_events[-50:]}
@@ -336,7 +296,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         return result
 
     @app.get("/api/stream")
-    async def stream(request: Request) -> StreamingResponse:
+    async def stream(request: Request, who: Principal = require("staff")) -> StreamingResponse:
         """Server-sent events: a ``change`` event whenever devices, alerts or work orders
         change (checked every second). Each stream ends after 5 minutes or when the server
         stops; browsers reconnect by themselves."""
@@ -369,7 +329,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
         return FileResponse(STATIC / "staff.html", media_type="text/html; charset=utf-8")
 
     @app.get("/api/egress-log")
-    async def egress_log(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    async def egress_log(limit: int = Query(100, ge=1, le=1000), who: Principal = require("staff")) -> dict[str, Any]:
         """What left the community: the bridge's signed egress log, newest first, and the
         check of its whole chain (every hash, link and signature)."""
         if not settings.bridge_url:

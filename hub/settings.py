@@ -32,6 +32,10 @@ class HubSettings(BaseModel):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8300, ge=0, le=65535)
+    # The session cookie's Secure flag: None sets it when a request came over HTTPS (directly,
+    # or through a TLS terminator on this host, whose X-Forwarded-Proto uvicorn trusts).
+    cookie_secure: bool | None = None
+    api_docs: bool = False  # /docs, /redoc and /openapi.json; Swagger UI loads from a CDN: development only
     database: Path = Path("var/hub.sqlite3")
     client_id: str = "midbrain-hub"
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)

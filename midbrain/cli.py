@@ -62,6 +62,20 @@ def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="Conf
                   if buses else ""))
 
 
+@config_app.command("acl")
+def config_acl(file: Annotated[Path, typer.Argument(metavar="FILE", help="Configuration file of the community.")]) -> None:
+    """Print the community's Mosquitto ACL (its id, gateways and devices written in; midbrain/broker_acl.py)."""
+    from midbrain.broker_acl import render_acl
+
+    cfg = _load(file)
+    try:
+        text = render_acl(cfg.community, cfg.edge.device_topic_prefix, source=str(file))
+    except ValueError as exc:
+        typer.echo(f"config error: {file}: community: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(text, nl=False)
+
+
 @user_app.command("add")
 def user_add(name: Annotated[str, typer.Argument(metavar="NAME", help="Login name.")],
              role: Annotated[str, typer.Option(help="staff, supervisor or admin.")] = "staff",

@@ -116,6 +116,7 @@ class Demo:
         self._broker_down_since: float | None = None
         self._broker_restarts = 0
         self.services: dict[str, Service] = {}
+        self.hub_token = ""  # a staff API token, made at start (the hub's reads need one)
 
     @property
     def hub_url(self) -> str:
@@ -163,7 +164,8 @@ class Demo:
     # -- start ---------------------------------------------------------------------------
 
     def _demo_accounts(self) -> list[tuple[str, str, str]]:
-        """A supervisor and a staff member to log in to the staff page with, new passwords each run."""
+        """A supervisor and a staff member to log in to the staff page with, new passwords each run,
+        and a staff API token for the demo's own reads of the hub (status line, report)."""
         from hub.accounts import AccountError, Accounts
 
         accounts = Accounts(self.workdir / "hub.sqlite3")
@@ -176,6 +178,14 @@ class Demo:
                 except AccountError:  # a reused workdir: reset the password instead
                     accounts.set_password(name, password, actor="demo")
                 made.append((name, role, password))
+            try:
+                accounts.revoke_token("demo-report", actor="demo")  # a reused workdir: a new token
+            except AccountError:
+                pass
+            self.hub_token = accounts.create_token("demo-report", "staff", actor="demo")
+            token_file = self.workdir / "hub-token"  # for docs/protocol.md's curl examples
+            token_file.touch(mode=0o600)
+            token_file.write_text(self.hub_token + "\n")
         finally:
             accounts.close()
         return made
@@ -243,7 +253,8 @@ class Demo:
             self.console.print(
                 f"[bold]midbrain demo[/] — community [cyan]{self.cfg.community.id}[/] "
                 f"({self.cfg.community.name}), broker: {self.broker.kind} on 127.0.0.1:{self.broker.port}\n"
-                f"  hub API      {self.hub_url}/docs\n"
+                f"  hub API      {self.hub_url}/api/devices  (every read needs a login or a token: "
+                f"curl -H 'Authorization: Bearer {self.hub_token}' ...)\n"
                 f"  staff page   {self.hub_url}/staff   log in as "
                 + ", ".join(f"{name} / {password} ({role})" for name, role, password in self.logins) + "\n"
                 f"  what left    {self.hub_url}/egress  (the signed egress log, for the residents' committee)\n"
@@ -313,9 +324,11 @@ class Demo:
         self._stopping = True
 
     def _get_json(self, url: str, empty: Any) -> Any:
-        """The JSON body of a 200 answer, or ``empty`` when the service is down or says otherwise."""
+        """The JSON body of a 200 answer, or ``empty`` when the service is down or says otherwise.
+        The hub's reads carry the demo's API token."""
+        headers = {"Authorization": f"Bearer {self.hub_token}"} if url.startswith(self.hub_url) else {}
         try:
-            r = httpx.get(url, timeout=2)
+            r = httpx.get(url, timeout=2, headers=headers)
             return r.json() if r.status_code == 200 else empty
         except (httpx.HTTPError, ValueError):
             return empty

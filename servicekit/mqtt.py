@@ -17,6 +17,7 @@ from paho.mqtt import _packet
 from contract.endpoints import MqttEndpoint
 from servicekit.backoff import Backoff
 from servicekit.lifecycle import cancel_until_done
+from servicekit.tls import mqtt_context
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class MqttLink:
         client = aiomqtt.Client(
             ep.host, ep.port, username=ep.username, password=ep.password, identifier=self.client_id,
             clean_session=self._clean_session, will=self._will, keepalive=ep.keepalive_s, timeout=10,
-            max_inflight_messages=self._max_inflight,
+            max_inflight_messages=self._max_inflight, tls_context=mqtt_context(ep),
         )
         if self._manual_ack:
             # PUBACK only when the application says the message is safe (see ack()); aiomqtt

@@ -71,8 +71,12 @@ def test_the_city_holds_every_summary_once_through_city_outages_and_bridge_kills
     rng = random.Random(20261127)
     faults: list[str] = []
     try:
-        _wait(lambda: httpx.get(f"http://127.0.0.1:{hub_port}/api/stats", timeout=1).json()["stored"] > 0, 90,
-              "the demo did not start storing readings")
+        def stored() -> bool:  # with the staff token the demo writes beside its data
+            token = (run / "hub-token").read_text().strip()
+            return httpx.get(f"http://127.0.0.1:{hub_port}/api/stats", timeout=1,  # type: ignore[no-any-return]
+                             headers={"Authorization": f"Bearer {token}"}).json()["stored"] > 0
+
+        _wait(stored, 90, "the demo did not start storing readings")
         started = time.monotonic()
         # City stops and bridge kills alternate, spread over the first 80% of the run so that
         # everything has time to catch up before the demo stops.

@@ -17,7 +17,7 @@ from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
 from tests.conftest import REPO, mosquitto_client
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 pytestmark = pytest.mark.real
 
@@ -47,11 +47,13 @@ async def test_the_documented_commands_do_what_the_doc_says(tmp_path: Path, comm
         await watcher.subscribe(topics.gateway_ack("xihu-demo", "gw-b1"), qos=1)
         run = asyncio.create_task(agent.run(stop))
         await agent.uplink.wait_connected(10)
+        token = api_token(hub)["Authorization"].removeprefix("Bearer ")  # the doc's $MB_TOKEN
         outputs: list[str] = []
         for command in _doc_commands():
             if command.startswith("mosquitto_sub"):
                 continue  # runs until interrupted: nothing to check here
             command = command.replace("-p 1883", f"-p {mosquitto.port}").replace("127.0.0.1:8300", url.split("//")[1])
+            command = command.replace("$MB_TOKEN", token)
             argv = shlex.split(command.split(" | ")[0])
             argv[0] = mosquitto_client("mosquitto_pub") if argv[0] == "mosquitto_pub" else argv[0]
             await asyncio.sleep(0.5 if argv[0].endswith("curl") else 0)  # let the hub store what was just sent

@@ -38,7 +38,8 @@ from contract.downlink import (
     Notice,
     sign_item,
 )
-from simulators.city.receiver import BatchReceiver, BatchRefused
+from servicekit.http import BodyLimit
+from simulators.city.receiver import MAX_BATCH_BYTES, BatchReceiver, BatchRefused
 from simulators.city.store import CityStore, kpis
 from servicekit.openapi import REFUSAL_RESPONSES
 from simulators.city import metrics
@@ -77,6 +78,8 @@ def create_app(store: CityStore, community_keys: dict[str, bytes], capture: Path
     ``signing_key``: the city's Ed25519 key for items sent down; ``operator_token``: who may
     issue them."""
     app = FastAPI(title="midbrain reference city platform (城市大脑模拟)", version="1")
+    app.add_middleware(BodyLimit, default_bytes=1 << 20, route_bytes={"/api/v1/batches": 8 << 20, UPSERT_PATH: 8 << 20,
+                       "/api/v1/downlink": 4 << 20}, inflated_bytes=MAX_BATCH_BYTES)  # 413 before reading a body
     keys = dict(community_keys)
     receiver = BatchReceiver(store, keys)
     app.router.responses.update(REFUSAL_RESPONSES)  # before any route: its 422s carry a sentence, or FastAPI's list

@@ -19,7 +19,7 @@ from contract.topology import Community
 from hub.inference import DEFAULT_MODEL_DIR, MODELS
 from tests.city_and_bridge import running_bridge, serving_city
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 pytestmark = pytest.mark.real
 
@@ -49,7 +49,7 @@ async def test_notices_configuration_and_models_come_down_signed_and_every_answe
             return item["status"], item["reason"]
 
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (url, hub), \
-                httpx.AsyncClient(base_url=url) as staff:
+                httpx.AsyncClient(base_url=url, headers=api_token(hub)) as staff:
             notice = await issue(notice={"level": "emergency", "title": "台风预警", "body": "今晚关闭地下车库"})
             config = await issue(config={"summary_interval_s": 120})
             model = await issue(model={"version": "2.1.1", "manifest": {**manifest, "version": "2.1.1"},

@@ -20,7 +20,7 @@ from edge.profiles import ProfileError, TcpBusSpec, load_bus_file
 from edge.settings import EdgeSettings
 from simulators.modbus_tcp import modbus_tcp_gateway
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 C, GW = "xihu-demo", "gw-b2"
 DEVICES = {"b2-tcp-th-01": 1, "b2-tcp-th-02": 2, "b2-tcp-th-03": 3}  # device id -> unit id
@@ -146,7 +146,7 @@ async def test_a_modbus_tcp_gateway_reaches_the_hub_and_again_after_its_link_is_
     acks: dict[str, Ack] = {}
     try:
         async with serving_hub(tmp_path, tcp_community, mosquitto) as (url, hub), \
-                httpx.AsyncClient(base_url=url) as http, \
+                httpx.AsyncClient(base_url=url, headers=api_token(hub, "supervisor")) as http, \
                 aiomqtt.Client(mosquitto.host, mosquitto.port) as watcher:
             await watcher.subscribe(f"mb/v1/{C}/{GW}/#", qos=1)
 

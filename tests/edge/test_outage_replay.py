@@ -17,6 +17,10 @@ from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
 from midbrain.broker import BrokerProcess
+from midbrain.broker_acl import HUB_USER
+from servicekit.tls import mqtt_context
+from tests.pki import Pki
+from tests.production_broker import ProductionMosquitto
 
 C = "xihu-demo"
 RATE = 500  # readings per second while the broker is down
@@ -28,8 +32,9 @@ async def _subscriber(endpoint: MqttEndpoint, seen: dict[int, Telemetry], stop: 
     one to a message; replayed ones in backlog bundles (sizes appended to ``bundles``)."""
     while not stop.is_set():
         try:
-            async with aiomqtt.Client(endpoint.host, endpoint.port, identifier="replay-check",
-                                      clean_session=False) as client:
+            async with aiomqtt.Client(endpoint.host, endpoint.port, identifier="replay-check", clean_session=False,
+                                      username=endpoint.username, password=endpoint.password,
+                                      tls_context=mqtt_context(endpoint)) as client:
                 await client.subscribe(f"mb/v1/{C}/gw-b2/+/telemetry", qos=1)
                 await client.subscribe(topics.gateway_backlog(C, "gw-b2"), qos=1)
                 async for m in client.messages:
@@ -47,19 +52,38 @@ async def _subscriber(endpoint: MqttEndpoint, seen: dict[int, Telemetry], stop: 
             await asyncio.sleep(0.1)
 
 
+def _production(tmp_path: Path) -> tuple[ProductionMosquitto, MqttEndpoint, MqttEndpoint]:
+    """The shipped conf and ACL: the gateway over TLS with its client certificate and password,
+    the subscriber as the hub on the loopback listener."""
+    pki = Pki(tmp_path / "pki")
+    broker = ProductionMosquitto(tmp_path / "broker", {HUB_USER: "hub-secret", "gw-b2": "b2-secret"}, pki)
+    client = pki.client("gw-b2", "gw-b2")
+    gateway = MqttEndpoint(host="localhost", port=broker.tls_port, tls=True, ca_file=pki.ca, client_cert=client.cert,
+                           client_key=client.key, username="gw-b2", password="b2-secret",
+                           reconnect_initial_s=0.05, reconnect_max_s=0.3)
+    hub = MqttEndpoint(host=broker.host, port=broker.port, username=HUB_USER, password="hub-secret")
+    return broker, gateway, hub
+
+
 @pytest.mark.real
+@pytest.mark.parametrize("config", ["demo", "production"])
 async def test_readings_made_during_a_broker_outage_all_arrive_after_it_returns(
-        tmp_path: Path, community: Community) -> None:
-    broker = BrokerProcess.choose("mosquitto", tmp_path / "broker")
+        tmp_path: Path, community: Community, config: str) -> None:
+    broker: BrokerProcess | ProductionMosquitto
+    if config == "production":
+        broker, endpoint, sub_endpoint = _production(tmp_path)
+    else:
+        broker = BrokerProcess.choose("mosquitto", tmp_path / "broker")
+        endpoint = sub_endpoint = MqttEndpoint(host=broker.host, port=broker.port, reconnect_initial_s=0.05,
+                                               reconnect_max_s=0.3)
     broker.start()
-    endpoint = MqttEndpoint(host=broker.host, port=broker.port, reconnect_initial_s=0.05, reconnect_max_s=0.3)
     agent = EdgeAgent(community, "gw-b2", endpoint, EdgeSettings(state_dir=tmp_path / "edge", birth_wait_s=0.1,
                                                                  live_queue=100))
     agent.devices.clear()  # readings come from the loop below
     seen: dict[int, Telemetry] = {}
     stop_sub, stop_agent = asyncio.Event(), asyncio.Event()
     bundles: list[int] = []
-    sub = asyncio.create_task(_subscriber(endpoint, seen, stop_sub, bundles))
+    sub = asyncio.create_task(_subscriber(sub_endpoint, seen, stop_sub, bundles))
     run = asyncio.create_task(agent.run(stop_agent))
     produced: list[tuple[int, bool]] = []  # (seq, made while the broker was down)
 

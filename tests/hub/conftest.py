@@ -5,6 +5,7 @@ from pathlib import Path
 
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
+from hub.accounts import Role
 from hub.api import create_app
 from hub.service import HubService
 from hub.settings import HubSettings
@@ -29,3 +30,11 @@ async def serving_hub(tmp_path: Path, community: Community, mqtt: MqttEndpoint,
     finally:
         server.stop()
         await asyncio.wait_for(task, 30)
+
+
+def api_token(hub: HubService, role: Role = "staff", name: str = "tests") -> dict[str, str]:
+    """Request headers with a new API token of ``role``, made through the hub's accounts as an
+    admin makes one (every read of the hub's API needs a login or a token)."""
+    assert hub.accounts is not None
+    token = hub.accounts.create_token(f"{name}-{role}", role, actor="tests")
+    return {"Authorization": f"Bearer {token}"}

@@ -96,6 +96,11 @@ def test_a_flood_of_malformed_messages_is_dead_lettered_while_valid_traffic_flow
         db, http = work / "hub.sqlite3", free_port()
         env = {**os.environ, "MIDBRAIN_MQTT__PORT": str(ep.port), "MIDBRAIN_HUB__DATABASE": str(db),
                "MIDBRAIN_HUB__HTTP_PORT": str(http)}
+        from hub.accounts import Accounts
+
+        accounts = Accounts(db)  # as an admin would, before the hub starts: a token to read its stats
+        token = accounts.create_token("flood-test", "staff", actor="tests")
+        accounts.close()
         hub = subprocess.Popen([sys.executable, "-m", "midbrain.cli", "hub", "--config", str(DEMO_CONFIG),
                                 "--log-level", "ERROR"], env=env, stderr=subprocess.DEVNULL)
         try:
@@ -110,7 +115,8 @@ def test_a_flood_of_malformed_messages_is_dead_lettered_while_valid_traffic_flow
                                      stdout=subprocess.PIPE, text=True)
 
             def api_poller() -> None:
-                with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10) as client:
+                with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10,
+                                  headers={"Authorization": f"Bearer {token}"}) as client:
                     while not stop.is_set():
                         t = time.perf_counter()
                         assert client.get("/api/stats").status_code == 200

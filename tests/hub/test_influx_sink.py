@@ -20,7 +20,7 @@ from contract.topology import Community
 from hub.settings import InfluxSettings
 from midbrain.broker import free_port, wait_for_port
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 pytestmark = pytest.mark.real
 C = "xihu-demo"
@@ -94,7 +94,8 @@ async def test_a_sink_that_is_down_costs_grafana_a_gap_and_the_hub_nothing(
     sink = InfluxSettings(url=f"http://127.0.0.1:{free_port()}", flush_interval_ms=50, retry_interval_ms=50,
                           max_retries=1, max_retry_delay_ms=100, timeout_ms=1000)
     async with serving_hub(tmp_path, community, mosquitto, influx=sink) as (url, hub), \
-            aiomqtt.Client(mosquitto.host, mosquitto.port) as client, httpx.AsyncClient(base_url=url) as http:
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as client, \
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
         for seq in range(1, 6):
             reading = Telemetry(seq=seq, boot="r1", ts=time.time(), device="b1-th-01", metrics={"temperature": 20.0})
             await client.publish(topics.device_telemetry(C, "gw-b1", "b1-th-01"), encode(reading), qos=1)

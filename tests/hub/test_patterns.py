@@ -24,7 +24,7 @@ from hub.inference import MODELS
 from hub.patterns import NightHours, PatternDetector
 from simulators.signals import Device, Fault
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 ALWAYS_NIGHT = NightHours(0, 24, ZoneInfo("Asia/Shanghai"))
 NOW = 1_795_000_000.0
@@ -97,7 +97,7 @@ async def test_a_stuck_car_and_a_leaking_meter_raise_one_alert_each_through_mosq
     # Night all day, so that the leak detector speaks during the test.
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as listener, \
             serving_hub(tmp_path, community, mosquitto, night_hours=(0, 24), summary_interval_s=1.0) as (url, hub), \
-            httpx.AsyncClient(base_url=url) as http:
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
         await listener.subscribe(topics.hub_summary(community.id), qos=1)
         now = time.time()
         car = Device(DeviceClass.ELEVATOR, 77, (Fault("car_stuck", 0.0, 1e9),), start_epoch=now - 90)

@@ -20,7 +20,7 @@ from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 pytestmark = pytest.mark.real
 C, GW, DEVICE = "xihu-demo", "gw-b1", "b1-th-01"
@@ -40,7 +40,8 @@ async def test_a_bad_reading_is_stored_shown_and_counted_but_raises_no_alert(
     summaries: list[HubSummary] = []
     async with serving_hub(tmp_path, community, mosquitto, summary_interval_s=2.0, late_grace_s=0.0) as (url, hub), \
             aiomqtt.Client(mosquitto.host, mosquitto.port) as device, \
-            aiomqtt.Client(mosquitto.host, mosquitto.port) as bridge, httpx.AsyncClient(base_url=url) as http:
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as bridge, \
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
         await bridge.subscribe(topics.hub_summary(C), qos=1)
 
         async def collect() -> None:
@@ -115,7 +116,8 @@ async def test_a_gateway_whose_birth_the_hub_never_saw_is_asked_for_a_rebirth_on
         replacement = tmp_path / "replacement"
         replacement.mkdir()
         async with serving_hub(replacement, community, mosquitto, rebirth_min_interval_s=3600,
-                               client_id="hub-replacement") as (url, hub), httpx.AsyncClient(base_url=url) as http:
+                               client_id="hub-replacement") as (url, hub), \
+                httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
             assert hub.registry.gateways[GW].boot is None and first.boot != second.boot
             for i in range(20):  # the sensor keeps reporting; the hub hears of a run it never saw born
                 await _device(device, prefix, {"temperature": 20.0 + i / 10, "humidity": 50.0})

@@ -16,7 +16,7 @@ from contract.topology import Community
 from hub.rules import DEFAULT_RULES, CombinationRules
 from simulators.signals import Device, Fault
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 
 @pytest.mark.unit
@@ -40,7 +40,8 @@ def test_a_rule_fires_once_when_all_its_conditions_meet_in_one_building_within_i
 @pytest.mark.real
 async def test_smoke_and_heat_in_one_building_open_one_fire_safety_order(
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
-    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), httpx.AsyncClient(base_url=url) as http:
+    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), \
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
         now = time.time()
         smoke = Device(DeviceClass.SMOKE, 11, (Fault("fire", 20.0, 1e9),))
         heat = Device(DeviceClass.TEMP_HUMIDITY, 12, (Fault("fire", 20.0, 1e9),))

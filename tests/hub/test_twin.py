@@ -20,7 +20,7 @@ from edge.settings import EdgeSettings
 from simulators.pty_bus import dlt645_bus, modbus_bus
 from tests.conftest import wait_until
 from tests.edge.test_serial_buses import _profiles
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 pytestmark = pytest.mark.real
 C = "xihu-demo"
@@ -45,7 +45,7 @@ async def test_desired_state_reaches_the_edge_is_acknowledged_and_is_reconciled_
 
         async with serving_hub(tmp_path, community, mosquitto) as (url, hub), \
                 httpx.AsyncClient(base_url=url) as boss, httpx.AsyncClient(base_url=url) as worker, \
-                httpx.AsyncClient(base_url=url) as anyone:
+                httpx.AsyncClient(base_url=url) as anyone, httpx.AsyncClient(base_url=url) as viewer:
             assert hub.accounts is not None
             hub.accounts.add_user("zhang", PASSWORD, "supervisor", "张主管")
             hub.accounts.add_user("wang", PASSWORD, "staff", "王师傅")
@@ -56,6 +56,8 @@ async def test_desired_state_reaches_the_edge_is_acknowledged_and_is_reconciled_
 
             change = {"interval_s": 0.2, "disabled_points": ["voltage_v"], "thresholds": {"energy_kwh": {"high": 1e6}}}
             assert (await anyone.put("/api/devices/b1-em-02/desired", json=change)).status_code == 401
+            assert (await anyone.get("/api/devices/b1-em-02/twin")).status_code == 401  # reads need a login too
+            viewer.headers.update(api_token(hub))
             await _login(worker, "wang")
             denied = await worker.put("/api/devices/b1-em-02/desired", json=change)
             assert denied.status_code == 403 and "supervisor" in denied.json()["detail"]
@@ -65,7 +67,7 @@ async def test_desired_state_reaches_the_edge_is_acknowledged_and_is_reconciled_
             assert (await boss.put("/api/devices/b1-em-02/desired", json=change)).status_code == 200
 
             async def twin() -> dict:
-                return (await anyone.get("/api/devices/b1-em-02/twin")).json()  # type: ignore[no-any-return]
+                return (await viewer.get("/api/devices/b1-em-02/twin")).json()  # type: ignore[no-any-return]
 
             async def in_sync() -> dict | None:
                 t = await twin()
@@ -94,7 +96,7 @@ async def test_desired_state_reaches_the_edge_is_acknowledged_and_is_reconciled_
             state = second.pollers[0].devices["b1-em-02"]
             assert state.interval_s == 0.2 and state.disabled == {"voltage_v"}
             history = await wait_until(lambda: hub.twin.status_history("b1-em-02"), timeout=5)  # type: ignore[union-attr]
-            assert history == (await anyone.get("/api/devices/b1-em-02/status-history")).json()
+            assert history == (await viewer.get("/api/devices/b1-em-02/status-history")).json()
             trail = (await boss.get("/api/audit", params={"target": "device:b1-em-02"})).json()
             assert (await worker.get("/api/audit")).status_code == 403
             stop.set()
@@ -133,7 +135,7 @@ async def test_api_tokens_for_machine_clients_and_revocation(
         assert (published.device, published.kind, published.score) == ("b1-th-01", "threshold", 36.5)
 
         async def threshold_alerts() -> list[dict]:
-            return [a for a in (await machine.get("/api/alerts")).json() if a["kind"] == "threshold"]
+            return [a for a in (await machine.get("/api/alerts", headers=bearer)).json() if a["kind"] == "threshold"]
 
         alerts = await wait_until(threshold_alerts, timeout=10)
         await asyncio.sleep(0.3)
@@ -155,7 +157,8 @@ async def test_each_device_keeps_a_history_of_going_offline_and_back_with_reason
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     gw, dev = "gw-b1", "b1-th-01"
     async with serving_hub(tmp_path, community, mosquitto, offline_after_s=1.0) as (url, hub), \
-            aiomqtt.Client(mosquitto.host, mosquitto.port) as edge, httpx.AsyncClient(base_url=url) as http:
+            aiomqtt.Client(mosquitto.host, mosquitto.port) as edge, \
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
 
         async def reading(seq: int) -> None:
             await edge.publish(topics.device_telemetry(C, gw, dev), encode(Telemetry(
@@ -195,7 +198,8 @@ async def test_a_planned_stop_that_lasts_too_long_is_alarmed_once(
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     gw, dev = "gw-b1", "b1-th-01"
     async with serving_hub(tmp_path, community, mosquitto, offline_after_s=1.0, planned_stop_grace_s=3.0) as (
-            url, hub), aiomqtt.Client(mosquitto.host, mosquitto.port) as edge, httpx.AsyncClient(base_url=url) as http:
+            url, hub), aiomqtt.Client(mosquitto.host, mosquitto.port) as edge, \
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
 
         async def offline_alerts() -> list[dict]:
             return [a for a in (await http.get("/api/alerts")).json() if a["kind"] == "offline"]
