@@ -4,7 +4,7 @@ the server answers 5xx, or with a body or content type its schema does not descr
 
 Run it in a worker thread (``asyncio.to_thread``) when the server runs in the test's own
 event loop: schemathesis calls it synchronously. ``MIDBRAIN_FUZZ_EXAMPLES`` raises the
-number of cases per operation and mode (default 100); ``MIDBRAIN_FUZZ_SEED`` picks another
+number of cases per operation and mode (default 50); ``MIDBRAIN_FUZZ_SEED`` picks another
 deterministic run (CI runs the same cases every time)."""
 
 import os
@@ -25,7 +25,7 @@ def fuzz(base_url: str, *, headers: dict[str, str] | None = None, skip: str = r"
          examples: int | None = None, timeout_s: float = 10.0) -> list[str]:
     """Fuzz every operation of ``base_url``/openapi.json but those whose "METHOD /path"
     matches ``skip``; returns what failed, one entry per operation and mode (empty: none)."""
-    examples = examples or int(os.environ.get("MIDBRAIN_FUZZ_EXAMPLES", "100"))
+    examples = examples or int(os.environ.get("MIDBRAIN_FUZZ_EXAMPLES", "50"))
     headers = dict(headers or {})
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", headers=headers)
     failures: list[str] = []
