@@ -3,9 +3,10 @@ inflate, verify the signature, decode, check that every summary is the signer's,
 A batch refused on the way is logged and kept in ``refusals`` with its reason.
 
 A community's key speaks only for that community: a batch is refused whole (403) if any
-summary in it names another community, or carries a summary key another community holds.
-Whole, not in part: an honest bridge never mixes communities, so such a batch comes from a
-stolen key or a broken bridge, and storing the rest of it would hide that."""
+summary in it names another community. Whole, not in part: an honest bridge never mixes
+communities, so such a batch comes from a stolen key or a broken bridge, and storing the
+rest of it would hide that. (Summary keys are each community's own, in the store: the same
+key from another community is another summary, and cannot touch this one's.)"""
 
 import logging
 import zlib
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from contract.city import BatchAck, verify
 from contract.fastcodec import decode_batch
-from simulators.city.store import CityStore, SummaryKeysTaken
+from simulators.city.store import CityStore
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,7 @@ class BatchReceiver:
             raise self._refuse(403, f"batch signed as {community!r} carries {n} of {len(summaries)} summaries of "
                                f"other communities ({', '.join(map(repr, foreign[:5]))}): refused whole",
                                "foreign_summaries", community, source, n)
-        try:
-            return self.store.accept(batch_key, community, summaries)
-        except SummaryKeysTaken as exc:
-            raise self._refuse(403, f"batch signed as {community!r} carries {len(exc.keys)} summary keys other "
-                               f"communities hold ({', '.join(map(repr, exc.keys[:5]))}): refused whole",
-                               "foreign_summary_keys", community, source, len(exc.keys)) from None
+        return self.store.accept(batch_key, community, summaries)
 
     def open(self, community: str, signature: str, encoding: str, body: bytes, source: str) -> bytes:
         """The body inflated and its signature verified (BatchRefused if not)."""

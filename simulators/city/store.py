@@ -1,5 +1,5 @@
-"""City platform storage: batches deduplicated by idempotency key, summaries by key with
-the latest revision kept."""
+"""City platform storage: batches deduplicated by idempotency key, summaries by their
+community and key with the latest revision kept."""
 
 import json
 import sqlite3
@@ -12,15 +12,17 @@ from contract.city import BatchAck
 from contract.fastcodec import FastSummary
 from servicekit.sqlite import open_database
 
-_SCHEMA = """
+# A summary key is its community's own: (community, key), never the key alone.
+_SUMMARIES = """(
+    key TEXT NOT NULL, community TEXT NOT NULL, revision INTEGER NOT NULL,
+    window_start REAL NOT NULL, window_end REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL,
+    period INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (community, key)
+)"""
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS batches (
     key TEXT PRIMARY KEY, community TEXT NOT NULL, received_at REAL NOT NULL, summaries INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS summaries (
-    key TEXT PRIMARY KEY, community TEXT NOT NULL, revision INTEGER NOT NULL,
-    window_start REAL NOT NULL, window_end REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL,
-    period INTEGER NOT NULL DEFAULT 0
-);
+CREATE TABLE IF NOT EXISTS summaries {_SUMMARIES};
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (at REAL NOT NULL, community TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refusal_counts (
@@ -38,14 +40,6 @@ CREATE TABLE IF NOT EXISTS downlink (
 """
 
 
-class SummaryKeysTaken(Exception):
-    """A batch carries summary keys that another community's summaries hold."""
-
-    def __init__(self, keys: list[str]) -> None:
-        super().__init__(", ".join(keys))
-        self.keys = keys
-
-
 class CityStore:
     def __init__(self, path: Path, checkpoint_s: float = 1.0, keep_refusals: int = 10_000) -> None:
         """``keep_refusals``: how many refusals are kept to be read (the newest); anyone can
@@ -57,6 +51,7 @@ class CityStore:
         self._db = open_database(path, _SCHEMA, page_size=16384)
         if "period" not in {r[1] for r in self._db.execute("PRAGMA table_info(summaries)")}:  # an older city
             self._db.execute("ALTER TABLE summaries ADD COLUMN period INTEGER NOT NULL DEFAULT 0")
+        _key_summaries_by_community(self._db)
         # Windows by community and granularity (interval windows: period 0; roll-ups: their length).
         self._db.execute("DROP INDEX IF EXISTS summaries_by_community")
         self._db.execute("CREATE INDEX IF NOT EXISTS summaries_by_period ON summaries (community, period, window_start)")
@@ -90,8 +85,9 @@ class CityStore:
     def accept(self, key: str, community: str, summaries: list[tuple[FastSummary, bytes]]) -> BatchAck:
         """Store a batch once; a repeated batch, or a summary whose revision is not newer than
         the one held, is acknowledged and not stored again. Each summary is stored as the JSON
-        it arrived as. SummaryKeysTaken, and nothing stored, if another community holds one of
-        the batch's summary keys (a key is free text: it must not reach across communities)."""
+        it arrived as. A summary key is the community's own: the same key from another
+        community is another summary (keys are predictable, so one community must not be
+        able to take or overwrite another's)."""
         now = time.time()
         with self._lock:
             db = self._db
@@ -101,16 +97,11 @@ class CityStore:
                     db.execute("ROLLBACK")
                     self._bump("duplicate_batches", 1)
                     return BatchAck(key=key, accepted=0, duplicates=len(summaries))
-                taken = [k for (k,) in db.execute(
-                    "SELECT s.key FROM json_each(?) AS j JOIN summaries AS s ON s.key = j.value "
-                    "WHERE s.community != ?", (json.dumps([s.key for s, _ in summaries]), community))]
-                if taken:
-                    raise SummaryKeysTaken(taken)  # rolled back below
                 before = db.total_changes
                 db.executemany(
-                    "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(community, key) DO UPDATE SET "
                     "revision=excluded.revision, body=excluded.body, received_at=excluded.received_at "
-                    "WHERE excluded.revision > summaries.revision AND excluded.community = summaries.community",
+                    "WHERE excluded.revision > summaries.revision",
                     [(s.key, community, s.revision, s.window_start, s.window_end, now, raw.decode(), s.period_s)
                      for s, raw in summaries])
                 accepted = db.total_changes - before
@@ -298,6 +289,25 @@ class CityStore:
                 "refused_entities": counters.get("refused_entities", 0),
                 "refused_foreign_entities": counters.get("refused_foreign_entities", 0),
                 "refusals_forgotten": counters.get("refusals_forgotten", 0)}
+
+
+def _key_summaries_by_community(db: sqlite3.Connection) -> None:
+    """A city from before summaries were keyed by community and key (one key space for all
+    communities): its table rebuilt once, rows unchanged."""
+    pk = sorted((r[5], r[1]) for r in db.execute("PRAGMA table_info(summaries)") if r[5])
+    if [name for _, name in pk] != ["key"]:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"CREATE TABLE summaries_rekeyed {_SUMMARIES}")
+        db.execute("INSERT INTO summaries_rekeyed SELECT key, community, revision, window_start, window_end, "
+                   "received_at, body, period FROM summaries")
+        db.execute("DROP TABLE summaries")
+        db.execute("ALTER TABLE summaries_rekeyed RENAME TO summaries")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def kpis(summary: dict[str, Any]) -> dict[str, object]:

@@ -119,3 +119,29 @@ def test_refusals_kept_to_be_read_are_bounded_and_what_goes_is_counted(tmp_path:
         assert store.stats()["refused_batches"] == 5 and store.stats()["refusals_forgotten"] == 2
     finally:
         store.close()
+
+
+def test_a_city_from_before_per_community_summary_keys_is_rekeyed_and_keeps_its_summaries(tmp_path: Path) -> None:
+    import sqlite3
+
+    from contract.fastcodec import decode_batch
+    from simulators.city.store import CityStore
+
+    path = tmp_path / "city.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE summaries (key TEXT PRIMARY KEY, community TEXT NOT NULL, revision INTEGER NOT NULL, "
+                "window_start REAL NOT NULL, window_end REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL)")
+    old.execute("INSERT INTO summaries VALUES ('c1:1', 'c1', 0, 1, 2, 0, ?)", (_s(1).model_dump_json(),))
+    old.commit()
+    old.close()
+    store = CityStore(path)
+    try:
+        assert [s["key"] for s in store.summaries("c1", 10)] == ["c1:1"]
+        c2 = CommunitySummary(key="c1:1", revision=9, community="c2", window_start=1, window_end=2, devices=1,
+                              online=1, readings=999)
+        key, community, summaries = decode_batch(
+            Batch(key="b", community="c2", sent_at=1.0, summaries=(c2,)).model_dump_json().encode())
+        assert store.accept(key, community, summaries).accepted == 1
+        assert [s["readings"] for s in store.summaries("c1", 10)] == [5]  # c2's key space is its own
+    finally:
+        store.close()
