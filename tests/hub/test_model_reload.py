@@ -62,12 +62,12 @@ async def test_a_new_model_version_is_swapped_in_between_passes_and_a_bad_one_re
                 await asyncio.sleep(0.05)
 
         feeder = asyncio.create_task(readings())
-        await wait_until(lambda: len(hub.store.windows("b1-th-01", "temperature", 100)) >= 3, timeout=15)  # type: ignore[union-attr]
-        assert hub.model.name == "window_anomaly@2.1.0"
+        await wait_until(lambda: len(hub.scoring.score_log.latest("b1-th-01", "temperature", 100)) >= 3, timeout=15)  # type: ignore[union-attr]
+        assert hub.scoring.model.name == "window_anomaly@2.1.0"
 
         digest = _publish_version(folder, "2.1.1")
-        await wait_until(lambda: hub.model.name == "window_anomaly@2.1.1", timeout=10)
-        assert hub.model.sha256 == digest
+        await wait_until(lambda: hub.scoring.model.name == "window_anomaly@2.1.1", timeout=10)
+        assert hub.scoring.model.sha256 == digest
         swapped_at = time.time()
         await asyncio.sleep(1.0)  # passes scored by the new version
 
@@ -80,7 +80,7 @@ async def test_a_new_model_version_is_swapped_in_between_passes_and_a_bad_one_re
         state = (await http.get("/api/models")).json()
         stop.set()
         await feeder
-        rows = hub.store.windows("b1-th-01", "temperature", 10_000)  # type: ignore[union-attr]
+        rows = hub.scoring.score_log.latest("b1-th-01", "temperature", 10_000)  # type: ignore[union-attr]
     assert state["model"] == "window_anomaly@2.1.1"  # the refused version changed nothing
     assert [e["event"] for e in state["events"]] == ["loaded", "refused"]  # refused once, not at every poll
     ends = sorted(r["window_end"] for r in rows)

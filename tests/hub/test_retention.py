@@ -69,7 +69,7 @@ async def test_the_running_hub_rolls_up_and_expires(tmp_path: Path, community, m
         assert hub.store is not None
         now = time.time()
         hub.store.write(_rows(now - 8 * DAY, 60, 1.0, boot="old") + _rows(now - 300, 60, 1.0, boot="new"), [], [])
-        done = await hub.apply_retention(now)
+        done = await hub.retention.apply(now)
         assert done["rolled_up_60s"] >= 2 and done["telemetry"] == 60
         hours = {b["bucket"] for b in hub.store.rollup(3600, "b1-th-01", "temperature", None, 10)}
         # Both the old minute and the recent one are in hourly buckets (the live readings of the

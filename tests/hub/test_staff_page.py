@@ -60,7 +60,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             seq=seq, boot="r1", ts=now, device="b1-th-03", metrics={"temperature": 150.0, "humidity": 40.0},
             quality={"temperature": "out_of_range"})), qos=1)
         await wait_until(lambda: hub.stats()["stored"] == 32)
-        assert await hub.score_now() >= 1
+        assert await hub.scoring.score_now() >= 1
         async with httpx.AsyncClient(base_url=url) as http:
             windows = (await http.get("/api/windows", params={"device": "b1-th-02", "metric": "temperature"})).json()
         # The last 60 s at scoring time: the reading stamped exactly 60 s before `now` has left it.
@@ -97,7 +97,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             assert buildings and set(buildings) == {"b2"}
             await browser.close()
         assert hub.store is not None
-        alerts = {(a["device"], a["metric"], a["kind"]) for a in hub.store.alerts(10)}
+        alerts = {(a["device"], a["metric"], a["kind"]) for a in hub.alerting.log.latest(10)}
         assert alerts == {("b1-th-02", "temperature", "fire")}
 
 
