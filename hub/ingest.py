@@ -3,6 +3,10 @@
 
 Any message that does not satisfy the contract becomes a dead letter with its topic,
 reason, time and raw bytes; nothing raises out of :meth:`Ingestor.handle`.
+
+About 400 lines: the checks of every message kind and the dedup window stay together, on
+the hot path, as one unit (threshold checks and rebirth requests are in hub/thresholds.py
+and hub/rebirth.py).
 """
 
 import json

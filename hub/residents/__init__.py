@@ -1,7 +1,7 @@
 """Residents' services: what residents ask of the hub, each a component of its own.
 
 Reserved for the services to come (intake of residents' requests, notices, votes,
-assessment), in the shape of Decidim's components (docs/architecture.md): each its own
+assessment), in the shape of Decidim's participatory components: each its own
 module or subpackage here, owning its tables, its API router and its templates, and using
 other components only through their interfaces — work orders through
 :class:`hub.workorders.WorkOrders` (``create`` a request, ``get``/``find`` to show its
