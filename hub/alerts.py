@@ -1,4 +1,9 @@
-"""Turn window scores into alerts: one alert per incident, not one per window."""
+"""What an alert is, shared by its sources and its listeners: the kinds and how staff read
+them, the :class:`RaisedAlert` event alerting (hub/alerting.py) passes on, and the debounce
+policy that turns window scores into alerts (one per incident, not one per window).
+
+A leaf module: it imports nothing of the hub's components, so scoring, alerting and work
+orders can all use it without importing each other."""
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
