@@ -1,8 +1,17 @@
-"""Turn window scores into alerts: one alert per incident, not one per window."""
+"""What an alert is, shared by its sources and its listeners: the kinds and how staff read
+them, the :class:`RaisedAlert` event alerting (hub/alerting.py) passes on, and the debounce
+policy that turns window scores into alerts (one per incident, not one per window).
+
+A leaf module: it imports nothing of the hub's components, so scoring, alerting and work
+orders can all use it without importing each other."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hub.windows import WindowScore
+
+if TYPE_CHECKING:
+    from hub.rules import CombinationRule
 
 SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift": "warning",
             "water_leak": "warning", "car_stuck": "critical", "door_fault": "warning"}
@@ -20,6 +29,21 @@ class AlertDecision:
     score: float
     severity: str
     raised_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RaisedAlert:
+    """An alert the hub raised and recorded: what alerting tells its listeners (work orders)."""
+
+    id: int
+    at: float
+    device: str
+    metric: str  # a combined alert's metric is its rule's name
+    kind: str
+    score: float
+    severity: str
+    source: str  # the model, "rule", or "rule:<name>"
+    rule: "CombinationRule | None" = None  # the rule of a combined alert
 
 
 class AlertPolicy:

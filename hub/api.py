@@ -165,14 +165,14 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     @app.get("/api/devices/{device}/twin")
     def twin(request: Request, device: str, who: Principal = require("staff")) -> dict[str, Any]:
         known_device(request, device)
-        return hub_of(request).twin_view(device)
+        return hub_of(request).twin.view(device)
 
     @app.put("/api/devices/{device}/desired")
     async def set_desired(request: Request, device: str, patch: DesiredPatch,
                           who: Principal = require("supervisor")) -> dict[str, Any]:
         known_device(request, device)
         try:
-            return await hub_of(request).set_desired(device, patch, who.actor)
+            return await hub_of(request).twin.set_desired(device, patch, who.actor)
         except TwinError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -180,14 +180,12 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     def status_history(request: Request, device: str, limit: int = Query(100, ge=1, le=10_000),
                        who: Principal = require("staff")) -> list[dict[str, Any]]:
         known_device(request, device)
-        twin = hub_of(request).twin
-        assert twin is not None
-        return twin.status_history(device, limit)
+        return hub_of(request).twin.store.status_history(device, limit)
 
     @app.get("/healthz")
     def healthz(request: Request) -> dict[str, Any]:
         hub = hub_of(request)
-        return {"status": "ok", "mqtt_connected": hub.ingest.connected, "model": hub.model.name}
+        return {"status": "ok", "mqtt_connected": hub.writer.connected, "model": hub.scoring.model.name}
 
     @app.get("/metrics", response_class=Response)  # Prometheus text, not JSON
     def metrics(request: Request) -> Response:
@@ -237,16 +235,14 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     def windows(request: Request, device: str | None = None, metric: str | None = None,
                 limit: int = Query(100, ge=1, le=10_000), who: Principal = require("staff")) -> list[dict[str, Any]]:
         """Sliding 1-minute window aggregates of scored metrics, with the model's score."""
-        store = hub_of(request).store
-        assert store is not None
-        return store.windows(device, metric, limit)
+        scores = hub_of(request).scoring.score_log
+        assert scores is not None
+        return scores.latest(device, metric, limit)
 
     @app.get("/api/alerts")
     def alerts(request: Request, limit: int = Query(100, ge=1, le=10_000),
                who: Principal = require("staff")) -> list[dict[str, Any]]:
-        store = hub_of(request).store
-        assert store is not None
-        return store.alerts(limit)
+        return hub_of(request).alerting.log.latest(limit)
 
     @app.get("/api/dead-letters")
     def dead_letters(request: Request, reason: str | None = None,
@@ -264,8 +260,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                 who: Principal = require("volunteer", "kiosk")) -> list[dict[str, Any]]:
         """Notices and broadcasts the city sent (verified and applied), newest first: what the
         staff page (and kiosks) show. Expired ones are marked."""
-        store = hub_of(request).downlink_store
-        assert store is not None
+        store = hub_of(request).downlink.store
         now = time.time()
         return [{"seq": i["seq"], "issued_at": i["issued_at"], "expires_at": i["expires_at"],
                  "expired": i["expires_at"] is not None and i["expires_at"] < now,
@@ -277,21 +272,21 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                  who: Principal = require("staff")) -> dict[str, Any]:
         """Every city item and what became of it (applied, or refused and why), and the items
         that failed verification."""
-        hub = hub_of(request)
-        assert hub.downlink_store is not None and hub.downlink is not None
-        return {"items": hub.downlink_store.items(None, limit), "unverified": hub.downlink_store.unverified_items(limit),
-                "counts": hub.downlink.counts}
+        downlink = hub_of(request).downlink
+        return {"items": downlink.store.items(None, limit), "unverified": downlink.store.unverified_items(limit),
+                "counts": downlink.counts}
 
     @app.get("/api/models")
     def models(request: Request, who: Principal = require("staff")) -> dict[str, Any]:
         hub = hub_of(request)
-        return {"model": hub.model.name, "sha256": hub.model.sha256, "manifest": hub.model.manifest,
-                "events": hub.model_events[-50:]}
+        model = hub.scoring.model
+        return {"model": model.name, "sha256": model.sha256, "manifest": model.manifest,
+                "events": hub.model_reload.events[-50:]}
 
     @app.post("/api/models/reload")
     async def reload_models(request: Request, who: Principal = require("admin")) -> dict[str, Any]:
         """Check the model folder now instead of at the next poll."""
-        result = await hub_of(request).reload_model()
+        result = await hub_of(request).model_reload.reload()
         accounts_of(request).audit(who.actor, "model.reload", "model", result)
         return result
 

@@ -1,8 +1,12 @@
-"""Validate and route every message the hub receives. No I/O here: the service flushes
-what this collects to the store.
+"""Validate and route every message the hub receives. No I/O here: the ingest writer
+(:mod:`hub.writer`) flushes what this collects to the store.
 
 Any message that does not satisfy the contract becomes a dead letter with its topic,
 reason, time and raw bytes; nothing raises out of :meth:`Ingestor.handle`.
+
+About 400 lines: the checks of every message kind and the dedup window stay together, on
+the hot path, as one unit (threshold checks and rebirth requests are in hub/thresholds.py
+and hub/rebirth.py).
 """
 
 import json
@@ -30,8 +34,10 @@ from contract.messages import (
 from contract.topics import Topic, TopicError, TopicKind
 from hub.metrics import HubMetrics
 from hub.patterns import PatternDetector
+from hub.rebirth import RunWatch
 from hub.registry import Registry
 from hub.store import DeadLetter, TelemetryRow
+from hub.thresholds import ThresholdWatch
 from hub.windows import Windows
 from hub.workorders import REQUEST_CATEGORIES
 from servicekit.throttle import LogThrottle
@@ -40,7 +46,6 @@ log = logging.getLogger(__name__)
 
 DEDUP_WINDOW = 100_000  # recent (gateway, boot, seq) remembered per gateway run
 RUNS_REMEMBERED = 4
-HYSTERESIS = 0.02  # of the band (or of the limit): how far back inside a value must come to re-arm
 TOPICS_CACHED = 50_000  # agent runs per gateway whose sequence numbers are remembered
 
 
@@ -70,6 +75,17 @@ class Pending:
                 + len(self.crossings) + len(self.downlinks) + len(self.rebirths))
 
 
+@dataclass(frozen=True, slots=True)
+class IntervalReadings:
+    """What ingest gathered over one summary interval."""
+
+    stats: dict[tuple[str, str], list[float]]  # (device, metric) -> [n, sum, min, max]
+    readings: dict[str, int]  # by device
+    events: dict[str, int]  # by event
+    requests: dict[str, int]  # residents' requests, by category
+    quality: dict[str, int]  # points, by quality level
+
+
 class _SeqWindow:
     """Recently seen sequence numbers of one gateway run, bounded."""
 
@@ -93,13 +109,9 @@ class Ingestor:
     def __init__(self, registry: Registry, windows: Windows, metrics: HubMetrics, *, max_payload_bytes: int,
                  rebirth_seq_gap: int = 1000, rebirth_min_interval_s: float = 60.0) -> None:
         self.registry = registry
-        # Sparkplug hosts ask for a rebirth when they lose the thread of an edge node: readings
-        # from an agent run they never saw born, or a live sequence number that jumps. So does
-        # the hub, once per gateway per rebirth_min_interval_s; the service sends the command.
-        self.rebirth_seq_gap = rebirth_seq_gap
-        self.rebirth_min_interval_s = rebirth_min_interval_s
-        self._highest: dict[str, list[Any]] = {}  # gateway -> [boot, highest live seq of that run]
-        self._rebirth_asked: dict[str, float] = {}  # gateway -> when the hub last asked (monotonic)
+        # Readings from an agent run never seen born, or a live sequence number that jumps:
+        # a rebirth is asked (hub.rebirth); the device twin sends the command.
+        self.runs = RunWatch(registry, metrics, seq_gap=rebirth_seq_gap, min_interval_s=rebirth_min_interval_s)
         self.windows = windows
         self.patterns: dict[str, PatternDetector] = {}  # by device class
         self.metrics = metrics
@@ -126,12 +138,8 @@ class Ingestor:
         self.late_stats: dict[float, dict[tuple[str, str], list[float]]] = {}
         self.late_readings: dict[float, dict[str, int]] = {}
         self.late_quality: dict[float, dict[str, int]] = {}
-        # Desired thresholds per device (the twin): metric -> (low, high); and which series
-        # are outside now, so that one excursion raises one alert (hysteresis HYSTERESIS).
-        self.thresholds: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
-        self._outside: set[tuple[str, str]] = set()
-        self._too_fast: set[tuple[str, str]] = set()  # series whose rate of change is over its limit now
-        self._last: dict[tuple[str, str], tuple[float, float]] = {}  # (ts, value) of series with a rate limit
+        # Desired thresholds per device (set through the twin), checked on live readings.
+        self.thresholds = ThresholdWatch()
 
     def take(self) -> Pending:
         taken, self.pending = self.pending, Pending()
@@ -288,7 +296,7 @@ class Ingestor:
                 scored.add(name)
         self.metrics.count(f"stored_{origin}")
         gateway = str(parsed.gateway)
-        self._watch_run(gateway, msg.boot, msg.seq, msg.hist, origin == "announced")
+        self.runs.watch(gateway, msg.boot, msg.seq, msg.hist, origin == "announced", self.pending.rebirths)
         self.pending.telemetry.append(
             TelemetryRow(msg.ts, msg.device, gateway, msg.seq, msg.hist, tuple(msg.metrics.items()), msg.boot, origin,
                          tuple((k, q) for k, q in quality.items() if q != "good") if quality else ()))
@@ -316,42 +324,9 @@ class Ingestor:
                 acc[3] = max(acc[3], value)
             if not msg.hist and name in scored:
                 self.windows.add(msg.device, name, msg.ts, value)
-        limits = self.thresholds.get(msg.device)
+        limits = self.thresholds.limits.get(msg.device)
         if limits and not msg.hist and usable:  # history is stored, never alerted on
-            self._check_thresholds(msg.device, msg.ts, usable, limits)
-
-    def _watch_run(self, gateway: str, boot: str, seq: int, hist: bool, announced: bool) -> None:
-        """Ask ``gateway`` for a rebirth when the hub has lost its thread: a message from an
-        agent run it never saw born (its birth lost, or the hub's state reset), or a live
-        sequence number more than rebirth_seq_gap past the run's highest (messages lost, or
-        an outage longer than that: the new birth is cheap either way). Replayed history is
-        out of order by nature and is not watched."""
-        if not announced:
-            self._ask_rebirth(gateway, "no-birth", f"messages from agent run {boot!r}, whose birth the hub never saw")
-            return
-        if hist:
-            return
-        last = self._highest.get(gateway)  # [boot, seq], updated in place: this runs for every message
-        if last is None or last[0] != boot:
-            self._highest[gateway] = [boot, seq]
-        elif seq > last[1]:
-            gap, last[1] = seq - last[1], seq
-            if gap > self.rebirth_seq_gap:
-                self._ask_rebirth(gateway, "seq-gap", f"agent run {boot!r}: seq {seq - gap}, then {seq}")
-
-    def _ask_rebirth(self, gateway: str, reason: str, detail: str) -> None:
-        now = time.monotonic()
-        asked = self._rebirth_asked.get(gateway)
-        if asked is not None and now - asked < self.rebirth_min_interval_s:
-            # Held back by the rate limit, and counted. A flood of unannounced messages comes
-            # this way once per message: a plain counter, not a Prometheus child's lock.
-            self.metrics.totals["rebirths_held_back"] += 1
-            return
-        self._rebirth_asked[gateway] = now
-        self.metrics.rebirths.labels(reason).inc()
-        self.metrics.count("rebirth_requests")
-        self.registry.gateways[gateway].rebirth_asked = {"at": time.time(), "reason": reason, "detail": detail}
-        self.pending.rebirths.append((gateway, reason, detail))
+            self.thresholds.check(msg.device, msg.ts, usable, limits, self.pending.crossings)
 
     def _count_quality(self, levels: dict[str, int], metrics: Any, quality: dict[str, str]) -> None:
         """Count each point of a reading by its quality level: the values it carries, and the
@@ -376,6 +351,19 @@ class Ingestor:
         return (self.late_stats.setdefault(window, {}), self.late_readings.setdefault(window, {}),
                 self.late_quality.setdefault(window, {}))
 
+    def take_interval(self) -> "IntervalReadings":
+        """What the interval that ends now gathered, for its summary; a new interval starts."""
+        taken = IntervalReadings(self.interval_stats, self.interval_readings, self.interval_events,
+                                 self.interval_requests, self.interval_quality)
+        self.interval_stats, self.interval_readings, self.interval_events, self.interval_requests = {}, {}, {}, {}
+        self.interval_quality = {}
+        return taken
+
+    def set_late_bounds(self, step: float, late_before: float, revise_after: float) -> None:
+        """Readings older than ``late_before`` belong to a summarised window of ``step`` seconds
+        and are gathered for its revision; those older than ``revise_after`` revise nothing."""
+        self.summary_step, self.late_before, self.revise_after = step, late_before, revise_after
+
     def take_late(self) -> list[tuple[float, dict[tuple[str, str], list[float]], dict[str, int], dict[str, int]]]:
         """The late readings gathered since the last call, per window, oldest first:
         (window start, statistics, readings by device, points by quality level)."""
@@ -384,43 +372,6 @@ class Ingestor:
         self.late_stats, self.late_readings, self.late_quality = {}, {}, {}
         return late
 
-    def _check_thresholds(self, device: str, ts: float, metrics: Any,
-                          limits: dict[str, tuple[float | None, float | None, float | None]]) -> None:
-        for name, (low, high, rate) in limits.items():
-            value = metrics.get(name)
-            if value is None:
-                continue
-            key = (device, name)
-            if rate is not None:
-                self._check_rate(key, ts, value, rate)
-            if low is None and high is None:
-                continue
-            if key in self._outside:  # back inside only with a margin: no alert storm at the limit
-                span = abs(high - low) if low is not None and high is not None else abs(low if high is None else high)
-                margin = HYSTERESIS * (span or 1.0)
-                if (low is None or value >= low + margin) and (high is None or value <= high - margin):
-                    self._outside.discard(key)
-            elif low is not None and value < low:
-                self._outside.add(key)
-                self.pending.crossings.append((ts, device, name, value, "low", low))
-            elif high is not None and value > high:
-                self._outside.add(key)
-                self.pending.crossings.append((ts, device, name, value, "high", high))
-
-    def _check_rate(self, key: tuple[str, str], ts: float, value: float, limit: float) -> None:
-        """A change faster than ``limit`` a minute raises once; it re-arms below half the limit."""
-        last = self._last.get(key)
-        self._last[key] = (ts, value)
-        if last is None or ts <= last[0]:
-            return
-        per_min = abs(value - last[1]) / (ts - last[0]) * 60.0
-        if key in self._too_fast:
-            if per_min <= limit / 2:
-                self._too_fast.discard(key)
-        elif per_min > limit:
-            self._too_fast.add(key)
-            self.pending.crossings.append((ts, key[0], key[1], per_min, "rate", limit))
-
     def _event(self, parsed: Topic, msg: Event) -> None:
         try:
             self._check_device(parsed, msg.device, msg.seq, msg.boot)
@@ -428,7 +379,8 @@ class Ingestor:
             self.metrics.duplicates.inc()
             return
         gateway = str(parsed.gateway)
-        self._watch_run(gateway, msg.boot, msg.seq, False, (gateway, msg.boot) in self.registry.announced)
+        self.runs.watch(gateway, msg.boot, msg.seq, False, (gateway, msg.boot) in self.registry.announced,
+                        self.pending.rebirths)
         self.pending.events.append((msg.ts, msg.device, str(parsed.gateway), msg.event, msg.severity,
                                     json.dumps(msg.data, ensure_ascii=False), msg.boot, msg.seq))
         self.registry.seen(msg.device, msg.ts, {})

@@ -1,12 +1,15 @@
-"""The hub's embedded SQLite store: telemetry, events, dead letters, alerts, command acks.
+"""The hub's embedded SQLite store: telemetry, events, dead letters, agent runs, counters,
+command acks, and their retention (roll-ups to 1-minute and 1-hour aggregates, expiry).
 
 One writer connection used from a worker thread (batched transactions), one reader
-connection for the API; WAL lets them run side by side.
+connection for the API; WAL lets them run side by side. Other components keep their own
+tables in the same database file through their own connections: alerts (hub.alerting),
+scored windows (hub.scoring), summaries (hub.summaries.store), work orders, the twin,
+accounts and the city's items.
 """
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,30 +34,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail TEXT NOT NULL, size INTEGER NOT NULL, raw BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_reason ON dead_letters (reason, received_at);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY, raised_at REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
-    kind TEXT NOT NULL, score REAL NOT NULL, severity TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS windows (
-    window_end REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, count INTEGER NOT NULL,
-    mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device, window_end);
 CREATE TABLE IF NOT EXISTS gateway_runs (
     gateway TEXT NOT NULL, boot TEXT NOT NULL, software TEXT NOT NULL, born_at REAL NOT NULL,
     PRIMARY KEY (gateway, boot)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS summaries_unpublished (
-    window_start REAL PRIMARY KEY, body BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS summaries_kept (
-    window_start REAL PRIMARY KEY, window_end REAL NOT NULL, body BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS summary_rollups (
-    period INTEGER NOT NULL, window_start REAL NOT NULL, window_end REAL NOT NULL, body BLOB NOT NULL,
-    published INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (period, window_start)
-);
 CREATE TABLE IF NOT EXISTS telemetry_rollup (
     resolution INTEGER NOT NULL, bucket REAL NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
     count INTEGER NOT NULL, mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
@@ -243,7 +227,8 @@ class HubStore:
 
     def expire(self, raw_before: float, rollup_before: dict[int, float], dead_before: float) -> dict[str, int]:
         """Delete what is past its retention: raw telemetry and events, roll-ups per
-        resolution, dead letters. Raw rows are deleted only once every resolution has them."""
+        resolution, dead letters (scored windows are hub.scoring's). Raw rows are deleted
+        only once every resolution has them."""
         deleted: dict[str, int] = {}
         with self._write_lock:
             db = self._writer
@@ -253,7 +238,6 @@ class HubStore:
                 ("telemetry", "DELETE FROM telemetry WHERE ts < ? AND rowid <= ?", (raw_before, rolled)),
                 ("events", "DELETE FROM events WHERE ts < ?", (raw_before,)),
                 ("dead_letters", "DELETE FROM dead_letters WHERE received_at < ?", (dead_before,)),
-                ("windows", "DELETE FROM windows WHERE window_end < ?", (raw_before,)),
                 # Agent runs announced before raw retention, beyond the newest 10,000 the hub
                 # restores at start (their readings are gone; nothing can be attributed to them).
                 ("gateway_runs", "DELETE FROM gateway_runs WHERE born_at < ? AND rowid NOT IN "
@@ -276,19 +260,6 @@ class HubStore:
         return self._query(f"SELECT bucket, device, metric, count, mean, min, max FROM telemetry_rollup "
                            f"WHERE {' AND '.join(where)} ORDER BY bucket DESC LIMIT ?", [*args, limit])
 
-    def add_windows(self, rows: Sequence[tuple[float, str, str, int, float, float, float, float, str]]) -> None:
-        """The 1-minute window aggregates (numpy) and their anomaly scores, one row per series."""
-        with self._write_lock:
-            self._writer.executemany("INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
-    def add_alert(self, raised_at: float, device: str, metric: str, kind: str, score: float,
-                  severity: str, model: str) -> int:
-        with self._write_lock:
-            cur = self._writer.execute(
-                "INSERT INTO alerts (raised_at, device, metric, kind, score, severity, model, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')", (raised_at, device, metric, kind, score, severity, model))
-            return int(cur.lastrowid or 0)
-
     def add_ack(self, ack_id: str, gateway: str, received_at: float, result: str, reason: str) -> None:
         with self._write_lock:
             self._writer.execute("INSERT INTO command_acks VALUES (?, ?, ?, ?, ?)",
@@ -304,93 +275,6 @@ class HubStore:
     def counters(self) -> dict[str, int]:
         with self._write_lock:
             return dict(self._writer.execute("SELECT name, value FROM counters"))
-
-    def keep_summary(self, window_start: float, body: bytes, window_end: float | None = None,
-                     revise_within_s: float = 86400.0) -> None:
-        """Keep a summary until the broker has accepted it (survives a hub restart), and as
-        its window's latest revision, for late data to revise (for ``revise_within_s``)."""
-        with self._write_lock:
-            db = self._writer
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT OR REPLACE INTO summaries_unpublished VALUES (?, ?)", (window_start, body))
-                if window_end is not None:
-                    db.execute("INSERT OR REPLACE INTO summaries_kept VALUES (?, ?, ?)", (window_start, window_end, body))
-                    db.execute("DELETE FROM summaries_kept WHERE window_end < ?", (time.time() - revise_within_s,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    def kept_summary(self, start: float, end: float) -> bytes | None:
-        """The latest revision of the summary kept for the window that overlaps [start, end)
-        most (the later one at a hub restart, which splits an aligned window in two)."""
-        with self._write_lock:
-            row = self._writer.execute("SELECT body FROM summaries_kept WHERE window_start < ? AND window_end > ? "
-                                       "ORDER BY MIN(window_end, ?) - MAX(window_start, ?) DESC, window_start DESC "
-                                       "LIMIT 1", (end, start, end, start)).fetchone()
-        return row[0] if row else None
-
-    def kept_summaries_in(self, start: float, end: float) -> list[bytes]:
-        """The latest revisions of the interval summaries kept for windows in [start, end),
-        oldest first."""
-        with self._write_lock:
-            return [r[0] for r in self._writer.execute(
-                "SELECT body FROM summaries_kept WHERE window_start >= ? AND window_start < ? ORDER BY window_start",
-                (start, end))]
-
-    def rollups_due(self, period: int, upto: float, since: float) -> list[float]:
-        """Starts of the ``period`` windows ended by ``upto`` (and not before ``since``) that
-        have interval summaries kept but no roll-up yet."""
-        with self._write_lock:
-            rows = self._writer.execute(
-                "SELECT DISTINCT CAST(window_start / ? AS INTEGER) * ? AS start FROM summaries_kept "
-                "WHERE window_start >= ? AND start + ? <= ? "
-                "AND start NOT IN (SELECT window_start FROM summary_rollups WHERE period = ?) ORDER BY start",
-                (period, period, since, period, upto, period)).fetchall()
-        return [float(r[0]) for r in rows]
-
-    def keep_rollup(self, period: int, window_start: float, window_end: float, body: bytes,
-                    revise_within_s: float = 86400.0) -> None:
-        """Keep a roll-up (its latest revision) until the broker has accepted it, and for
-        ``revise_within_s`` after its window, for revisions."""
-        with self._write_lock:
-            db = self._writer
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT OR REPLACE INTO summary_rollups VALUES (?, ?, ?, ?, 0)",
-                           (period, window_start, window_end, body))
-                db.execute("DELETE FROM summary_rollups WHERE window_end < ? AND published = 1",
-                           (time.time() - revise_within_s,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    def kept_rollup(self, period: int, window_start: float) -> bytes | None:
-        with self._write_lock:
-            row = self._writer.execute("SELECT body FROM summary_rollups WHERE period = ? AND window_start = ?",
-                                       (period, window_start)).fetchone()
-        return row[0] if row else None
-
-    def unpublished_rollups(self) -> list[tuple[int, float, bytes]]:
-        with self._write_lock:
-            return list(self._writer.execute("SELECT period, window_start, body FROM summary_rollups "
-                                             "WHERE published = 0 ORDER BY window_start, period"))
-
-    def rollup_published(self, period: int, window_start: float, body: bytes) -> None:
-        """Marked published, unless a newer revision replaced it meanwhile."""
-        with self._write_lock:
-            self._writer.execute("UPDATE summary_rollups SET published = 1 WHERE period = ? AND window_start = ? "
-                                 "AND body = ?", (period, window_start, body))
-
-    def summary_published(self, window_start: float) -> None:
-        with self._write_lock:
-            self._writer.execute("DELETE FROM summaries_unpublished WHERE window_start = ?", (window_start,))
-
-    def unpublished_summaries(self) -> list[tuple[float, bytes]]:
-        with self._write_lock:
-            return list(self._writer.execute("SELECT window_start, body FROM summaries_unpublished ORDER BY window_start"))
 
     # -- reads (API) -----------------------------------------------------------------
 
@@ -433,20 +317,11 @@ class HubStore:
             r["raw_hex"] = raw[:256].hex()
         return rows
 
-    def windows(self, device: str | None, metric: str | None, limit: int) -> list[dict[str, Any]]:
-        where, args = _filters(device=device, metric=metric)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self._query(f"SELECT * FROM windows {clause} ORDER BY window_end DESC LIMIT ?", [*args, limit])
-
-    def alerts(self, limit: int) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", [limit])
-
     def counts(self) -> dict[str, int]:
         with self._read_lock:
             return {
                 "telemetry_rows": self._reader.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0],
                 "dead_letters": self._reader.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0],
-                "alerts": self._reader.execute("SELECT COUNT(*) FROM alerts").fetchone()[0],
             }
 
 

@@ -78,8 +78,8 @@ async def test_notices_configuration_and_models_come_down_signed_and_every_answe
 
             notices = (await staff.get("/api/notices")).json()
             assert [(n["title"], n["level"]) for n in notices] == [("台风预警", "emergency")]  # not the forgery
-            assert hub.settings.summary_interval_s == 120
-            assert hub.model.name == "window_anomaly@2.1.1" and hub.model_events[-1]["from"] == "city"
+            assert hub.summaries.interval_s == 120
+            assert hub.scoring.model.name == "window_anomaly@2.1.1" and hub.model_reload.events[-1]["from"] == "city"
             down = (await staff.get("/api/downlink")).json()
             assert {i["seq"]: i["status"] for i in down["items"]} == {
                 notice: "applied", config: "applied", model: "applied", broken: "refused"}
@@ -88,7 +88,7 @@ async def test_notices_configuration_and_models_come_down_signed_and_every_answe
 
         # What the city set outlives a hub restart.
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
-            assert hub.settings.summary_interval_s == 120 and hub.model.name == "window_anomaly@2.1.1"
+            assert hub.summaries.interval_s == 120 and hub.scoring.model.name == "window_anomaly@2.1.1"
 
 
 async def test_a_pattern_detectors_model_comes_down_too(tmp_path: Path, community: Community,
@@ -115,18 +115,18 @@ async def test_a_pattern_detectors_model_comes_down_too(tmp_path: Path, communit
             return await wait_until(answered, timeout=20)
 
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
-            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.0"
+            assert hub.scoring.patterns["water_meter"].model.name == "water_leak@1.0.0"
             assert await answer({"name": "water_leak", "version": "1.0.1", "manifest": {**manifest, "version": "1.0.1"},
                                  "file_b64": onnx}) == ("applied", "")
-            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.1"
-            assert hub.model.name.startswith("window_anomaly@")  # the window model untouched
+            assert hub.scoring.patterns["water_meter"].model.name == "water_leak@1.0.1"
+            assert hub.scoring.model.name.startswith("window_anomaly@")  # the window model untouched
             other = {**manifest, "version": "1.0.2", "inputs": {**manifest["inputs"], "metrics": ["flow_lpm"]}}
             status, reason = await answer({"name": "water_leak", "version": "1.0.2", "manifest": other,
                                            "file_b64": onnx})
             assert status == "refused" and "reads flow_lpm" in reason, reason
-            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.1"
+            assert hub.scoring.patterns["water_meter"].model.name == "water_leak@1.0.1"
         async with serving_hub(tmp_path, community, mosquitto, city_public_key=PUBLIC) as (_, hub):
-            assert hub.ingestor.patterns["water_meter"].model.name == "water_leak@1.0.1"
+            assert hub.scoring.patterns["water_meter"].model.name == "water_leak@1.0.1"
 
 
 async def test_operators_alone_may_issue(tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def test_a_malformed_backlog_is_dead_lettered_whole(community: Community, payloa
 
 def test_a_threshold_excursion_raises_once_and_rearms_only_back_inside_with_a_margin(community: Community) -> None:
     ing = _ingestor(community)
-    ing.thresholds["b1-th-01"] = {"temperature": (None, 30.0, None)}
+    ing.thresholds.limits["b1-th-01"] = {"temperature": (None, 30.0, None)}
     temps = [25.0, 31.0, 32.0, 29.9, 30.5, 29.0, 31.5]  # 29.9 is inside but within the 2% margin
     for seq, t in enumerate(temps, start=1):
         ing.handle(TOPIC, _telemetry(seq=seq, ts=float(seq), metrics={"temperature": t}))
@@ -182,7 +182,7 @@ def test_a_threshold_excursion_raises_once_and_rearms_only_back_inside_with_a_ma
 
 def test_a_change_faster_than_the_rate_limit_raises_once_until_the_series_calms_down(community: Community) -> None:
     ing = _ingestor(community)
-    ing.thresholds["b1-th-01"] = {"temperature": (None, None, 2.0)}  # at most 2 °C a minute
+    ing.thresholds.limits["b1-th-01"] = {"temperature": (None, None, 2.0)}  # at most 2 °C a minute
     # (seconds, °C): steady, then +3 °C in 30 s (6/min), still fast, calmer, calm, fast again
     points = [(0, 20.0), (30, 20.5), (60, 23.5), (90, 26.0), (120, 26.8), (150, 27.0), (180, 29.0)]
     for seq, (t, v) in enumerate(points, start=1):

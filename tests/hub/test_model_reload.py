@@ -62,12 +62,12 @@ async def test_a_new_model_version_is_swapped_in_between_passes_and_a_bad_one_re
                 await asyncio.sleep(0.05)
 
         feeder = asyncio.create_task(readings())
-        await wait_until(lambda: len(hub.store.windows("b1-th-01", "temperature", 100)) >= 3, timeout=15)  # type: ignore[union-attr]
-        assert hub.model.name == "window_anomaly@2.1.0"
+        await wait_until(lambda: len(hub.scoring.score_log.latest("b1-th-01", "temperature", 100)) >= 3, timeout=15)  # type: ignore[union-attr]
+        assert hub.scoring.model.name == "window_anomaly@2.1.0"
 
         digest = _publish_version(folder, "2.1.1")
-        await wait_until(lambda: hub.model.name == "window_anomaly@2.1.1", timeout=10)
-        assert hub.model.sha256 == digest
+        await wait_until(lambda: hub.scoring.model.name == "window_anomaly@2.1.1", timeout=10)
+        assert hub.scoring.model.sha256 == digest
         swapped_at = time.time()
         await asyncio.sleep(1.0)  # passes scored by the new version
 
@@ -80,7 +80,7 @@ async def test_a_new_model_version_is_swapped_in_between_passes_and_a_bad_one_re
         state = (await http.get("/api/models")).json()
         stop.set()
         await feeder
-        rows = hub.store.windows("b1-th-01", "temperature", 10_000)  # type: ignore[union-attr]
+        rows = hub.scoring.score_log.latest("b1-th-01", "temperature", 10_000)  # type: ignore[union-attr]
     assert state["model"] == "window_anomaly@2.1.1"  # the refused version changed nothing
     assert [e["event"] for e in state["events"]] == ["loaded", "refused"]  # refused once, not at every poll
     ends = sorted(r["window_end"] for r in rows)
@@ -88,3 +88,32 @@ async def test_a_new_model_version_is_swapped_in_between_passes_and_a_bad_one_re
     gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
     assert max(gaps) < 3 * 0.3 + 0.5  # and none skipped around the swap
     assert any(e > swapped_at for e in ends) and any(e < swapped_at for e in ends)
+
+
+async def test_model_reload_on_its_own_loads_a_new_version_once_and_refuses_a_bad_one(
+        tmp_path: Path, community: Community) -> None:
+    from hub.inference import ModelError, WindowModel
+    from hub.metrics import HubMetrics
+    from hub.model_reload import ModelReload
+    from hub.registry import Registry
+    from hub.scoring import Scoring
+
+    folder = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODEL_DIR, folder)
+    scoring = Scoring(WindowModel(folder), Registry(community, offline_after_s=30), HubMetrics(), window_s=60,
+                      threshold=0.5, cooldown_s=60, patterns={})
+    reload = ModelReload(scoring, folder, scoring.metrics)
+    assert (await reload.reload())["loaded"] is False  # the version already running
+    digest = _publish_version(folder, "2.1.1")
+    assert await reload.reload() == {"loaded": True, "model": "window_anomaly@2.1.1",
+                                     "previous": "window_anomaly@2.1.0"}
+    assert scoring.model.sha256 == digest and (await reload.reload())["loaded"] is False
+    _publish_version(folder, "2.1.2", corrupt_hash=True)
+    refused = await reload.reload()
+    assert refused["loaded"] is False and "sha256" in str(refused["refused"])
+    await reload.reload()  # the same bad version: refused once, not once per poll
+    assert scoring.model.name == "window_anomaly@2.1.1"
+    assert [e["event"] for e in reload.events] == ["loaded", "refused"]
+    assert scoring.metrics.totals["model_refused"] == 1
+    with pytest.raises(ModelError, match="does not run the water_leak detector"):
+        reload.load_from_city("water_leak", folder)

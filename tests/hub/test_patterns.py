@@ -121,7 +121,7 @@ async def test_a_stuck_car_and_a_leaking_meter_raise_one_alert_each_through_mosq
         await wait_until(lambda: hub.stats()["stored"] == seq, timeout=20)
 
         async def alerts() -> list[dict[str, object]] | None:
-            await hub.score_now()
+            await hub.scoring.score_now()
             got = [a for a in (await http.get("/api/alerts")).json() if a["kind"] in ("car_stuck", "water_leak",
                                                                                        "door_fault")]
             return got if len(got) >= 2 else None
@@ -130,7 +130,7 @@ async def test_a_stuck_car_and_a_leaking_meter_raise_one_alert_each_through_mosq
         assert sorted((a["device"], a["kind"], a["severity"]) for a in raised) == [
             ("b1-elev-01", "car_stuck", "critical"), ("b1-wm-01", "water_leak", "warning")]
         assert {a["model"] for a in raised} == {"elevator_fault@1.0.0", "water_leak@1.0.0"}
-        await hub.score_now()  # the same incidents: no second alert
+        await hub.scoring.score_now()  # the same incidents: no second alert
         again = [a for a in (await http.get("/api/alerts")).json() if a["kind"] in ("car_stuck", "water_leak")]
         assert len(again) == 2
         orders = (await http.get("/api/work-orders", headers=await staff_headers(hub, http))).json()

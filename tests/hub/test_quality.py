@@ -49,7 +49,7 @@ def test_every_quality_reason_has_a_level_and_the_codecs_accept_the_same_reasons
 def test_a_bad_point_is_stored_and_shown_but_not_windowed_aggregated_or_alerted(community: Community) -> None:
     ing = _ingestor(community)
     _born(ing)
-    ing.thresholds["b1-th-01"] = {"temperature": (None, 30.0, None)}
+    ing.thresholds.limits["b1-th-01"] = {"temperature": (None, 30.0, None)}
     for i in range(1, 6):
         ing.handle(TOPIC, _reading(i, 1000.0 + i, {"temperature": 21.0, "humidity": 40.0}))
     # Within the class's range, but the sensor says its temperature is faulty: 80 °C would

@@ -69,9 +69,29 @@ async def test_the_running_hub_rolls_up_and_expires(tmp_path: Path, community, m
         assert hub.store is not None
         now = time.time()
         hub.store.write(_rows(now - 8 * DAY, 60, 1.0, boot="old") + _rows(now - 300, 60, 1.0, boot="new"), [], [])
-        done = await hub.apply_retention(now)
+        done = await hub.retention.apply(now)
         assert done["rolled_up_60s"] >= 2 and done["telemetry"] == 60
         hours = {b["bucket"] for b in hub.store.rollup(3600, "b1-th-01", "temperature", None, 10)}
         # Both the old minute and the recent one are in hourly buckets (the live readings of the
         # running community may add a bucket of their own, after an hour turns).
         assert {(now - 8 * DAY) // 3600 * 3600, (now - 300) // 3600 * 3600} <= hours
+
+
+async def test_the_retention_component_asks_each_owner(tmp_path: Path) -> None:
+    """Raw rows (the store's) and scored windows (scoring's) past raw retention both go."""
+    from hub.retention import Retention
+    from hub.scoring import ScoreLog
+    from hub.settings import HubSettings
+
+    store, windows = HubStore(tmp_path / "hub.sqlite3"), ScoreLog(tmp_path / "hub.sqlite3")
+    store.write(_rows(NOW - 8 * DAY, 60, 1.0, boot="old") + _rows(NOW - 300, 60, 1.0, boot="new"), [], [])
+    windows.add([(NOW - 8 * DAY, "b1-th-01", "temperature", 60, 20.0, 20.0, 20.0, 0.1, "normal"),
+                 (NOW - 300, "b1-th-01", "temperature", 60, 20.0, 20.0, 20.0, 0.1, "normal")])
+    retention = Retention(store, windows, HubSettings(database=tmp_path / "hub.sqlite3", retention_raw_days=7))
+    done = await retention.apply(NOW)
+    assert done["rolled_up_60s"] == 2 and done["rolled_up_3600s"] == 2
+    assert done["telemetry"] == 60 and done["windows"] == 1
+    assert [w["window_end"] for w in windows.latest(None, None, 10)] == [NOW - 300]
+    assert (await retention.apply(NOW))["telemetry"] == 0  # nothing more to do
+    store.close()
+    windows.close()

@@ -55,7 +55,7 @@ async def test_smoke_and_heat_in_one_building_open_one_fire_safety_order(
         await wait_until(lambda: hub.stats()["stored"] == 80, timeout=20)
 
         async def combined() -> list[dict[str, object]] | None:
-            await hub.score_now()
+            await hub.scoring.score_now()
             got = [a for a in (await http.get("/api/alerts")).json() if a["kind"] == "combined"]
             return got or None
 
@@ -64,7 +64,7 @@ async def test_smoke_and_heat_in_one_building_open_one_fire_safety_order(
             ("fire_confirmed", "critical", "rule:fire_confirmed")]
         singles = {(a["device"], a["kind"]) for a in (await http.get("/api/alerts")).json() if a["kind"] != "combined"}
         assert {("b1-smoke-01", "fire"), ("b1-th-01", "fire")} <= singles
-        await hub.score_now()
+        await hub.scoring.score_now()
         assert len([a for a in (await http.get("/api/alerts")).json() if a["kind"] == "combined"]) == 1
         assert hub.workorders is not None
         orders = [o for o in hub.workorders.find() if o["alert_key"].endswith(":fire_confirmed:combined")]

@@ -69,7 +69,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             seq=seq, boot="r1", ts=now, device="b1-th-03", metrics={"temperature": 150.0, "humidity": 40.0},
             quality={"temperature": "out_of_range"})), qos=1)
         await wait_until(lambda: hub.stats()["stored"] == 32)
-        assert await hub.score_now() >= 1
+        assert await hub.scoring.score_now() >= 1
         assert hub.accounts is not None
         hub.accounts.add_user("wang", PASSWORD, "staff", "王师傅")
         async with httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
@@ -109,7 +109,7 @@ async def test_staff_see_devices_go_offline_and_alerts_in_both_languages(
             assert buildings and set(buildings) == {"b2"}
             await browser.close()
         assert hub.store is not None
-        alerts = {(a["device"], a["metric"], a["kind"]) for a in hub.store.alerts(10)}
+        alerts = {(a["device"], a["metric"], a["kind"]) for a in hub.alerting.log.latest(10)}
         assert alerts == {("b1-th-02", "temperature", "fire")}
 
 

@@ -13,7 +13,7 @@ from contract.messages import HubSummary
 from contract.topology import Community
 from hub.service import HubService
 from hub.settings import HubSettings
-from hub.store import HubStore
+from hub.summaries import SummaryStore
 from midbrain.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.real
@@ -26,7 +26,7 @@ async def test_summaries_survive_a_hub_restart_while_the_broker_is_down(tmp_path
                            stride_s=60)
     async with HubService(settings, community, endpoint):  # nothing listens on the port
         await asyncio.sleep(1.0)
-    store = HubStore(settings.database)
+    store = SummaryStore(settings.database)
     kept = [w for w, _ in store.unpublished_summaries()]
     store.close()
     assert len(kept) >= 2  # the interval ones and the final one
@@ -43,7 +43,7 @@ async def test_summaries_survive_a_hub_restart_while_the_broker_is_down(tmp_path
                         if len(got) == len(kept):
                             break
     assert got == kept  # every one, oldest first
-    store = HubStore(settings.database)
+    store = SummaryStore(settings.database)
     assert store.unpublished_summaries() == []  # including the second run's own final summary
     store.close()
 
@@ -51,7 +51,7 @@ async def test_summaries_survive_a_hub_restart_while_the_broker_is_down(tmp_path
 async def test_concurrent_publishers_publish_each_kept_summary_once(tmp_path: Path, community: Community,
                                                                    mosquitto: MqttEndpoint) -> None:
     settings = HubSettings(database=tmp_path / "hub.sqlite3", summary_interval_s=3600, stride_s=3600)
-    store = HubStore(settings.database)
+    store = SummaryStore(settings.database)
     for i in range(5):
         store.keep_summary(1000.0 + i, HubSummary(community=community.id, window_start=1000.0 + i,
                                                   window_end=1001.0 + i, cells=()).model_dump_json().encode())
@@ -60,7 +60,7 @@ async def test_concurrent_publishers_publish_each_kept_summary_once(tmp_path: Pa
         await bridge_side.subscribe(topics.hub_summary(community.id), qos=1)
         async with HubService(settings, community, mosquitto) as hub:
             await hub.wait_ready()
-            await asyncio.gather(hub.publish_kept_summaries(), hub.publish_kept_summaries())
+            await asyncio.gather(hub.summaries.publish_kept(), hub.summaries.publish_kept())
         got: list[float] = []
         try:
             async with asyncio.timeout(2):

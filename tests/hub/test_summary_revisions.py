@@ -14,7 +14,7 @@ from contract.codec import decode_as
 from contract.endpoints import MqttEndpoint
 from contract.messages import HubSummary, MetricStats, SummaryCell, UtilityUse
 from contract.topology import Community
-from hub.summary import revise
+from hub.summaries.build import revise
 from tests.conftest import wait_until
 from tests.hub.conftest import serving_hub
 from tests.hub.test_hub_mqtt import pub

@@ -17,7 +17,7 @@ from contract.endpoints import MqttEndpoint
 from contract.messages import HubHealth, HubSummary, MetricStats, SummaryCell, UtilityUse, WorkOrderStats
 from contract.topology import Community
 from hub.settings import HubSettings
-from hub.summary import roll_up
+from hub.summaries.build import roll_up
 from tests.conftest import wait_until
 from tests.hub.conftest import serving_hub
 from tests.hub.test_hub_mqtt import pub
@@ -87,12 +87,12 @@ async def test_the_hub_publishes_rollups_beside_its_interval_summaries_and_revis
                 topic = "mb/v1/xihu-demo/gw-b1/b1-th-01/telemetry"
                 seq = 0
                 deadline = time.time() + 20
-                while time.time() < deadline and not any(p == 3 and w > hub._started for p, w, _ in got):
+                while time.time() < deadline and not any(p == 3 and w > hub.started for p, w, _ in got):
                     seq += 1
                     pub(mosquitto, topic, reading(seq, time.time(), 20.0 + seq % 5))
                     await asyncio.sleep(0.25)
                 # A whole roll-up window after the hub started, and its interval windows.
-                start = min(w for p, w, _ in got if p == 3 and w > hub._started)
+                start = min(w for p, w, _ in got if p == 3 and w > hub.started)
                 assert start % 3 == 0
                 await wait_until(lambda: all((0, start + i, 0) in got for i in range(3)), timeout=10)
                 parts = [latest(0, start + i) for i in range(3)]

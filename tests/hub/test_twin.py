@@ -95,7 +95,7 @@ async def test_desired_state_reaches_the_edge_is_acknowledged_and_is_reconciled_
             view = await wait_until(reconciled, timeout=15)
             state = second.pollers[0].devices["b1-em-02"]
             assert state.interval_s == 0.2 and state.disabled == {"voltage_v"}
-            history = await wait_until(lambda: hub.twin.status_history("b1-em-02"), timeout=5)  # type: ignore[union-attr]
+            history = await wait_until(lambda: hub.twin.store.status_history("b1-em-02"), timeout=5)  # type: ignore[union-attr]
             assert history == (await viewer.get("/api/devices/b1-em-02/status-history")).json()
             trail = (await boss.get("/api/audit", params={"target": "device:b1-em-02"})).json()
             assert (await worker.get("/api/audit")).status_code == 403
