@@ -103,11 +103,13 @@ def test_a_flood_of_malformed_messages_is_dead_lettered_while_valid_traffic_flow
         accounts.close()
         hub = subprocess.Popen([sys.executable, "-m", "midbrain.cli", "hub", "--config", str(DEMO_CONFIG),
                                 "--log-level", "ERROR"], env=env, stderr=subprocess.DEVNULL)
+        valid: subprocess.Popen[str] | None = None
+        stop = threading.Event()
         try:
             _wait_http(http)
             huge = [t for t in templates if t[2] == "huge"]
             small = [t for t in templates if t[2] != "huge"]
-            valid_sent, api_latencies, stop = [0], [], threading.Event()
+            valid_sent, api_latencies = [0], []
 
             # Valid telemetry at ~400 readings/s throughout, from a process of its own (so that the
             # test's own threads do not slow the flood it sends).
@@ -157,6 +159,12 @@ def test_a_flood_of_malformed_messages_is_dead_lettered_while_valid_traffic_flow
             assert hub.poll() is None, "the hub died during the flood"
             counters = _counters(db)
         finally:
+            # A failure (or the per-test timeout) must not leave the publisher or the poller
+            # running: an orphaned publisher floods a dead broker's port forever.
+            stop.set()
+            if valid is not None and valid.poll() is None:
+                valid.kill()
+                valid.wait(10)
             hub.send_signal(signal.SIGTERM)
             hub.wait(30)
     assert counters.get("dead_lettered") == FLOOD, counters
