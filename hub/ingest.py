@@ -94,8 +94,11 @@ class _SeqWindow:
         self._order: deque[int] = deque()
         self._size = size
 
+    def __contains__(self, seq: int) -> bool:
+        return seq in self._seen
+
     def add(self, seq: int) -> bool:
-        """Record ``seq``; False if it was already seen."""
+        """Record ``seq`` (of a message accepted); False if it was already seen."""
         if seq in self._seen:
             return False
         self._seen.add(seq)
@@ -251,7 +254,10 @@ class Ingestor:
                 continue
             self.handle(topic, raw, at)
 
-    def _check_device(self, parsed: Topic, device: str, seq: int, boot: str) -> None:
+    def _check_device(self, parsed: Topic, device: str, seq: int, boot: str) -> "_SeqWindow":
+        """Check the message's device; raise _Duplicate for a seq already accepted. Returns the
+        run's window, to record ``seq`` in only once the message is accepted: a rejected one
+        must not use up its seq, or its corrected resend would be dropped as a repeat."""
         if device != parsed.device:
             raise Rejected("topic-payload-mismatch", f"topic device {parsed.device!r}, payload device {device!r}")
         state = self.registry.devices.get(device)
@@ -259,8 +265,10 @@ class Ingestor:
             raise Rejected("unknown-device", device)
         if state.gateway != parsed.gateway:
             raise Rejected("wrong-gateway", f"{device} belongs to {state.gateway}, not {parsed.gateway}")
-        if not self._seq_window(str(parsed.gateway), boot).add(seq):
+        window = self._seq_window(str(parsed.gateway), boot)
+        if seq in window:
             raise _Duplicate
+        return window
 
     def _seq_window(self, gateway: str, boot: str) -> _SeqWindow:
         """The window of one agent run; only the latest few runs of a gateway are kept."""
@@ -274,7 +282,7 @@ class Ingestor:
 
     def _telemetry(self, parsed: Topic, msg: Telemetry | FastTelemetry, origin: str) -> None:
         try:
-            self._check_device(parsed, msg.device, msg.seq, msg.boot)
+            seen = self._check_device(parsed, msg.device, msg.seq, msg.boot)
         except _Duplicate:
             self.metrics.duplicates.inc()
             self.metrics.count("duplicates")
@@ -294,6 +302,7 @@ class Ingestor:
                 raise Rejected("out-of-range", f"{name}={value} outside [{metric.low}, {metric.high}]")
             if metric.scored:
                 scored.add(name)
+        seen.add(msg.seq)  # accepted: from here on, a message with this seq is a repeat
         self.metrics.count(f"stored_{origin}")
         gateway = str(parsed.gateway)
         self.runs.watch(gateway, msg.boot, msg.seq, msg.hist, origin == "announced", self.pending.rebirths)
@@ -374,10 +383,11 @@ class Ingestor:
 
     def _event(self, parsed: Topic, msg: Event) -> None:
         try:
-            self._check_device(parsed, msg.device, msg.seq, msg.boot)
+            seen = self._check_device(parsed, msg.device, msg.seq, msg.boot)
         except _Duplicate:
             self.metrics.duplicates.inc()
             return
+        seen.add(msg.seq)
         gateway = str(parsed.gateway)
         self.runs.watch(gateway, msg.boot, msg.seq, False, (gateway, msg.boot) in self.registry.announced,
                         self.pending.rebirths)
