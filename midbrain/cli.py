@@ -28,6 +28,9 @@ DEFAULT_CONFIG = Path("config/demo.toml")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
 StatsFile = Annotated[Optional[Path], typer.Option("--stats-file", help="Write counters here as JSON on exit.")]
+# Services that hold secrets start on no configuration by default: the demo's is named on purpose.
+ServiceConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="TOML configuration file (`midbrain config new` makes one; config/demo.toml is the demo's).")]
 
 
 def _load(path: Path) -> MidbrainConfig:
@@ -39,12 +42,75 @@ def _load(path: Path) -> MidbrainConfig:
         raise typer.Exit(2) from None
 
 
+def _service_config(path: Optional[Path], service: str) -> MidbrainConfig:
+    """The configuration ``service`` runs on; exit 2 with no --config, or on any secret that
+    ships in this repository outside a demo configuration (midbrain/shipped.py)."""
+    from midbrain.shipped import refusals
+
+    if path is None:
+        typer.echo(f"{service}: refusing to start: no --config given. `midbrain config new --community ID --out DIR` "
+                   "makes a deployment configuration; `midbrain demo` runs the demo", err=True)
+        raise typer.Exit(2)
+    cfg = _load(path)
+    problems = refusals(cfg, path, service)
+    for line in problems:
+        typer.echo(f"{service}: refusing to start: {path}: {line}", err=True)
+    if problems:
+        typer.echo("run `midbrain config new --community ID --out DIR` to make a deployment configuration with "
+                   "fresh secrets (docs/security.md)", err=True)
+        raise typer.Exit(2)
+    return cfg
+
+
+@config_app.command("new")
+def config_new(community: Annotated[str, typer.Option(help="The community's id, e.g. xihu-lc.")],
+               out: Annotated[Path, typer.Option(help="Folder to write community.toml and city.toml in.")],
+               name: Annotated[str, typer.Option(help="The community's name, e.g. 西湖留下社区.")] = "",
+               city_url: Annotated[str, typer.Option(help="The city platform's URL, for the bridge.")] =
+               "http://127.0.0.1:8400") -> None:
+    """Write a deployment configuration with fresh secrets: community.toml (hub, bridge, edges)
+    and city.toml (the city's private key and operator token), both mode 0600."""
+    from contract.ids import Ident
+    from pydantic import TypeAdapter, ValidationError
+
+    from midbrain.confignew import write_deployment_config
+
+    try:
+        TypeAdapter(Ident).validate_python(community)
+    except ValidationError as exc:
+        typer.echo(f"config new: --community {community!r}: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        made = write_deployment_config(community, out, name=name, city_url=city_url)
+    except (FileExistsError, OSError) as exc:
+        typer.echo(f"config new: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for path in (made.community, made.city):
+        _load(path)  # what was written must load
+    typer.echo(f"{made.community}: community {community}: hub, bridge and edges (HMAC key, device salt, "
+               f"the city's public key); describe its buildings, gateways and devices in it\n"
+               f"{made.city}: for the city platform only (its Ed25519 private key, operator token, "
+               f"the community's HMAC key)\nboth mode 0600; rotation of each secret: docs/security.md")
+
+
+def _check_secrets(cfg: MidbrainConfig, file: Path) -> None:
+    """``config check`` fails on what would stop a service: a secret that ships in this repository."""
+    from midbrain.shipped import SERVICE_SECTIONS, refusals
+
+    problems = sorted({line for service in SERVICE_SECTIONS for line in refusals(cfg, file, service)})
+    for line in problems:
+        typer.echo(f"config error: {file}: {line}", err=True)
+    if problems:
+        raise typer.Exit(2)
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="Configuration file to validate.")]) -> None:
     """Validate a configuration file; print every error with file, key and reason."""
     from edge.profiles import ProfileError, load_bus_files
 
     cfg = _load(file)
+    _check_secrets(cfg, file)
     c = cfg.community
     try:
         buses = load_bus_files(cfg.edge.device_files, base=file.parent)
@@ -150,12 +216,12 @@ def evaluate(data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="
 
 
 @app.command()
-def hub(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
+def hub(config: ServiceConfigOpt = None, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
     """Run the community mid-brain: ingest, storage, inference, alerts, API and staff page."""
     from hub.inference import ModelError
     from hub.runner import run_hub
 
-    cfg = _load(config)
+    cfg = _service_config(config, "hub")
     configure_logging(log_level)
     try:
         run_until_signalled(lambda stop: run_hub(cfg.hub, cfg.community, cfg.mqtt, stop, stats_file=stats_file))
@@ -176,13 +242,13 @@ def edge(ctx: typer.Context) -> None:
 
 
 @app.command()
-def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None,
+def bridge(config: ServiceConfigOpt = None, log_level: LogLevel = "INFO", stats_file: StatsFile = None,
            drain_s: Annotated[float, typer.Option(help="On SIGTERM, keep delivering this long.")] = 10.0) -> None:
     """Run the cloud bridge: privacy-safe summaries to the city platform, durably."""
     from contract.classes import HOUSEHOLD_CLASSES
     from cloud_bridge.service import run_bridge
 
-    cfg = _load(config)
+    cfg = _service_config(config, "bridge")
     configure_logging(log_level)
     if not cfg.bridge.community_key.get_secret_value():
         typer.echo("bridge: refusing to start: bridge.community_key is not set (the key the city holds for this "
@@ -194,11 +260,11 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", sta
 
 
 @app.command()
-def city(config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
+def city(config: ServiceConfigOpt = None, log_level: LogLevel = "INFO", stats_file: StatsFile = None) -> None:
     """Run the reference city platform (stands in for the city brain)."""
     from simulators.city.service import run_city
 
-    cfg = _load(config)
+    cfg = _service_config(config, "city")
     configure_logging(log_level)
     run_until_signalled(lambda stop: run_city(cfg.city, stop, stats_file=stats_file))
 

@@ -34,6 +34,9 @@ class MidbrainConfig(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    # True only in config/demo.toml: its services may run on the secrets it publishes
+    # (midbrain/shipped.py reads this from the file itself, never from the environment).
+    demo: bool = False
     community: Community
     mqtt: MqttEndpoint = MqttEndpoint()
     hub: HubSettings = HubSettings()

@@ -20,7 +20,7 @@ from edge.settings import EdgeSettings
 
 ENV_PREFIX = "MIDBRAIN_"
 # The file's sections; tests/midbrain/test_config.py keeps this equal to MidbrainConfig's fields.
-SECTIONS = ("community", "mqtt", "hub", "edge", "bridge", "city", "simulate")
+SECTIONS = ("demo", "community", "mqtt", "hub", "edge", "bridge", "city", "simulate")  # "demo": a flag
 
 
 class ConfigError(Exception):
