@@ -9,6 +9,7 @@ the hot path, as one unit (threshold checks and rebirth requests are in hub/thre
 and hub/rebirth.py).
 """
 
+import hashlib
 import json
 import logging
 import math
@@ -165,7 +166,8 @@ class Ingestor:
             log.warning("dead letter: %d more with reason=%s were not logged (all are stored)", suppressed, reason)
         if allowed:
             log.warning("dead letter: topic=%s reason=%s detail=%s size=%d", topic, reason, detail[:200], len(payload))
-        self.pending.dead.append(DeadLetter(at, topic, reason, detail[:1000], payload[: self._limit(topic)], len(payload)))
+        self.pending.dead.append(DeadLetter(at, topic, reason, detail[:1000], payload[: self._limit(topic)], len(payload),
+                                            hashlib.sha256(payload).hexdigest()))
 
     def _limit(self, topic: str) -> int:
         """Largest payload accepted (and kept in a dead letter) on ``topic``."""

@@ -1,10 +1,17 @@
 """The hub's counters: Prometheus metrics in a per-instance registry, plus plain totals."""
 
 from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from hub.dead_letters import DeadLetterStats
 
 
 class HubMetrics:
@@ -49,6 +56,34 @@ class HubMetrics:
         self.totals.update(changes)
         self._persisted.update(changes)
 
+    def watch_dead_letters(self, stats: "Callable[[], DeadLetterStats]") -> None:
+        """Show what the store holds of the dead letters, read at each scrape."""
+        self.registry.register(_DeadLetterCollector(stats))
+
     def dead_letter(self, reason: str) -> None:
         self.dead.labels(reason).inc()
         self.totals["dead_lettered"] += 1
+
+
+class _DeadLetterCollector(Collector):
+    """The dead-letter quota at /metrics: rows and bytes held, and per reason stored, truncated, evicted."""
+
+    def __init__(self, stats: "Callable[[], DeadLetterStats]") -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats()
+        yield GaugeMetricFamily("midbrain_hub_dead_letters_held_rows", "Dead letters stored now", value=s.rows)
+        yield GaugeMetricFamily("midbrain_hub_dead_letters_held_bytes",
+                                "Bytes the stored dead letters hold (topic, detail, payload prefix)", value=s.bytes)
+        for name, doc, counts in (
+                ("midbrain_hub_dead_letters_held", "Dead letters stored now, by reason", s.rows_by_reason),
+                ("midbrain_hub_dead_letters_stored", "Dead letters written to the database, by reason", s.stored),
+                ("midbrain_hub_dead_letters_truncated", "Dead letters whose payload was cut to its prefix, by reason",
+                 s.truncated),
+                ("midbrain_hub_dead_letters_evicted", "Dead letters deleted to keep within the quota, by reason",
+                 s.evicted)):
+            family = (GaugeMetricFamily if name.endswith("held") else CounterMetricFamily)(name, doc, labels=["reason"])
+            for reason, n in sorted(counts.items()):
+                family.add_metric([reason], n)
+            yield family

@@ -28,6 +28,7 @@ summaries              hub.summaries                      hub-summary
 import asyncio
 import time
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,8 @@ class HubService:
 
     async def __aenter__(self) -> "HubService":
         s, community = self.settings, self.community.id
-        self.store = store = await self._open(HubStore)
+        self.store = store = await self._open(partial(HubStore, dead_letters=s.dead_letters))
+        self.metrics.watch_dead_letters(store.dead_letter_stats)
         self.accounts = accounts = await self._open(Accounts)
         self.workorders = orders = await self._open(WorkOrders)
         score_log: ScoreLog = await self._open(ScoreLog)

@@ -27,6 +27,17 @@ class InfluxSettings(BaseModel):
     timeout_ms: int = Field(default=10_000, ge=100)
 
 
+class DeadLetterSettings(BaseModel):
+    """The ``[hub.dead_letters]`` section: how much of what the hub refused it keeps (hub/dead_letters.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_rows: int = Field(default=10_000, ge=1)
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)  # topic + detail + stored payload, summed
+    keep_first_per_reason: int = Field(default=10, ge=0)  # never evicted (retention still applies)
+    raw_prefix_bytes: int = Field(default=2048, ge=0)  # of each payload; its length and SHA-256 are kept whole
+
+
 class HubSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -73,6 +84,7 @@ class HubSettings(BaseModel):
     retention_minute_days: float = Field(default=90, gt=0)
     retention_hour_days: float = Field(default=730, gt=0)
     retention_dead_letter_days: float = Field(default=30, gt=0)
+    dead_letters: DeadLetterSettings = DeadLetterSettings()  # bounds by count and bytes, besides age
     retention_interval_s: float = Field(default=300, gt=0)  # how often roll-up and expiry run
     alert_threshold: float = Field(default=0.8, gt=0, lt=1)
     alert_cooldown_s: float = Field(default=300.0, ge=0)

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from contract.messages import QUALITY_LEVELS
+from hub.dead_letters import SCHEMA as DEAD_LETTER_SCHEMA
+from hub.dead_letters import DeadLetter, DeadLetterShelf, DeadLetterStats
+from hub.settings import DeadLetterSettings
 from servicekit.sqlite import open_database
 
 _SCHEMA = """
@@ -29,11 +32,6 @@ CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL, device TEXT NOT NULL, gateway TEXT NOT NULL, event TEXT NOT NULL,
     severity TEXT NOT NULL, data TEXT NOT NULL, boot TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY, received_at REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
-    detail TEXT NOT NULL, size INTEGER NOT NULL, raw BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_by_reason ON dead_letters (reason, received_at);
 CREATE TABLE IF NOT EXISTS gateway_runs (
     gateway TEXT NOT NULL, boot TEXT NOT NULL, software TEXT NOT NULL, born_at REAL NOT NULL,
     PRIMARY KEY (gateway, boot)
@@ -99,20 +97,14 @@ class Written:
     corrections: dict[str, int]  # counter changes the write made to account for the repeats
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    received_at: float
-    topic: str
-    reason: str
-    detail: str
-    raw: bytes  # possibly truncated; ``size`` is the original length
-    size: int
+__all__ = ["DeadLetter", "HubStore", "TelemetryRow", "Written"]
 
 
 class HubStore:
-    def __init__(self, path: Path) -> None:
-        self._writer = open_database(path, _SCHEMA)
+    def __init__(self, path: Path, dead_letters: DeadLetterSettings = DeadLetterSettings()) -> None:
+        self._writer = open_database(path, _SCHEMA + DEAD_LETTER_SCHEMA)
         _migrate(self._writer)
+        self._dead = DeadLetterShelf(self._writer, dead_letters)
         self._writer.executescript(_UNIQUE)
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._reader.row_factory = sqlite3.Row
@@ -172,10 +164,7 @@ class HubStore:
                     counters["events_stored"] = counters.get("events_stored", 0) - written.event_repeats
                     counters["duplicates"] = counters.get("duplicates", 0) + repeats
                 if dead:
-                    db.executemany(
-                        "INSERT INTO dead_letters (received_at, topic, reason, detail, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
-                        ((d.received_at, d.topic, d.reason, d.detail, d.size, d.raw) for d in dead),
-                    )
+                    self._dead.write(db, dead)
                 if births:
                     db.executemany("INSERT OR IGNORE INTO gateway_runs VALUES (?, ?, ?, ?)", births)
                 if counters:
@@ -247,6 +236,8 @@ class HubStore:
             for resolution, before in rollup_before.items():
                 deleted[f"expired_rollup_{resolution}s"] = db.execute(
                     "DELETE FROM telemetry_rollup WHERE resolution = ? AND bucket < ?", (resolution, before)).rowcount
+            if deleted["dead_letters"]:
+                self._dead.reload(db)
         return deleted
 
     def rollup(self, resolution_s: int, device: str, metric: str | None, since: float | None,
@@ -309,13 +300,17 @@ class HubStore:
                 where.append(f"received_at {op} ?")
                 args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT id, received_at, topic, reason, detail, size, raw FROM dead_letters {clause} "
+        rows = self._query(f"SELECT id, received_at, topic, reason, detail, size, sha256, raw FROM dead_letters {clause} "
                            "ORDER BY id DESC LIMIT ?", [*args, limit])
         for r in rows:
             raw: bytes = r.pop("raw")
             r["raw_text"] = raw.decode("utf-8", errors="replace")[:2048]
             r["raw_hex"] = raw[:256].hex()
         return rows
+
+    def dead_letter_stats(self) -> DeadLetterStats:
+        """Rows and bytes the dead letters hold now, and their counts per reason (for /metrics)."""
+        return self._dead.snapshot()
 
     def counts(self) -> dict[str, int]:
         with self._read_lock:
