@@ -81,6 +81,15 @@ class DeadLetterShelf:
             self.stats.stored[reason], self.stats.truncated[reason] = stored, truncated
             self.stats.evicted[reason] = evicted
         self.reload(db)
+        # A database from before the quota, or a quota made smaller: fit it now, not at the next letter.
+        db.execute("BEGIN")
+        try:
+            with self._lock:
+                self._count(db, Counter(), Counter(), self._evict(db))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def snapshot(self) -> DeadLetterStats:
         """A copy of the stats, consistent with one write."""

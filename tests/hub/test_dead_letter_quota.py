@@ -54,6 +54,23 @@ def test_the_store_keeps_the_first_of_each_reason_and_the_newest_within_the_quot
 
 
 @pytest.mark.integration
+def test_a_smaller_quota_applies_when_the_store_opens(tmp_path: Path) -> None:
+    roomy = DeadLetterSettings(max_rows=1000, max_bytes=10**9, raw_prefix_bytes=70_000)
+    store = HubStore(tmp_path / "hub.sqlite3", roomy)
+    store.write([], [], [_letter(i, "schema") for i in range(100)])
+    assert store.dead_letter_stats().bytes > 6_000_000
+    store.close()
+    store = HubStore(tmp_path / "hub.sqlite3", QUOTA)
+    try:
+        s = store.dead_letter_stats()
+        assert s.bytes <= QUOTA.max_bytes and s.rows == 16 and s.evicted == {"schema": 84}
+        kept = sorted(int(r["detail"].split()[1]) for r in store.dead_letters(None, 1000))
+        assert kept == [*range(10), *range(94, 100)]  # the first 10 (pinned when written), the newest
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
 def test_the_byte_cap_binds_before_the_row_cap(tmp_path: Path) -> None:
     store = HubStore(tmp_path / "hub.sqlite3", DeadLetterSettings(max_rows=1000, max_bytes=20_000,
                                                                   keep_first_per_reason=0, raw_prefix_bytes=1000))
