@@ -15,13 +15,13 @@ and midbrain/defaults/.
 """
 
 import hashlib
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from contract.endpoints import is_loopback
 from midbrain.configfile import read_toml
 
 __all__ = ["SHIPPED_SHA256", "is_demo_file", "refusals", "secret_settings"]
@@ -81,15 +81,6 @@ def is_demo_file(path: Path) -> bool:
     return read_toml(path).get("demo") is True
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def refusals(cfg: BaseModel, path: Path, service: str) -> list[str]:
     """Why ``service`` must not start on ``cfg`` (read from ``path``); empty when it may."""
     demo = is_demo_file(path)
@@ -111,7 +102,7 @@ def refusals(cfg: BaseModel, path: Path, service: str) -> list[str]:
         for dotted in _LISTENS[service]:
             section, key = dotted.split(".")
             host = getattr(getattr(cfg, section), key)
-            if not _is_loopback(host):
+            if not is_loopback(host):
                 problems.append(f"{dotted} = {host!r}: a demo configuration (demo = true) runs on published "
                                 "secrets and listens on loopback addresses only")
     return problems

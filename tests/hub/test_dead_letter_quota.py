@@ -15,7 +15,7 @@ from contract.topology import Community
 from hub.store import DeadLetter, HubStore
 from hub.settings import DeadLetterSettings
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 
 QUOTA = DeadLetterSettings(max_rows=50, max_bytes=1_000_000, keep_first_per_reason=3, raw_prefix_bytes=100)
 
@@ -88,7 +88,7 @@ async def test_a_flood_through_mosquitto_stays_within_the_quota_and_shows_in_met
     topic = topics.device_telemetry("xihu-demo", "gw-b1", "b1-th-01")
     quota = {"max_rows": 10, "max_bytes": 1_000_000, "keep_first_per_reason": 2, "raw_prefix_bytes": 64}
     async with serving_hub(tmp_path, community, mosquitto, dead_letters=quota) as (url, hub), \
-            httpx.AsyncClient(base_url=url) as http:
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
         async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="quota-flood") as client:
             for i in range(30):
                 await client.publish(topic, bytes([i]) * (70 * 1024), qos=1)  # over max_payload_bytes

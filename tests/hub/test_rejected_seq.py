@@ -10,7 +10,7 @@ from contract import topics
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
 from tests.conftest import wait_until
-from tests.hub.conftest import serving_hub
+from tests.hub.conftest import api_token, serving_hub
 from tests.hub.test_hub_mqtt import pub
 
 pytestmark = pytest.mark.real
@@ -25,7 +25,8 @@ def _reading(seq: int, temperature: float) -> str:
 
 async def test_corrected_resend_with_the_same_seq_is_stored(tmp_path: Path, community: Community,
                                                              mosquitto: MqttEndpoint) -> None:
-    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), httpx.AsyncClient(base_url=url) as http:
+    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), \
+            httpx.AsyncClient(base_url=url, headers=api_token(hub)) as http:
         pub(mosquitto, TOPIC, _reading(5, 900.0))  # out of range: a dead letter
 
         async def dead() -> list[dict[str, object]] | None:
