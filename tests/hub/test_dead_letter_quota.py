@@ -96,7 +96,9 @@ async def test_a_flood_through_mosquitto_stays_within_the_quota_and_shows_in_met
 
         async def all_counted() -> str | None:
             text = (await http.get("/metrics")).text
-            return text if 'midbrain_hub_dead_letters_stored_total{reason="oversize"} 30.0' in text else None
+            done = ('midbrain_hub_dead_letters_stored_total{reason="oversize"} 30.0' in text
+                    and 'midbrain_hub_dead_letters_stored_total{reason="invalid-json"} 1.0' in text)
+            return text if done else None
 
         metrics = await wait_until(all_counted)
         assert "midbrain_hub_dead_letters_held_rows 10.0" in metrics
