@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +10,6 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,7 +30,7 @@ from hub.web_auth import accounts_of, accounts_router, require
 from hub.web_security import SameOrigin, SecurityHeaders
 from hub.workorders import CATEGORIES, WorkOrderError, WorkOrders
 from servicekit.http import BodyLimit
-from servicekit.openapi import REFUSAL_RESPONSES
+from servicekit.openapi import REFUSAL_RESPONSES, validation_refusal
 
 STATIC = Path(__file__).parent / "static"
 ORDER_ID = PathParam(ge=1, le=2**63 - 1)  # SQLite's INTEGER: a larger id is a 422, not an overflow
@@ -53,17 +51,6 @@ class NewWorkOrder(BaseModel):
 class Action(BaseModel):
     note: str = Field(default="", max_length=2000)
     assignee: str | None = Field(default=None, max_length=64)
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float as its string ('nan', 'inf')."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
@@ -114,7 +101,7 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         """422 with FastAPI's error list, made JSON-safe: a NaN or infinity in the input is
         echoed in the errors, and JSON has no such numbers (it was a 500)."""
-        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+        return validation_refusal(exc)
 
     # -- work orders ---------------------------------------------------------------------
 
