@@ -107,6 +107,8 @@ def _derive(model: type[BaseModel], options: _Options) -> type[msgspec.Struct]:
     fields = []
     for name, info in model.model_fields.items():
         where = f"{model.__name__}.{name}"
+        if info.discriminator is not None or info.validation_alias not in (None, info.alias):
+            raise Underivable(f"{where}: a discriminator or a validation alias of its own is not carried over")
         annotation = _convert(info.annotation, info.metadata, raw=(model, name) in options.raw, options=options,
                               where=where)
         if info.default_factory is not None:
@@ -125,10 +127,14 @@ def _convert(annotation: Any, metadata: list[Any], *, raw: bool, options: _Optio
     if get_origin(annotation) is Annotated:
         inner, *extra = get_args(annotation)
         return _convert(inner, [*extra, *metadata], raw=raw, options=options, where=where)
-    tp = _convert_type(annotation, raw=raw, options=options, where=where)
     meta = _meta(metadata, where)
     if meta.get("pattern") in options.deferred:
         del meta["pattern"]
+    if meta and get_origin(annotation) in (Union, types.UnionType):
+        # Field(max_length=64) on ``str | None`` constrains the str: msgspec wants it there.
+        return Union[tuple(a if a is type(None) else _convert(a, metadata, raw=raw, options=options, where=where)
+                           for a in get_args(annotation))]
+    tp = _convert_type(annotation, raw=raw, options=options, where=where)
     return Annotated[tp, msgspec.Meta(**meta)] if meta else tp
 
 
