@@ -119,7 +119,7 @@ def _payload(doc: Any) -> bytes:
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                                                   HealthCheck.data_too_large])
 @given(data=st.data())
 def test_a_derived_struct_decodes_as_its_model(model: type[BaseModel], data: st.DataObject) -> None:
