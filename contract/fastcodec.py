@@ -1,45 +1,31 @@
-"""A fast path for the one message that arrives by the tens of thousands a second: telemetry.
+"""A fast path for the messages that arrive by the tens of thousands a second: telemetry at
+the hub, backlogs of it after an outage, and the city's batches of community summaries.
 
-msgspec decodes and checks a telemetry payload in about a tenth of pydantic's time
-(``python benchmarks/decode.py``). It only ever *accepts*: whatever it refuses goes to
-:func:`contract.codec.decode_as`, whose verdict (and reason) is final, so the contract
-stays defined by the pydantic models. Its constraints are the models' constraints or
-stricter, and ``tests/contract/test_fastcodec.py`` checks with generated payloads that
-it never accepts what the models refuse and always reads the same values.
+msgspec decodes and checks a telemetry payload in well under half of pydantic's time
+(``python benchmarks/decode.py``). Its Structs are not a second copy of the schema: they are
+derived from the pydantic models at import (:mod:`contract.fastschema`), with the models'
+constraints or stricter ones. The fast path only ever *accepts*: whatever it refuses goes to
+:func:`contract.codec.decode_as` (or the model itself), whose verdict (and reason) is final,
+so the contract stays defined by the pydantic models. ``tests/contract/test_fastcodec.py``
+and ``tests/contract/test_fastschema.py`` check with generated payloads that it never
+accepts what the models refuse and always reads the same values.
 """
 
 import json
-import math
 import re
-import sys
-from typing import Annotated, Literal
+from typing import Any
 
 import msgspec
 
+from contract.city import Batch, CommunitySummary
 from contract.codec import MAX_BACKLOG_BYTES, MAX_PAYLOAD_BYTES, decode_as
+from contract.fastschema import pattern_paths, python_pattern, struct_for
 from contract.ids import ID_PATTERN
-from contract.city import Batch
-from contract.classes import DeviceClass
-from contract.messages import BACKLOG_MAX_ITEMS, MAX_PERIOD_S, Backlog, Quality, QualityLevel, Telemetry
+from contract.messages import Backlog, BacklogItem, Telemetry
 
-_Name = Annotated[str, msgspec.Meta(max_length=64)]
-# msgspec matches with re.search, where "$" also matches before a final newline; the
-# models' pattern (Rust's regex) does not. \Z keeps the fast path as strict.
-_FAST_ID_PATTERN = ID_PATTERN.removesuffix("$") + r"\Z"
-_Id = Annotated[str, msgspec.Meta(pattern=_FAST_ID_PATTERN)]
+__all__ = ["FastSummary", "FastTelemetry", "decode_batch", "decode_telemetry", "unpack_backlog"]
 
-
-class FastTelemetry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    seq: Annotated[int, msgspec.Meta(ge=0)]
-    boot: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    ts: float
-    device: _Id
-    metrics: Annotated[dict[_Name, float], msgspec.Meta(min_length=1, max_length=64)]
-    v: Literal[1] = 1
-    hist: bool = False
-    quality: Annotated[dict[_Name, Quality], msgspec.Meta(max_length=64)] = {}  # the contract's own Literal
-
-
+FastTelemetry = struct_for(Telemetry)
 _decoder = msgspec.json.Decoder(FastTelemetry)
 
 
@@ -47,26 +33,14 @@ def decode_telemetry(payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> F
     """A telemetry message with the attributes of :class:`Telemetry`; DecodeError as decode_as."""
     if len(payload) <= max_bytes:
         try:
-            msg = _decoder.decode(payload)
+            return _decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError):
             pass
-        else:
-            if math.isfinite(msg.ts) and all(math.isfinite(x) for x in msg.metrics.values()):
-                return msg
     return decode_as(Telemetry, payload, max_bytes=max_bytes)  # the verdict, with its reason
 
 
-class _FastItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    topic: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    message: msgspec.Raw
-
-
-class _FastBacklog(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    items: Annotated[list[_FastItem], msgspec.Meta(min_length=1, max_length=BACKLOG_MAX_ITEMS)]
-    v: Literal[1] = 1
-
-
-_backlog_decoder = msgspec.json.Decoder(_FastBacklog)
+# An item's message is kept as the bytes it was sent as, and checked later as its own topic's.
+_backlog_decoder = msgspec.json.Decoder(struct_for(Backlog, raw=frozenset({(BacklogItem, "message")})))
 
 
 def unpack_backlog(payload: bytes, *, max_bytes: int = MAX_BACKLOG_BYTES) -> list[tuple[str, bytes]]:
@@ -79,7 +53,7 @@ def unpack_backlog(payload: bytes, *, max_bytes: int = MAX_BACKLOG_BYTES) -> lis
             pass
         else:
             items = [(item.topic, bytes(item.message)) for item in bundle.items]
-            if all(raw.lstrip()[:1] == b"{" for _, raw in items):
+            if all(raw.lstrip()[:1] == b"{" for _, raw in items):  # the model's dict[str, Any]
                 return items
     slow = decode_as(Backlog, payload, max_bytes=max_bytes)  # the verdict, with its reason
     return [(item.topic, json.dumps(item.message).encode()) for item in slow.items]
@@ -87,98 +61,30 @@ def unpack_backlog(payload: bytes, *, max_bytes: int = MAX_BACKLOG_BYTES) -> lis
 
 # -- the city's intake: batches of community summaries ------------------------------------
 
-_Count = Annotated[int, msgspec.Meta(ge=0)]
-_Text128 = Annotated[str, msgspec.Meta(max_length=128)]
-
-
-class _Struct(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
-    pass
-
-
-# JSON has no infinities, but msgspec reads an overflowing number (1e999) as one, which
-# the models refuse: the bounds refuse it here too, at no cost.
-_MAX = sys.float_info.max
-_Finite = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
-# In batches, ids are checked once per distinct value after decoding (see decode_batch):
-# a batch repeats the same few buildings thousands of times.
-_BatchId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
-
-class _FastCell(_Struct):
-    building: _BatchId
-    device_class: DeviceClass
-    devices: _Count
-    online: _Count
-    readings: _Count
-    means: dict[str, _Finite] = {}
-
-
-class _FastSuppression(_Struct):
-    what: _Text128
-    action: Literal["merged", "suppressed"]
-    into: _Text128 = ""
-
-
-class _FastWorkOrders(_Struct):
-    opened: _Count
-    resolved: _Count
-    overdue: _Count
-    median_minutes_to_resolve: _Finite | None = None
-
-
-class _FastUtilities(_Struct):
-    electricity_kwh: Annotated[float, msgspec.Meta(ge=0, le=_MAX)] = 0.0
-    electricity_meters: _Count = 0
-    water_m3: Annotated[float, msgspec.Meta(ge=0, le=_MAX)] = 0.0
-    water_meters: _Count = 0
-
-
-class _FastHub(_Struct):
-    readings_stored: _Count
-    dead_letters: _Count
-    alerts_raised: _Count
-    devices: _Count
-    devices_online: _Count
-    points_by_quality: dict[QualityLevel, _Count] = {}
-
-
-class FastSummary(_Struct):
-    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    community: _BatchId
-    window_start: _Finite
-    window_end: _Finite
-    devices: _Count
-    online: _Count
-    readings: _Count
-    v: int = 1
-    revision: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
-    period_s: Annotated[int, msgspec.Meta(ge=0, le=MAX_PERIOD_S)] = 0
-    cells: list[_FastCell] = []
-    alerts: dict[str, int] = {}
-    events: dict[str, int] = {}
-    alerts_by_severity: dict[str, int] = {}
-    requests: dict[str, int] = {}
-    work_orders: _FastWorkOrders | None = None
-    environment: dict[str, _Finite] = {}
-    utilities: _FastUtilities | None = None
-    hub: _FastHub | None = None
-    offline_devices: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^d-[0-9a-f]{20}\Z")]],
-                               msgspec.Meta(max_length=10_000)] = []
-    k: Annotated[int, msgspec.Meta(ge=1)] = 5
-    suppressed: list[_FastSuppression] = []
-
-
-class _FastBatch(_Struct):
-    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    community: _BatchId
-    sent_at: _Finite
-    summaries: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=10_000)]
-    v: int = 1
-
-
-_batch_decoder = msgspec.json.Decoder(_FastBatch)
-_ID = re.compile(_FAST_ID_PATTERN)
+# In batches, ids are checked once per distinct value after decoding (see decode_batch): a
+# batch repeats the same few buildings thousands of times.
+_ID_RE = re.compile(python_pattern(ID_PATTERN))
+_DEFER_IDS = frozenset({ID_PATTERN})
+FastSummary = struct_for(CommunitySummary, deferred=_DEFER_IDS)
+# Each summary is kept as the JSON it was sent as too: the city stores it as it arrived.
+_batch_decoder = msgspec.json.Decoder(struct_for(Batch, raw=frozenset({(Batch, "summaries")}), deferred=_DEFER_IDS))
 _summary_decoder = msgspec.json.Decoder(FastSummary)
+_BATCH_ID_PATHS = [path for path in pattern_paths(Batch, ID_PATTERN) if path[0] != "summaries"]
+_SUMMARY_ID_PATHS = pattern_paths(CommunitySummary, ID_PATTERN)
+
+
+def _values_at(objs: list[Any], path: tuple[str, ...]) -> list[Any]:
+    """The values at ``path`` in each of ``objs``, through sequences and past None."""
+    for attr in path:
+        found: list[Any] = []
+        for obj in objs:
+            value = getattr(obj, attr)
+            if type(value) is tuple:
+                found.extend(value)
+            elif value is not None:
+                found.append(value)
+        objs = found
+    return objs
 
 
 def decode_batch(body: bytes) -> tuple[str, str, list[tuple[FastSummary, bytes]]]:
@@ -191,11 +97,11 @@ def decode_batch(body: bytes) -> tuple[str, str, list[tuple[FastSummary, bytes]]
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass
     else:
-        ids = {batch.community} | {s.community for s, _ in summaries} | {
-            c.building for s, _ in summaries for c in s.cells}
-        if all(_ID.match(i) for i in ids):
+        decoded = [s for s, _ in summaries]
+        ids = {i for path in _BATCH_ID_PATHS for i in _values_at([batch], path)}
+        ids.update(i for path in _SUMMARY_ID_PATHS for i in _values_at(decoded, path))
+        if all(_ID_RE.match(i) for i in ids):
             return batch.key, batch.community, summaries
     slow = Batch.model_validate_json(body)  # the verdict, with its reason
     return slow.key, slow.community, [(_summary_decoder.decode(raw := s.model_dump_json().encode()), raw)
                                       for s in slow.summaries]
-

@@ -7,14 +7,14 @@ is where subscriptions and birth messages go.
 
 import asyncio
 import logging
-import select
+import math
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiomqtt
-from paho.mqtt import _packet
 
 from contract.endpoints import MqttEndpoint
+from servicekit import mqtt_internals
 from servicekit.backoff import Backoff
 from servicekit.lifecycle import cancel_until_done
 from servicekit.tls import mqtt_context
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 OnConnect = Callable[[aiomqtt.Client], Awaitable[None]]
 OnMessage = Callable[[aiomqtt.Message], Awaitable[None]]
 OnAck = Callable[[int], None]
-OnRaw = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
+OnRaw = mqtt_internals.OnRaw  # topic, payload, mid, qos
 OnDown = Callable[[], None]
 
 
@@ -55,6 +55,9 @@ class MqttLink:
         self._session_client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self.connects = 0
+        self._fast = False  # this session uses servicekit.mqtt_internals (decided per session)
+        self._task_mid = 0  # ids of messages published in tasks, off the fast path
+        self._publishing: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -86,21 +89,26 @@ class MqttLink:
             clean_session=self._clean_session, will=self._will, keepalive=ep.keepalive_s, timeout=10,
             max_inflight_messages=self._max_inflight, tls_context=mqtt_context(ep),
         )
+        self._fast = mqtt_internals.fast_path_usable(client)
         if self._manual_ack:
-            # PUBACK only when the application says the message is safe (see ack()); aiomqtt
-            # has no such option, its paho client does.
-            client._client.manual_ack_set(True)
+            # PUBACK only when the application says the message is safe (see ack()).
+            mqtt_internals.set_manual_ack(client)
         # Hooks go in before the connection: a persistent session's queued messages start
         # arriving with the CONNACK, before aiomqtt's connect returns.
         self.session += 1
         self._session_client = client  # acks of this session's messages go here, even mid-connect
-        self._hook_paho(client)
+        if self._fast:
+            mqtt_internals.hook_publish_acks(client, self._published)
+            if self._on_raw is not None:
+                mqtt_internals.hook_raw_receiver(client, self._on_raw, self.client_id)
+        else:
+            client.pending_calls_threshold = sys.maxsize  # a pipelining sender has many; no warning each
         try:
             async with client:
                 self._client = client
                 self.connects += 1
-                if self._on_raw is not None:
-                    self._read_in_bursts(client)
+                if self._on_raw is not None and self._fast:
+                    mqtt_internals.read_in_bursts(client)
                 try:
                     if self._on_connect is not None:
                         await self._on_connect(client)
@@ -111,6 +119,7 @@ class MqttLink:
                     was_up = self._connected.is_set()
                     self._connected.clear()
                     self._client = None
+                    await cancel_until_done(self._publishing)
                     self._pipelined.clear()
                     if was_up and self._on_down is not None:
                         self._on_down()
@@ -123,13 +132,18 @@ class MqttLink:
         dropped connection): handled now. The broker will not send them again, so dropping
         them would lose them. With manual_ack an unhandled message is not acknowledged, and
         comes again."""
-        if self._on_message is None or self._manual_ack:
+        if self._manual_ack or (self._on_message is None and self._on_raw is None):
             return
-        queue = client._queue  # aiomqtt's incoming queue; it has no public way to empty it
-        while not queue.empty():
-            message = queue.get_nowait()
+        messages = client.messages  # on the fast path, raw messages never wait here
+        while len(messages):
             try:
-                await self._on_message(message)
+                message = await anext(messages)  # taken from the queue, even after a disconnection
+            except aiomqtt.MqttError:
+                log.exception("mqtt %s: %d messages taken before the session ended are lost", self.client_id,
+                              len(messages))
+                return
+            try:
+                await self._handle(message)
             except Exception:  # noqa: BLE001 - one bad message must not cost the ones after it
                 log.exception("mqtt %s: a message taken before the session ended could not be handled",
                               self.client_id)
@@ -149,11 +163,19 @@ class MqttLink:
 
     async def _read(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         async for message in client.messages:
-            if self._on_message is not None:
-                await self._on_message(message)
+            await self._handle(message)
             if stop.is_set():  # even if the cancellation that should have ended this was lost
                 return
         raise aiomqtt.MqttError("message stream ended")
+
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        if self._on_raw is not None:  # off the fast path: raw messages come through aiomqtt's queue
+            try:
+                self._on_raw(message.topic.value, message.payload, message.mid, message.qos)  # type: ignore[arg-type]
+            except Exception:  # as on the fast path: a handler bug must not end the session
+                log.exception("mqtt %s: message handler failed", self.client_id)
+        elif self._on_message is not None:
+            await self._on_message(message)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                       timeout: float | None = None) -> None:
@@ -174,56 +196,14 @@ class MqttLink:
     # them to the paho client underneath aiomqtt (which aiomqtt drives from this event
     # loop) and hears about each PUBACK through ``on_ack``. When a session ends, ``on_down``
     # fires and every pipelined message without an ack must be treated as not delivered
-    # (the next session is a new paho client that will not resend it).
+    # (the next session is a new paho client that will not resend it). Off the fast path
+    # (servicekit.mqtt_internals), each message is a task awaiting aiomqtt's publish().
 
-    def _hook_paho(self, client: aiomqtt.Client) -> None:
-        paho = client._client  # aiomqtt's paho client; aiomqtt has no public pipelined publish
-        aiomqtt_on_publish = paho.on_publish
-
-        def on_publish(c: object, userdata: object, mid: int, reason: object, props: object) -> None:
-            aiomqtt_on_publish(c, userdata, mid, reason, props)
-            if mid in self._pipelined:
-                self._pipelined.discard(mid)
-                if self._on_ack is not None:
-                    self._on_ack(mid)
-
-        paho.on_publish = on_publish
-        if self._on_raw is not None:
-            paho.disable_logger()  # two debug log calls per packet otherwise (aiomqtt enables paho's logger)
-            # High-rate receivers take messages straight from paho's read loop: no asyncio
-            # queue, task or aiomqtt Message per message. The handler must not block.
-            on_raw = self._on_raw
-
-            def on_message(c: object, userdata: object, m: object) -> None:
-                try:
-                    on_raw(m._topic.decode("utf-8", "replace"), m.payload, m.mid, m.qos)  # type: ignore[attr-defined]
-                except Exception:  # never let a handler bug tear down the connection
-                    log.exception("mqtt %s: message handler failed", self.client_id)
-
-            paho.on_message = on_message  # QoS 2, which the lean path below hands back to paho
-            paho._handle_publish = self._lean_publish_handler(paho, on_raw)
-
-    def _lean_publish_handler(self, paho: Any, on_raw: OnRaw) -> Callable[[], int]:
-        """paho's PUBLISH handler without the per-message MQTTMessage (and the lock and
-        condition variable each one builds) and callback lookup: QoS 0 and 1 go straight to
-        ``on_raw``; QoS 2, which needs paho's PUBREC/PUBREL state, takes paho's own path."""
-        paho_handle_publish = paho._handle_publish
-        decode_publish = _packet.decode_publish
-
-        def handle_publish() -> int:
-            packet = paho._in_packet
-            if (packet["command"] & 0x06) == 0x04:  # QoS 2
-                return paho_handle_publish()
-            result = decode_publish(packet["command"], packet["packet"], paho._protocol)
-            try:
-                on_raw(result.topic.decode("utf-8", "replace"), result.payload, result.mid, result.qos)
-            except Exception:  # never let a handler bug tear down the connection
-                log.exception("mqtt %s: message handler failed", self.client_id)
-            if result.qos == 1 and not paho._manual_ack:
-                return paho._send_puback(result.mid)
-            return 0
-
-        return handle_publish
+    def _published(self, mid: int) -> None:
+        if mid in self._pipelined:
+            self._pipelined.discard(mid)
+            if self._on_ack is not None:
+                self._on_ack(mid)
 
     def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Hand a message to the connection without waiting; returns the id ``on_ack`` will name.
@@ -233,12 +213,35 @@ class MqttLink:
         client = self._client
         if client is None or not self._connected.is_set():
             raise NotConnected(topic)
-        info = client._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != 0:
-            raise NotConnected(f"{topic}: paho rc {info.rc}")
+        if not self._fast:
+            return self._publish_in_task(client, topic, payload, qos, retain)
+        rc, mid = mqtt_internals.publish_nowait(client, topic, payload, qos, retain)
+        if rc != 0:
+            raise NotConnected(f"{topic}: paho rc {rc}")
         if qos > 0:
-            self._pipelined.add(info.mid)
-        return info.mid
+            self._pipelined.add(mid)
+        return mid
+
+    def _publish_in_task(self, client: aiomqtt.Client, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        """publish_nowait on aiomqtt's public API: a task per message, in order (each hands
+        its message to the client in its first step), acked when aiomqtt's publish returns."""
+        self._task_mid += 1
+        mid = self._task_mid
+        if qos > 0:
+            self._pipelined.add(mid)
+
+        async def publish() -> None:
+            try:
+                await client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
+            except aiomqtt.MqttError as exc:  # the session is ending: on_down tells the sender
+                log.debug("mqtt %s: %s not published (%s)", self.client_id, topic, exc)
+            else:
+                self._published(mid)
+
+        task = asyncio.get_running_loop().create_task(publish(), name=f"{self.client_id}-publish")
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        return mid
 
     def ack(self, session: int, mid: int, qos: int) -> bool:
         """Acknowledge a message received with ``manual_ack``; False if its session is gone
@@ -246,66 +249,4 @@ class MqttLink:
         client = self._session_client
         if client is None or session != self.session or qos == 0:
             return False
-        return client._client.ack(mid, qos) == 0
-
-    def _read_in_bursts(self, client: aiomqtt.Client) -> None:
-        """Read up to 256 packets per readable event instead of paho's one.
-
-        paho's loop_read() reads one packet when nothing of its own is in flight, so a
-        receiver pays an event-loop turn and an epoll call per message. This keeps reading
-        while the socket still has bytes (a zero-timeout select), up to a bound, so that
-        other tasks still run. Errors end the session as aiomqtt's own reader does.
-        """
-        paho = client._client
-        sock = paho.socket()
-        if sock is None:
-            return
-        fd = sock.fileno()
-        loop = asyncio.get_running_loop()
-        aiomqtt_reader_failed = client._disconnected  # aiomqtt's signal that the connection broke
-        buffer = _RecvBuffer(paho._sock_recv)
-        paho._sock_recv = buffer.recv
-
-        def reader() -> None:
-            try:
-                for _ in range(256):
-                    paho.loop_read()
-                    if paho.socket() is None:
-                        return
-                    if not buffer.pending() and not select.select([fd], [], [], 0)[0]:
-                        break
-                else:
-                    if buffer.pending():  # whole packets already read: no readable event will come for them
-                        loop.call_soon(reader)
-            except Exception as exc:  # noqa: BLE001 - any failure ends the session, as aiomqtt's reader does
-                if not aiomqtt_reader_failed.done():
-                    aiomqtt_reader_failed.set_exception(exc)
-
-        loop.remove_reader(fd)
-        loop.add_reader(fd, reader)
-        loop.call_soon(reader)  # whatever arrived with the CONNACK
-
-
-class _RecvBuffer:
-    """paho reads a packet in three or more recv calls (the command byte, each byte of the
-    remaining length, then the body): a system call each. This reads the socket 64 KiB at
-    a time and serves paho's small reads from memory."""
-
-    def __init__(self, sock_recv: Callable[[int], bytes], size: int = 65536) -> None:
-        self._sock_recv = sock_recv  # paho's own, which maps TLS want-read to BlockingIOError
-        self._size = size
-        self._data = b""
-        self._pos = 0
-
-    def pending(self) -> bool:
-        return self._pos < len(self._data)
-
-    def recv(self, n: int) -> bytes:
-        if self._pos >= len(self._data):
-            data = self._sock_recv(self._size)  # raises BlockingIOError when there is nothing
-            if not data:
-                return data  # end of stream
-            self._data, self._pos = data, 0
-        chunk = self._data[self._pos:self._pos + n]
-        self._pos += len(chunk)
-        return chunk
+        return mqtt_internals.ack(client, mid, qos)

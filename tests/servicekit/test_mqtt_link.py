@@ -1,4 +1,5 @@
-"""MqttLink through a real Mosquitto that is stopped and started again."""
+"""MqttLink through a real Mosquitto that is stopped and started again, on the fast path
+and on aiomqtt's public API (servicekit.mqtt_internals), each test on both."""
 
 import asyncio
 from pathlib import Path
@@ -8,9 +9,18 @@ import pytest
 
 from contract.endpoints import MqttEndpoint
 from midbrain.broker import BrokerProcess, free_port
+from servicekit import mqtt_internals
 from servicekit.mqtt import MqttLink, NotConnected
 
 pytestmark = pytest.mark.real
+
+
+@pytest.fixture(params=["fast", "public"], autouse=True)
+def mqtt_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """"public": the guard is told the fast path was written for other versions."""
+    if request.param == "public":
+        monkeypatch.setitem(mqtt_internals.WRITTEN_FOR, "paho-mqtt", "0.0.0")
+    return request.param
 
 
 @pytest.mark.parametrize("with_handler", [False, True])
