@@ -8,24 +8,18 @@ gateway's agent reads the same file through :mod:`midbrain.edge_config`.
 from pathlib import Path
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from cloud_bridge.settings import BridgeSettings
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
 from edge.settings import EdgeSettings
 from hub.settings import HubSettings
-from midbrain.configfile import ENV_PREFIX, ConfigError, load_settings
+from midbrain.configfile import ConfigError, ConfigFile, load_settings
 from simulators.settings import CitySettings, SimulateSettings
 
 __all__ = ["ConfigError", "MidbrainConfig", "load_config"]
 
 
-class MidbrainConfig(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
+class MidbrainConfig(ConfigFile):
     community: Community
     mqtt: MqttEndpoint = MqttEndpoint()
     hub: HubSettings = HubSettings()

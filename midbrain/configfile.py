@@ -19,15 +19,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-__all__ = ["ENV_PREFIX", "SECTIONS", "ConfigError", "load_settings"]
+__all__ = ["SECTIONS", "ConfigError", "ConfigFile", "load_settings"]
 
 ENV_PREFIX = "MIDBRAIN_"
 # The file's sections; tests/midbrain/test_config.py keeps every root model's fields equal to these.
 SECTIONS = ("community", "mqtt", "hub", "edge", "bridge", "city", "simulate")
 
-Root = TypeVar("Root", bound=BaseSettings)
+
+
+class ConfigFile(BaseSettings):
+    """Base of a root model, whose fields are the file's sections: ``MIDBRAIN_<SECTION>__<KEY>``
+    overrides the file, an unknown key is an error, and the result is immutable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
+
+
+Root = TypeVar("Root", bound=ConfigFile)
 
 
 class ConfigError(Exception):
@@ -51,10 +60,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_settings(path: str | Path, root: type[Root], **overrides: Any) -> Root:
-    """Read ``path`` into ``root``, environment overrides applied, validated; raise :class:`ConfigError`.
-
-    ``root`` is a pydantic-settings model whose fields are the file's sections, with
-    ``env_prefix=ENV_PREFIX`` and ``env_nested_delimiter="__"``."""
+    """Read ``path`` into ``root``, environment overrides applied, validated; raise :class:`ConfigError`."""
     path = Path(path)
     read_toml(path)  # syntax first, for a message with the line number
     unknown = check_environment(root)

@@ -12,12 +12,10 @@ and an unknown section is still an error here.
 from pathlib import Path
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from contract.endpoints import MqttEndpoint
 from contract.topology import Community
 from edge.settings import EdgeSettings
-from midbrain.configfile import ENV_PREFIX, ConfigError, load_settings
+from midbrain.configfile import ConfigError, ConfigFile, load_settings
 
 __all__ = ["ConfigError", "EdgeConfig", "load_edge_config"]
 
@@ -25,11 +23,7 @@ __all__ = ["ConfigError", "EdgeConfig", "load_edge_config"]
 OtherSection = dict[str, Any]
 
 
-class EdgeConfig(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
+class EdgeConfig(ConfigFile):
     community: Community
     mqtt: MqttEndpoint = MqttEndpoint()
     edge: EdgeSettings = EdgeSettings()
