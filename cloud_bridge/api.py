@@ -1,7 +1,7 @@
 """The bridge's health and metrics endpoints: the outbox as an operator sees it."""
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Query
 from fastapi.responses import Response
@@ -9,14 +9,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from cloud_bridge.service import Bridge
+from cloud_bridge.downlink import DownlinkState
+from cloud_bridge.outbox import Outbox
+from servicekit.mqtt import MqttLink
+
+
+class BridgeView(Protocol):
+    """What the endpoints read of the running bridge (:class:`cloud_bridge.service.Bridge`),
+    named here so that the service imports its API and not the other way round."""
+
+    key: bytes
+    link: MqttLink
+    outbox: Outbox
+    downlink_state: DownlinkState
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 class _OutboxCollector(Collector):
     """Read at scrape time from the outbox itself, so the figures survive restarts."""
 
-    def __init__(self, bridge: "Bridge") -> None:
+    def __init__(self, bridge: BridgeView) -> None:
         self._bridge = bridge
 
     def collect(self) -> Iterator[Any]:
@@ -41,7 +54,7 @@ class _OutboxCollector(Collector):
             yield CounterMetricFamily(f"midbrain_bridge_{name}", help_text, value=s[name])
 
 
-def create_app(bridge: "Bridge") -> FastAPI:
+def create_app(bridge: BridgeView) -> FastAPI:
     app = FastAPI(title="midbrain cloud bridge", version="1")
     registry = CollectorRegistry()
     registry.register(_OutboxCollector(bridge))

@@ -25,8 +25,6 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from contract.ids import Ident
@@ -114,10 +112,14 @@ class DownlinkRefused(ValueError):
 
 
 # -- keys ----------------------------------------------------------------------------------
+# cryptography is imported where a key is used: every process that decodes the contract
+# loads this module, and the edge agent, which never sees a downlink item, would carry
+# its 6 MB (a bundled OpenSSL) on a gateway with a 40 MB budget.
 
 def new_signing_key() -> tuple[str, str]:
     """A fresh city key pair: (private, public), each 32 raw bytes in base64."""
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     private = Ed25519PrivateKey.generate()
     raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
@@ -127,12 +129,15 @@ def new_signing_key() -> tuple[str, str]:
 
 def public_key_of(private_b64: str) -> str:
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     public = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_b64)).public_key()
     return base64.b64encode(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
 
 
 def sign_item(private_b64: str, item: DownlinkItem, blob: bytes = b"") -> SignedItem:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     text = item.model_dump_json()
     key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_b64))
     return SignedItem(item=text, sig=base64.b64encode(key.sign(text.encode())).decode(),
@@ -142,6 +147,9 @@ def sign_item(private_b64: str, item: DownlinkItem, blob: bytes = b"") -> Signed
 def open_item(public_b64: str, signed: SignedItem, community: str,
               now: float | None = None) -> tuple[DownlinkItem, bytes]:
     """The verified item and its blob, or DownlinkRefused saying why not."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_b64))
     except (ValueError, binascii.Error) as exc:

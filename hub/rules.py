@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contract.classes import DeviceClass
-from hub.workorders import CATEGORIES
+from hub.categories import CATEGORIES
 
 
 class Condition(BaseModel):

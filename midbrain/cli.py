@@ -1,15 +1,22 @@
-"""``midbrain``: one command, a subcommand per service."""
+"""``midbrain``: one command, a subcommand per service.
+
+Each command imports what it runs when it runs, and the configuration is read by the one
+loader (:mod:`midbrain.configfile`); so ``midbrain edge`` on a small gateway loads the
+CLI framework and its own settings, not the hub's or the bridge's.
+"""
 
 import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, Optional
 
 import typer
 
-from midbrain.config import ConfigError, MidbrainConfig, load_config
 from servicekit.lifecycle import configure_logging, run_until_signalled, write_json_atomically
+
+if TYPE_CHECKING:
+    from midbrain.config import MidbrainConfig
 
 # Plain help (click's layout): flags read `--flag / --no-flag` with no type label, and lines
 # wrap to the terminal, not to a box 80 columns wide when the output is a pipe or a log.
@@ -26,23 +33,30 @@ app.add_typer(user_app, name="user")
 
 DEFAULT_CONFIG = Path("config/demo.toml")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+                     typer.Option("--log-level", case_sensitive=False, help="DEBUG, INFO, WARNING or ERROR.")]
 StatsFile = Annotated[Optional[Path], typer.Option("--stats-file", help="Write counters here as JSON on exit.")]
 # Services that hold secrets start on no configuration by default: the demo's is named on purpose.
 ServiceConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="TOML configuration file (`midbrain config new` makes one; config/demo.toml is the demo's).")]
 
 
-def _load(path: Path) -> MidbrainConfig:
+def _load(path: Path) -> "MidbrainConfig":
+    from midbrain.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
-        for line in exc.problems:
-            typer.echo(f"config error: {line}", err=True)
-        raise typer.Exit(2) from None
+        _config_error(exc.problems)
 
 
-def _service_config(path: Optional[Path], service: str) -> MidbrainConfig:
+def _config_error(problems: list[str]) -> NoReturn:
+    for line in problems:
+        typer.echo(f"config error: {line}", err=True)
+    raise typer.Exit(2)
+
+
+def _service_config(path: Optional[Path], service: str) -> "MidbrainConfig":
     """The configuration ``service`` runs on; exit 2 with no --config, or on any secret that
     ships in this repository outside a demo configuration (midbrain/shipped.py)."""
     from midbrain.shipped import refusals
@@ -93,7 +107,7 @@ def config_new(community: Annotated[str, typer.Option(help="The community's id, 
                f"the community's HMAC key)\nboth mode 0600; rotation of each secret: docs/security.md")
 
 
-def _check_secrets(cfg: MidbrainConfig, file: Path) -> None:
+def _check_secrets(cfg: "MidbrainConfig", file: Path) -> None:
     """``config check`` fails on what would stop a service: a secret that ships in this repository."""
     from midbrain.shipped import SERVICE_SECTIONS, refusals
 
@@ -115,8 +129,7 @@ def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="Conf
     try:
         buses = load_bus_files(cfg.edge.device_files, base=file.parent)
     except ProfileError as exc:
-        typer.echo(f"config error: {exc.file}: {exc.key}: {exc.reason}", err=True)
-        raise typer.Exit(2) from None
+        _config_error([f"{exc.file}: {exc.key}: {exc.reason}"])
     gateways = {g.id for g in c.gateways}
     for path, bus in buses:
         if bus.gateway not in gateways:
@@ -233,12 +246,39 @@ def hub(config: ServiceConfigOpt = None, log_level: LogLevel = "INFO", stats_fil
         raise typer.Exit(2) from None
 
 
-@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def edge(ctx: typer.Context) -> None:
-    """Run the edge agent of one gateway (`midbrain edge --help` for its options)."""
-    from midbrain.edge_main import main
+@app.command()
+def edge(gateway: Annotated[str, typer.Option("--gateway", "-g", help="Gateway id from the config.")],
+         config: ConfigOpt = DEFAULT_CONFIG, log_level: LogLevel = "INFO",
+         serial_port: Annotated[Optional[list[str]], typer.Option(
+             "--serial-port", metavar="DEVICE=PATH", help="Where a serial device is attached (repeatable).")] = None,
+         stats_file: StatsFile = None) -> None:
+    """Run the edge agent of one gateway: read its devices, publish to the community's broker."""
+    from edge.profiles import ProfileError, load_bus_files
+    from midbrain.edge_config import ConfigError, load_edge_config
 
-    raise typer.Exit(main(list(ctx.args)))
+    try:
+        cfg = load_edge_config(config)
+    except ConfigError as exc:
+        _config_error(exc.problems)
+    gateways = [g.id for g in cfg.community.gateways]
+    if gateway not in gateways:
+        _config_error([f"{config}: community.gateways: no gateway {gateway!r} (known: {', '.join(gateways)})"])
+    ports = {}
+    for item in serial_port or []:
+        device, sep, path = item.partition("=")
+        if not sep or not device or not path:
+            typer.echo(f"--serial-port {item!r}: expected DEVICE=PATH", err=True)
+            raise typer.Exit(2)
+        ports[device] = path
+    try:
+        buses = [b for _, b in load_bus_files(cfg.edge.device_files, base=config.parent)]
+    except ProfileError as exc:
+        _config_error([f"{exc.file}: {exc.key}: {exc.reason}"])
+    from edge.runner import run_edge
+
+    configure_logging(log_level)
+    run_until_signalled(lambda stop: run_edge(cfg.community, gateway, cfg.mqtt, cfg.edge, stop,
+                                              serial_ports=ports, stats_file=stats_file, buses=buses))
 
 
 @app.command()
@@ -445,7 +485,5 @@ def demo(config: ConfigOpt = DEFAULT_CONFIG,
     raise typer.Exit(0 if result.get("ok") else 1)
 
 
-if __name__ == "__main__":
-    from midbrain.entry import main
-
-    main()
+if __name__ == "__main__":  # `python -m midbrain` (midbrain.entry) also stops cleanly on an early SIGTERM
+    app(prog_name="midbrain")

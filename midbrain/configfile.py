@@ -1,8 +1,14 @@
-"""Reading a configuration file, and the errors a person reads when it is wrong.
+"""The one configuration loader, and the errors a person reads when a file is wrong.
 
-This module is light on purpose: ``midbrain edge`` loads its configuration through
-:func:`load_edge_config` without the other services' settings or pydantic-settings,
-so that a gateway's agent stays small. :mod:`midbrain.config` loads the whole file.
+A config file is TOML; every key can be overridden from the environment as
+``MIDBRAIN_<SECTION>__<KEY>`` (for example ``MIDBRAIN_HUB__HTTP_PORT=8301``).
+:func:`load_settings` reads a file into a root model (pydantic-settings: the file, then
+the environment over it) and validates it once. Errors name where the value came from
+(the file, or the environment variable), the key and the reason; an unknown key, in the
+file or in a ``MIDBRAIN_*__*`` variable, gets the nearest known one.
+
+This module imports no service's settings: the root models live with their readers
+(:mod:`midbrain.config` for the whole file, :mod:`midbrain.edge_config` for a gateway).
 """
 
 import difflib
@@ -10,17 +16,27 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from contract.endpoints import MqttEndpoint
-from contract.topology import Community
-from edge.settings import EdgeSettings
+__all__ = ["SECTIONS", "ConfigError", "ConfigFile", "load_settings"]
 
 ENV_PREFIX = "MIDBRAIN_"
-# The file's sections; tests/midbrain/test_config.py keeps this equal to MidbrainConfig's fields.
-SECTIONS = ("demo", "community", "mqtt", "hub", "edge", "bridge", "city", "simulate")  # "demo": a flag
+# The file's sections ("demo" is a flag); tests/midbrain/test_config.py keeps every root
+# model's fields equal to these.
+SECTIONS = ("demo", "community", "mqtt", "hub", "edge", "bridge", "city", "simulate")
+
+
+class ConfigFile(BaseSettings):
+    """Base of a root model, whose fields are the file's sections: ``MIDBRAIN_<SECTION>__<KEY>``
+    overrides the file, an unknown key is an error, and the result is immutable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
+
+
+Root = TypeVar("Root", bound=ConfigFile)
 
 
 class ConfigError(Exception):
@@ -30,16 +46,6 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
         self.path = path
         self.problems = problems
-
-
-class EdgeConfig(BaseModel):
-    """What an edge agent reads of the file. The other sections are checked by ``midbrain config check``."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    community: Community
-    mqtt: MqttEndpoint = MqttEndpoint()
-    edge: EdgeSettings = EdgeSettings()
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -53,25 +59,28 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, [f"{path}: TOML syntax error: {exc}"]) from exc
 
 
-def load_edge_config(path: str | Path) -> EdgeConfig:
-    """The community, broker and edge sections of ``path``, validated; raise :class:`ConfigError`.
-
-    With ``MIDBRAIN_*`` overrides in the environment the whole file goes through
-    :func:`midbrain.config.load_config`, which applies them; the result is the same."""
+def load_settings(path: str | Path, root: type[Root], **overrides: Any) -> Root:
+    """Read ``path`` into ``root``, environment overrides applied, validated; raise :class:`ConfigError`."""
     path = Path(path)
-    if environment_keys():
-        from midbrain.config import load_config
-
-        full = load_config(path)
-        return EdgeConfig.model_construct(community=full.community, mqtt=full.mqtt, edge=full.edge)
-    data = read_toml(path)
-    unknown = sorted(set(data) - set(SECTIONS))
+    read_toml(path)  # syntax first, for a message with the line number
+    unknown = check_environment(root)
     if unknown:
-        raise ConfigError(path, [f"{path}: {key}: {unknown_key(key, sorted(SECTIONS))}" for key in unknown])
+        raise ConfigError(path, unknown)
+
+    class _FromFile(root):  # type: ignore[valid-type,misc]
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path)
+
     try:
-        return EdgeConfig.model_validate(data)
+        loaded = _FromFile(**overrides)
     except ValidationError as exc:
-        raise ConfigError(path, explain(exc, EdgeConfig, path)) from exc
+        raise ConfigError(path, explain(exc, root, path)) from exc
+    return root.model_construct(**{name: getattr(loaded, name) for name in root.model_fields})
 
 
 def unknown_key(key: str, allowed: list[str]) -> str:

@@ -1,7 +1,9 @@
-"""The ``midbrain`` command. ``midbrain edge`` goes straight to the edge agent
-(:mod:`midbrain.edge_main`), so that a gateway's process loads neither the CLI framework
-nor the other services' settings (about 4 MB of the agent's 40 MB budget); every other
-subcommand goes to the typer app in :mod:`midbrain.cli`."""
+"""The ``midbrain`` command's entry point (and ``python -m midbrain``'s).
+
+A long-lived service stops with status 0 on SIGTERM from the process's first moment, so
+the handler goes in before the CLI framework and the service's modules load; then the
+typer app in :mod:`midbrain.cli` takes the arguments, every subcommand alike.
+"""
 
 import sys
 
@@ -16,10 +18,6 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] and args[0] in SERVICES:
         stop_cleanly_before_start()
-    if args[:1] == ["edge"]:
-        from midbrain.edge_main import main as edge_main
-
-        sys.exit(edge_main(args[1:]))
     from midbrain.cli import app
 
     app(args=args, prog_name="midbrain")

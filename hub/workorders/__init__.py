@@ -12,19 +12,10 @@ the API, and the residents' services of :mod:`hub.residents`):
 - :class:`SlaTimer` (``sla.py``): escalates orders past their category's SLA, once each.
 """
 
-from hub.workorders.store import (  # first: hub.rules, imported below by others, needs CATEGORIES
-    ACTIONS,
-    ACTIVE,
-    CATEGORIES,
-    REQUEST_CATEGORIES,
-    STATUSES,
-    Category,
-    WorkOrderError,
-    WorkOrders,
-    category_of_alert,
-)
-from hub.workorders.intake import AlertIntake  # noqa: E402
-from hub.workorders.sla import SlaTimer  # noqa: E402
+from hub.categories import CATEGORIES, REQUEST_CATEGORIES, Category, category_of_alert
+from hub.workorders.intake import AlertIntake
+from hub.workorders.sla import SlaTimer
+from hub.workorders.store import ACTIONS, ACTIVE, STATUSES, WorkOrderError, WorkOrders
 
 __all__ = ["ACTIONS", "ACTIVE", "CATEGORIES", "REQUEST_CATEGORIES", "STATUSES", "AlertIntake", "Category",
            "SlaTimer", "WorkOrderError", "WorkOrders", "category_of_alert"]

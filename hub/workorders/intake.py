@@ -8,7 +8,8 @@ from contract.classes import CATALOG
 from hub.alerts import KIND_ZH, RaisedAlert
 from hub.metrics import HubMetrics
 from hub.registry import Registry
-from hub.workorders.store import WorkOrders, category_of_alert
+from hub.categories import category_of_alert
+from hub.workorders.store import WorkOrders
 
 log = logging.getLogger(__name__)
 

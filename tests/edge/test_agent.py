@@ -183,6 +183,24 @@ async def test_death_is_the_last_will_or_a_clean_goodbye(tmp_path: Path, mosquit
             proc.wait()
 
 
+async def test_the_running_agent_maps_no_library_it_does_not_use(tmp_path: Path, mosquitto: MqttEndpoint) -> None:
+    """A gateway's budget is 40 MB (docs/edge.md): cryptography's bundled OpenSSL (6 MB, for
+    downlink signatures, which only the hub and bridge check) and the hub's sqlite3 stay out."""
+    proc = _edge_process(mosquitto, tmp_path, "gw-kiosk")
+    try:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as watcher:
+            await watcher.subscribe(topics.gateway_state(C, "gw-kiosk"), qos=1)
+            assert isinstance(await _state(watcher), Birth)
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "site-packages/cryptography" not in maps and "_sqlite3" not in maps
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_without_a_link_readings_go_to_the_disk_spool_marked_historical(tmp_path: Path,
                                                                          community: Community) -> None:
     async def scenario() -> EdgeAgent:

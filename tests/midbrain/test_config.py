@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from midbrain.config import ConfigError, MidbrainConfig, load_config
-from midbrain.configfile import SECTIONS, load_edge_config
-from tests.conftest import DEMO_CONFIG
+from midbrain.configfile import SECTIONS
+from midbrain.edge_config import EdgeConfig, load_edge_config
+from tests.conftest import DEMO_CONFIG, REPO
 
 
 def _variant(tmp_path: Path, old: str, new: str) -> Path:
@@ -90,9 +91,10 @@ def test_an_environment_variable_that_names_no_key_is_an_error(
     with pytest.raises(ConfigError) as err:
         load_config(DEMO_CONFIG)
     assert str(err.value).startswith(expected)
-    with pytest.raises(ConfigError) as edge_err:  # the edge's light loader says the same
-        load_edge_config(DEMO_CONFIG)
-    assert str(edge_err.value) == str(err.value)
+    if not name.startswith("MIDBRAIN_HUB__"):  # the hub's section is the hub's to check, not the edge's
+        with pytest.raises(ConfigError) as edge_err:  # the edge agent's reading says the same
+            load_edge_config(DEMO_CONFIG)
+        assert str(edge_err.value) == str(err.value)
 
 
 @pytest.mark.unit
@@ -122,8 +124,9 @@ def test_config_check_accepts_the_demo() -> None:
 
 
 @pytest.mark.unit
-def test_the_light_loader_knows_every_section() -> None:
-    assert set(SECTIONS) == set(MidbrainConfig.model_fields)
+@pytest.mark.parametrize("root", [MidbrainConfig, EdgeConfig])
+def test_every_reading_of_the_file_knows_every_section(root: type) -> None:
+    assert set(SECTIONS) == set(root.model_fields)
 
 
 @pytest.mark.unit
@@ -146,13 +149,21 @@ def test_the_edge_reads_its_sections_as_the_whole_loader_does() -> None:
 def test_the_edge_loader_reports_errors_in_its_sections_as_the_whole_loader_does(
         tmp_path: Path, old: str, new: str, expected: str) -> None:
     path = _variant(tmp_path, old, new)
-    with pytest.raises(ConfigError) as light:
+    with pytest.raises(ConfigError) as edge:
         load_edge_config(path)
     with pytest.raises(ConfigError) as full:
         load_config(path)
-    assert str(light.value).startswith(f"{path}: ") and expected in str(light.value)
-    if "cty" not in new:  # the whole loader words an unknown section its own way
-        assert str(light.value) == str(full.value)
+    assert str(edge.value).startswith(f"{path}: ") and expected in str(edge.value)
+    assert str(edge.value) == str(full.value)
+
+
+@pytest.mark.unit
+@pytest.mark.usefixtures("no_overrides")
+def test_the_edge_leaves_the_other_services_sections_to_them(tmp_path: Path) -> None:
+    path = _variant(tmp_path, "http_port = 8300", 'http_port = "abc"')
+    with pytest.raises(ConfigError):
+        load_config(path)
+    assert load_edge_config(path).hub["http_port"] == "abc"
 
 
 @pytest.mark.unit
@@ -165,17 +176,53 @@ def test_the_edge_loader_applies_environment_overrides(monkeypatch: pytest.Monke
 
 @pytest.mark.real
 @pytest.mark.parametrize("module", ["midbrain", "midbrain.cli"])
-def test_midbrain_edge_reports_a_bad_config_and_stays_light(tmp_path: Path, module: str) -> None:
+def test_midbrain_edge_reports_a_bad_config(tmp_path: Path, module: str) -> None:
     path = _variant(tmp_path, 'device_topic_prefix = "field"', "device_topic_prefix = 7")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
     result = subprocess.run([sys.executable, "-m", module, "edge", "--gateway", "gw-b1", "--config", str(path)],
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2
     assert f"config error: {path}: edge.device_topic_prefix: Input should be a valid string" in result.stderr
+
+
+@pytest.mark.real
+@pytest.mark.parametrize(("args", "name", "value", "expected"), [
+    (["edge", "-g", "gw-b1"], "MIDBRAIN_EDGE__SPOOL_MAX_MB", "lots",
+     "config error: MIDBRAIN_EDGE__SPOOL_MAX_MB (environment): edge.spool_max_mb: Input should be a valid integer"),
+    (["edge", "-g", "gw-b1"], "MIDBRAIN_MQTT__HOTS", "broker",
+     "config error: MIDBRAIN_MQTT__HOTS (environment): mqtt.hots: unknown key; did you mean host?"),
+    (["hub"], "MIDBRAIN_MQTT__HOTS", "broker",
+     "config error: MIDBRAIN_MQTT__HOTS (environment): mqtt.hots: unknown key; did you mean host?"),
+    (["edge", "-g", "nope"], "MIDBRAIN_MQTT__PORT", "2883",
+     "config error: config/demo.toml: community.gateways: no gateway 'nope' (known: gw-b1, gw-b2, gw-kiosk)"),
+])
+def test_midbrain_edge_reads_the_environment_as_every_service_does(
+        args: list[str], name: str, value: str, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")} | {name: value}
+    result = subprocess.run([sys.executable, "-m", "midbrain", *args, "--config", "config/demo.toml"],
+                            capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("option", [["--serial-port", "b1-aq-01"], ["--log-level", "loud"]])
+def test_midbrain_edge_refuses_a_bad_option(option: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "midbrain", "edge", "-g", "gw-b1", *option],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert option[1] in result.stderr
+
+
+@pytest.mark.real
+def test_midbrain_edge_loads_none_of_the_other_services_settings() -> None:
+    """A gateway's budget is 40 MB (docs/edge.md): the hub's settings alone pull in its accounts and sqlite3."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBRAIN_")}
     probe = ("import sys; from midbrain.entry import main\n"
              "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'pydantic_settings', "
-             "'hub', 'cloud_bridge', 'simulators')))")
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'pydantic_settings', 'hub', "
+             "'cloud_bridge', 'simulators', 'sqlite3'}))")
     loaded = subprocess.run([sys.executable, "-c", probe, "edge", "--gateway", "nope", "--config", str(DEMO_CONFIG)],
                             capture_output=True, text=True, timeout=60, env=env)
-    assert "no gateway 'nope'" in loaded.stderr and loaded.stdout.strip() == "[]"
+    assert "no gateway 'nope'" in loaded.stderr
+    assert loaded.stdout.strip() == "['pydantic_settings', 'typer']"  # the one CLI and the one loader, no more

@@ -27,7 +27,7 @@ entry.main(sys.argv[1:])
 
 @pytest.mark.real
 @pytest.mark.parametrize(("args", "code"), [
-    (["hub"], 0), (["simulate", "serial"], 0), (["city"], 0),
+    (["hub"], 0), (["edge", "--gateway", "gw-b1"], 0), (["simulate", "serial"], 0), (["city"], 0),
     (["config", "check", "config/demo.toml"], -signal.SIGTERM),  # a one-shot command keeps the default action
 ])
 def test_a_sigterm_before_the_service_is_up_ends_it_with_status_0(args: list[str], code: int) -> None:
