@@ -57,6 +57,10 @@ class Summaries:
         # The summary task and the shutdown path both publish kept summaries: one at a time,
         # or the same summary could be published twice.
         self._publishing = asyncio.Lock()
+        # Set when the hub stops: a broker that is down then is not waited for (the summaries
+        # stay kept in SQLite and go out on the next start), so that a hub whose broker went
+        # away with it still stops at once.
+        self._stopping = asyncio.Event()
 
     def count_dead(self, n: int) -> None:
         """Dead letters committed (counted in this interval's summary)."""
@@ -84,6 +88,8 @@ class Summaries:
     async def close_interval(self, *, final: bool) -> None:
         """Summarise the interval that ends now (``final``: at shutdown, cut short), keep it,
         revise what late readings touched, make the roll-ups due, publish what is kept."""
+        if final:
+            self._stopping.set()
         now = time.time()
         start = self._interval_start
         end = now if final else self._align(start) + self.interval_s
@@ -133,10 +139,23 @@ class Summaries:
     async def _publish(self, body: bytes, what: str) -> bool:
         """Publish a kept summary (QoS 1); False, counted and logged, if the broker did not take it."""
         try:
+            if not await self._broker_up():
+                raise NotConnected(f"broker not reachable{' at shutdown' if self._stopping.is_set() else ''}")
             await self.publisher.publish(topics.hub_summary(self.community), body, qos=1,
                                          timeout=self.publish_timeout_s)
         except (NotConnected, TimeoutError, aiomqtt.MqttError) as exc:
             self.metrics.count("summary_publish_failures")
-            log.error("%s not published yet (kept for the next attempt): %s", what, exc)
+            log.error("%s not published yet (kept for the next attempt): %s", what, exc or type(exc).__name__)
             return False
         return True
+
+    async def _broker_up(self) -> bool:
+        """Wait up to the publish timeout for the broker, but not once the hub is stopping."""
+        if self.publisher.connected or self._stopping.is_set():
+            return self.publisher.connected
+        waits = {asyncio.ensure_future(self.publisher.wait_connected()), asyncio.ensure_future(self._stopping.wait())}
+        _, pending = await asyncio.wait(waits, timeout=self.publish_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return self.publisher.connected

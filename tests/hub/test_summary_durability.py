@@ -70,3 +70,24 @@ async def test_concurrent_publishers_publish_each_kept_summary_once(tmp_path: Pa
             pass
     kept = [w for w in got if w < 2000]  # leave out the service's own final summary
     assert kept == [1000.0, 1001.0, 1002.0, 1003.0, 1004.0]
+
+
+async def test_a_hub_whose_broker_is_gone_stops_at_once_and_keeps_its_summaries(tmp_path: Path,
+                                                                                community: Community) -> None:
+    """The demo's supervisor killed outright takes the broker and the hub down together: the
+    hub must not wait out its publish timeout for a broker that will not come back (it did,
+    for 10 s per summary, and the supervisor test saw a hub still alive 30 s later)."""
+    endpoint = MqttEndpoint(port=free_port(), reconnect_initial_s=0.05, reconnect_max_s=0.2)
+    settings = HubSettings(database=tmp_path / "hub.sqlite3", summary_interval_s=0.5, publish_timeout_s=30,
+                           stride_s=60)
+    hub = HubService(settings, community, endpoint)  # nothing listens on the port
+    await hub.__aenter__()
+    await asyncio.sleep(1.2)  # the summary task is now waiting for the broker to publish an interval
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await hub.__aexit__(None, None, None)
+    assert loop.time() - began < 5  # not the 30 s publish timeout
+    store = SummaryStore(settings.database)
+    kept = store.unpublished_summaries()
+    store.close()
+    assert len(kept) >= 2  # the interval's and the final one: kept for the next start
