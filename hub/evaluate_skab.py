@@ -66,6 +66,8 @@ class SkabFile:
     name: str  # "valve1/3.csv"
     rows: np.ndarray  # readings x CHANNELS
     anomaly: np.ndarray  # bool per reading
+    times: np.ndarray  # datetime64[s] per reading (the ``datetime`` column)
+    changepoint: np.ndarray  # bool per reading (the ``changepoint`` column)
 
 
 @dataclass(slots=True)
@@ -101,9 +103,13 @@ def load(skab_dir: Path) -> list[SkabFile]:
         try:
             rows = np.array([[float(r[c]) for c in CHANNELS] for r in records])
             anomaly = np.array([float(r["anomaly"]) > 0 for r in records])
-        except (KeyError, ValueError) as exc:
+            changepoint = np.array([float(r["changepoint"]) > 0 for r in records])
+            times = np.array([r["datetime"].replace(" ", "T") for r in records], dtype="datetime64[s]")
+        except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"{path}: not a SKAB file ({exc})") from exc
-        files.append(SkabFile(f"{path.parent.name}/{path.name}", rows, anomaly))
+        if np.any(np.diff(times) <= np.timedelta64(0, "s")):
+            raise DataError(f"{path}: timestamps not strictly increasing")
+        files.append(SkabFile(f"{path.parent.name}/{path.name}", rows, anomaly, times, changepoint))
     return files
 
 

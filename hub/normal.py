@@ -57,6 +57,7 @@ class NormalSettings:
     slow_lag: int = 10  # > 0: a slow channel is scored by its change over this many readings
     hold: int = 60  # readings an alarm stays raised after the last one over a limit (an alarm latch)
     slow_limit: float = 0.5  # slow: successive changes spread less than this share of independent readings
+    refractory: int = 30  # changepoints only: readings after one in which no other is reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class PcaNormal:
     slow: np.ndarray  # channels scored by their change over `lag` readings, not their level
     lag: int
     hold: int
+    refractory: int = 30
 
     def stream(self, history: np.ndarray | None = None) -> "NormalStream":
         """A scorer for one device's readings, primed with the readings just before."""
@@ -155,7 +157,7 @@ def fit_normal(rows: np.ndarray, settings: NormalSettings = NormalSettings()) ->
     t2_limit = max(float(np.quantile(t2, level)), 1e-9)
     q_limit = max(float(np.quantile(q, level)), 1e-9)
     return PcaNormal(_fit_pca(rows, settings.explained_variance), t2_limit, q_limit, settings.smooth,
-                     slow, settings.slow_lag, settings.hold)
+                     slow, settings.slow_lag, settings.hold, settings.refractory)
 
 
 class NormalStream:
@@ -167,6 +169,8 @@ class NormalStream:
         self._q: deque[float] = deque(maxlen=normal.smooth)
         self._past: deque[np.ndarray] = deque(maxlen=normal.lag)
         self._quiet = normal.hold + 1  # readings since the last one over a limit
+        self._over = False  # changepoints: whether the device is taken to be over its limit
+        self._since_change = normal.refractory  # changepoints: readings since the last one
         if history is not None and len(history):
             for row in np.atleast_2d(history)[-(normal.smooth + normal.lag):]:
                 self.score(row)
@@ -193,6 +197,23 @@ class NormalStream:
         ``hold`` readings of the last reading that was)."""
         self._quiet = 0 if self.score(row) > 1.0 else self._quiet + 1
         return self._quiet <= self._normal.hold
+
+    def changepoint(self, row: np.ndarray) -> bool:
+        """Flag this reading (the alarm goes on as with :meth:`flag`); True where the
+        device's state changes: its score crosses the limit, up or down, and the last
+        change is more than ``refractory`` readings back (a crossing within that time
+        is ignored, so a score hovering at the limit does not report a flood)."""
+        self.flag(row)
+        over = self._quiet == 0
+        self._since_change += 1
+        if over == self._over or self._since_change <= self._normal.refractory:
+            return False
+        self._over, self._since_change = over, 0
+        return True
+
+    def changepoint_all(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`changepoint` for each row in order."""
+        return np.array([self.changepoint(row) for row in np.atleast_2d(rows)], dtype=bool)
 
     def score_all(self, rows: np.ndarray) -> np.ndarray:
         """:meth:`score` for each row in order (the same loop the hub would run)."""
