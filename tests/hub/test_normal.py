@@ -115,3 +115,31 @@ def test_a_channel_constant_in_training_is_left_out() -> None:
     rows[:, 2] = 5.0
     normal = fit_normal(rows, LEVELS_ONLY)
     assert normal.model.channels.tolist() == [0, 1, 3]
+
+
+@pytest.mark.parametrize(("refractory", "expected"), [(0, [100, 101, 200, 203]), (5, [100, 106, 200, 206])])
+def test_a_changepoint_is_where_the_limit_is_crossed_and_none_follows_within_the_refractory_time(
+        refractory: int, expected: list[int]) -> None:
+    rows = _device(600)
+    settings = NormalSettings(smooth=1, slow_lag=0, hold=60, false_alarm_budget=0.0, refractory=refractory)
+    normal = fit_normal(rows[:400], settings)
+    later = np.tile(rows[:400].mean(axis=0), (300, 1))  # readings at the centre of normal
+    later[100, 2] += 50.0  # one reading over the limit
+    later[200:203, 2] += 50.0  # three
+    stream = normal.stream(rows[:400])
+    assert np.flatnonzero(stream.changepoint_all(later)).tolist() == expected
+    assert not stream.flag(later[0])  # the alarm latched at reading 202 ran out 60 readings later
+
+
+def test_changepoints_of_a_prefix_are_the_prefix_of_the_changepoints() -> None:
+    rows = _device(1000)
+    rows[600:700, 2] += 4.0
+    rows[800:, 0] -= 3.0
+    normal = fit_normal(rows[:400], NormalSettings(false_alarm_budget=0.05))
+    points = normal.stream(rows[:400]).changepoint_all(rows[400:])
+    assert points[200:215].any() and points[300:315].any()  # the step up and its end, found within 15 readings
+    for cut in (1, 150, 205, 299, 450):
+        assert np.array_equal(normal.stream(rows[:400]).changepoint_all(rows[400:400 + cut]), points[:cut])
+    wild = rows.copy()
+    wild[750:] += 1000.0
+    assert np.array_equal(normal.stream(rows[:400]).changepoint_all(wild[400:])[:350], points[:350])
