@@ -50,6 +50,9 @@ from hub.evaluate_skab import DEVELOPMENT, TRAIN_ROWS, DataError, SkabFile, load
 from hub.normal import NormalSettings, ZScoreBaseline, fit_normal
 
 WINDOW = np.timedelta64(60, "s")
+OUTLIER_SETTINGS = NormalSettings()  # hub/evaluate_skab.py's CHOSEN: the outlier detector's defaults
+DETECTORS = {"detector": "hub.normal T²+Q changepoints", "outlier edges": "hub.normal outlier flags' edges",
+             "baseline": "z-score > 3 baseline, edges"}
 _CURVE_POINTS = 1000
 
 
@@ -154,6 +157,13 @@ def detector_changepoints(file: SkabFile, settings: NormalSettings) -> np.ndarra
     return fit_normal(train, settings).stream(history=train).changepoint_all(test)
 
 
+def outlier_edges(file: SkabFile) -> np.ndarray:
+    """SKAB's notebooks' rule applied to our outlier flags (hub/evaluate_skab.py's
+    settings): a changepoint wherever the flag changes."""
+    train, test = file.rows[:TRAIN_ROWS], file.rows[TRAIN_ROWS:]
+    return edges(fit_normal(train, OUTLIER_SETTINGS).stream(history=train).flag_all(test))
+
+
 def baseline_changepoints(file: SkabFile) -> np.ndarray:
     """The simple reference: edges of the z-score baseline's flags (any channel |z| > 3)."""
     train, test = file.rows[:TRAIN_ROWS], file.rows[TRAIN_ROWS:]
@@ -172,12 +182,14 @@ def split_of(file: SkabFile) -> str:
 
 def run(files: list[SkabFile], settings: NormalSettings) -> dict[str, dict[str, Matched]]:
     """Matched changepoints per split ("all", "development", "evaluation") and detector."""
-    out = {split: {"detector": Matched(), "baseline": Matched()} for split in ("all", "development", "evaluation")}
+    out = {split: {who: Matched() for who in DETECTORS} for split in ("all", "development", "evaluation")}
     for file in files:
-        ours, base = score_file(file, detector_changepoints(file, settings)), score_file(file, baseline_changepoints(file))
+        matched = {"detector": score_file(file, detector_changepoints(file, settings)),
+                   "outlier edges": score_file(file, outlier_edges(file)),
+                   "baseline": score_file(file, baseline_changepoints(file))}
         for split in ("all", split_of(file)):
-            out[split]["detector"].add(ours)
-            out[split]["baseline"].add(base)
+            for who, m in matched.items():
+                out[split][who].add(m)
     return out
 
 
@@ -214,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hub.evaluate_skab_cp", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder holding skab/ (see its README)")
     parser.add_argument("--grid", action="store_true", help="print the settings search on the development files")
+    parser.add_argument("--per-file", action="store_true", help="print the detector's figures for each file")
     args = parser.parse_args(argv)
     try:
         files = load(args.data_dir / "skab")
@@ -238,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             print("note: CHOSEN differs from the rule's pick", file=sys.stderr)
     results = run(files, CHOSEN)
     print(f"\nDetector: hub.normal T²+Q changepoints (the limit crossed, up or down), budget "
-          f"{CHOSEN.false_alarm_budget}, refractory {CHOSEN.refractory}; baseline: edges of any channel |z| > 3\n")
+          f"{CHOSEN.false_alarm_budget}, refractory {CHOSEN.refractory}; beside it the edges of the outlier detector's flags (its defaults: hold "
+          f"{OUTLIER_SETTINGS.hold}) as SKAB's notebooks derive changepoints, and of the baseline's (any channel "
+          f"|z| > 3)\n")
     print("| files | detector | NAB standard | NAB LowFP | NAB LowFN | missed changepoints | false positives |")
     print("|---|---|---|---|---|---|---|")
     names = {"all": f"all {len(files)} (leaderboard protocol)", "development": "development (valve1/)",
@@ -246,11 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     for split, label in names.items():
         for who, m in results[split].items():
             s = nab_scores(m)
-            name = "hub.normal T²+Q" if who == "detector" else "z-score > 3 baseline"
+            name = DETECTORS[who]
             print(f"| {label} | {name} | {s['standard']:.2f} | {s['LowFP']:.2f} | {s['LowFN']:.2f} "
                   f"| {m.missed} of {m.windows} | {m.false} |")
     for name, std, low_fp, low_fn, missed, false in LEADERBOARD:
         print(f"| all 34, published leaderboard | {name} | {std:.2f} | {low_fp:.2f} | {low_fn:.2f} | {missed} | {false} |")
+    if args.per_file:
+        print("\n| file | changepoints found | false positives | detections' positions in their windows |")
+        print("|---|---|---|---|")
+        for file in files:
+            m = score_file(file, detector_changepoints(file, CHOSEN))
+            print(f"| {file.name} | {m.windows - m.missed} of {m.windows} | {m.false} "
+                  f"| {' '.join(f'{r:.2f}' for r in m.positions)} |")
     return 0
 
 

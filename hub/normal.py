@@ -19,6 +19,8 @@ being set too tight by in-sample fit, and blocks in time order let slow drift co
 A reading is flagged when the median of the last ``smooth`` values of T² / limit or of
 Q / limit exceeds 1: isolated spikes are ignored, and the median only ever looks back.
 An alarm then stays raised for ``hold`` readings after the last reading over a limit.
+A changepoint (:meth:`NormalStream.changepoint`) is a reading at which the score crosses
+the limit, up or down, more than ``refractory`` readings after the last changepoint.
 
 Channels that wander slowly (temperatures: their successive changes are much smaller
 than their spread) are scored by their change over ``slow_lag`` readings rather than by
@@ -48,7 +50,8 @@ class NormalSettings:
     """How a device's normal is learned and how far from it a reading may go.
 
     The defaults were chosen on SKAB's development files (valve1/) alone: see
-    hub/evaluate_skab.py and docs/hub.md for the search and the figures."""
+    hub/evaluate_skab.py (outliers), hub/evaluate_skab_cp.py (``refractory``, for
+    changepoints, where the search picked a budget of 0.05) and docs/hub.md."""
 
     explained_variance: float = 0.85  # components kept: the fewest that explain this share
     false_alarm_budget: float = 0.01  # share of held-out training readings allowed over a limit

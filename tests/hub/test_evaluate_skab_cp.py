@@ -121,7 +121,7 @@ def test_the_protocol_finds_the_made_up_closures_at_once(tmp_path: Path, capsys:
     assert max(m.positions) < 0.1  # each found within 6 s of its 60 s window
     assert nab_scores(m)["standard"] > 80
     assert main([str(tmp_path)]) == 0
-    assert "| all 4 (leaderboard protocol) | hub.normal T²+Q |" in capsys.readouterr().out
+    assert "| all 4 (leaderboard protocol) | hub.normal T²+Q changepoints |" in capsys.readouterr().out
 
 
 @pytest.mark.integration
