@@ -61,6 +61,17 @@ class NormalSettings:
     hold: int = 60  # readings an alarm stays raised after the last one over a limit (an alarm latch)
     slow_limit: float = 0.5  # slow: successive changes spread less than this share of independent readings
     refractory: int = 30  # changepoints only: readings after one in which no other is reported
+    # The adaptive normal (the stream refits itself; 0 turns each off, as the defaults do):
+    refit_every: int = 0  # refit on the last `refit_window` readings at most this often, when none was alarmed
+    refit_window: int = 400  # readings a refit learns from
+    accept_after: int = 0  # an alarm raised this many readings in a row: the state is taken as the new normal
+
+    def __post_init__(self) -> None:
+        adaptive = self.refit_every or self.accept_after
+        if min(self.refit_every, self.accept_after) < 0 or (adaptive and self.refit_window < 4 * self.blocks
+                                                            + self.slow_lag):
+            raise NormalError(f"refit_every and accept_after must be >= 0 and refit_window >= "
+                              f"{4 * self.blocks + self.slow_lag}: {self}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,7 @@ class PcaNormal:
     lag: int
     hold: int
     refractory: int = 30
+    settings: NormalSettings = NormalSettings()  # what it was fitted with: a stream refits with the same
 
     def stream(self, history: np.ndarray | None = None) -> "NormalStream":
         """A scorer for one device's readings, primed with the readings just before."""
@@ -160,7 +172,7 @@ def fit_normal(rows: np.ndarray, settings: NormalSettings = NormalSettings()) ->
     t2_limit = max(float(np.quantile(t2, level)), 1e-9)
     q_limit = max(float(np.quantile(q, level)), 1e-9)
     return PcaNormal(_fit_pca(rows, settings.explained_variance), t2_limit, q_limit, settings.smooth,
-                     slow, settings.slow_lag, settings.hold, settings.refractory)
+                     slow, settings.slow_lag, settings.hold, settings.refractory, settings)
 
 
 class NormalStream:
@@ -174,9 +186,22 @@ class NormalStream:
         self._quiet = normal.hold + 1  # readings since the last one over a limit
         self._over = False  # changepoints: whether the device is taken to be over its limit
         self._since_change = normal.refractory  # changepoints: readings since the last one
+        adaptive = normal.settings.refit_every or normal.settings.accept_after
+        window = normal.settings.refit_window if adaptive else 0
+        self._recent: deque[np.ndarray] = deque(maxlen=window)  # the adaptive normal's readings to refit on
+        self._alarmed_run = 0  # readings in a row with the alarm raised
+        self._quiet_run = window  # readings in a row without (the history is taken as normal)
+        self._since_refit = 0
         if history is not None and len(history):
-            for row in np.atleast_2d(history)[-(normal.smooth + normal.lag):]:
-                self.score(row)
+            history = np.atleast_2d(np.asarray(history, dtype=np.float64))
+            self._prime(history)
+            if window:
+                self._recent.extend(history[-window:])
+
+    def _prime(self, history: np.ndarray) -> None:
+        """Score the last readings of ``history`` so that the first new one has its past."""
+        for row in history[-(self._normal.smooth + self._normal.lag):]:
+            self.score(row)
 
     def score(self, row: np.ndarray) -> float:
         """Distance of this reading from normal: above 1 means flagged."""
@@ -199,7 +224,39 @@ class NormalStream:
         """Score this reading; True while an alarm is raised (score over 1, or within
         ``hold`` readings of the last reading that was)."""
         self._quiet = 0 if self.score(row) > 1.0 else self._quiet + 1
-        return self._quiet <= self._normal.hold
+        raised = self._quiet <= self._normal.hold
+        if self._recent.maxlen:
+            self._adapt(np.asarray(row, dtype=np.float64), raised)
+        return raised
+
+    def _adapt(self, row: np.ndarray, raised: bool) -> None:
+        """The adaptive normal, after each flag: refit on the recent readings when they
+        were all quiet (slow drift), or when one alarm has lasted ``accept_after``
+        readings (a lasting change of state becomes the new normal)."""
+        settings = self._normal.settings
+        self._recent.append(row)
+        self._since_refit += 1
+        self._alarmed_run = self._alarmed_run + 1 if raised else 0
+        self._quiet_run = 0 if raised else self._quiet_run + 1
+        full = len(self._recent) == self._recent.maxlen
+        if settings.refit_every and self._since_refit >= settings.refit_every and full and self._quiet_run >= len(
+                self._recent):
+            rows = np.array(self._recent)
+        elif settings.accept_after and self._alarmed_run >= settings.accept_after:
+            rows = np.array(self._recent)[-settings.accept_after:]
+        else:
+            return
+        self._since_refit = self._alarmed_run = 0
+        try:
+            normal = fit_normal(rows, settings)
+        except NormalError:
+            return  # the recent readings cannot define a normal (a channel went flat): keep the old one
+        self._normal = normal
+        self._t2.clear()
+        self._q.clear()
+        self._past.clear()
+        self._quiet = normal.hold + 1
+        self._prime(rows)
 
     def changepoint(self, row: np.ndarray) -> bool:
         """Flag this reading (the alarm goes on as with :meth:`flag`); True where the

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.evaluate_skab import CHANNELS, TRAIN_ROWS, Confusion, DataError, load, main, run
+from hub.evaluate_skab import (CHANNELS, TRAIN_ROWS, Confusion, DataError, load, load_anomaly_free, long_normal, main,
+                                pick_adaptive, run)
 from hub.normal import NormalSettings
 
 
@@ -36,6 +37,11 @@ def _skab(root: Path, files: int = 2) -> None:
                 lines.append(f"2020-03-09 10:{i // 60 % 60:02d}:{i % 60:02d};" + ";".join(f"{v:.4f}" for v in values)
                              + f";{float(anomalous)};0.0")
             (root / "skab" / "data" / folder / f"{n}.csv").write_text("\n".join(lines) + "\n")
+    (root / "skab" / "data" / "anomaly-free").mkdir(parents=True)
+    lines = [";".join(("datetime",) + CHANNELS)] + [
+        f"2020-02-08 13:{i // 60 % 60:02d}:{i % 60:02d};" + ";".join(f"{v:.4f}" for v in rng.normal(size=len(CHANNELS)) + 10)
+        for i in range(TRAIN_ROWS + 600)]
+    (root / "skab" / "data" / "anomaly-free" / "anomaly-free.csv").write_text("\n".join(lines) + "\n")
 
 
 @pytest.mark.integration
@@ -49,7 +55,21 @@ def test_the_protocol_scores_the_test_rows_of_every_file(tmp_path: Path, capsys:
     assert c.tp + c.fn == 4 * 100
     assert c.binary()[2] < 5.0  # every valve closure found (false alarms: the 60-reading latch after each)
     assert main([str(tmp_path)]) == 0
-    assert "all 4 (leaderboard protocol)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "all 4 (leaderboard protocol)" in out and "Long normal running" in out
+    free = long_normal(load_anomaly_free(tmp_path / "skab"), NormalSettings())
+    assert free.fp + free.tn == 600 and free.tp + free.fn == 0  # every reading after the first 400, all normal
+
+
+@pytest.mark.unit
+def test_the_adaptive_stage_picks_the_best_f1_within_the_far_goal_then_the_fewest_normal_readings_flagged() -> None:
+    a, b, c = NormalSettings(refit_every=100), NormalSettings(refit_every=200), NormalSettings(refit_every=300)
+    results = [
+        (a, Confusion(tp=80, fn=20, fp=5, tn=95), Confusion(fp=500, tn=500)),  # F1 0.84, FAR 5 %, half the long run
+        (b, Confusion(tp=80, fn=20, fp=5, tn=95), Confusion(fp=100, tn=900)),  # the same F1 and FAR, 10 % of it
+        (c, Confusion(tp=95, fn=5, fp=20, tn=80), Confusion(fp=0, tn=1000)),  # F1 0.88 but FAR 20 %: not allowed
+    ]
+    assert pick_adaptive(results) == b
 
 
 @pytest.mark.integration

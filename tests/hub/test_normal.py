@@ -143,3 +143,55 @@ def test_changepoints_of_a_prefix_are_the_prefix_of_the_changepoints() -> None:
     wild = rows.copy()
     wild[750:] += 1000.0
     assert np.array_equal(normal.stream(rows[:400]).changepoint_all(wild[400:])[:350], points[:350])
+
+
+ADAPTIVE = NormalSettings(refit_every=300, refit_window=400, accept_after=300)
+
+
+def test_a_lasting_change_of_state_is_taken_as_the_new_normal_after_accept_after_readings() -> None:
+    rows = _device(1600)
+    later = rows[400:].copy()
+    later[100:, 2] += 6.0  # a step that stays
+    static = fit_normal(rows[:400]).stream(rows[:400]).flag_all(later)
+    adaptive = fit_normal(rows[:400], ADAPTIVE).stream(rows[:400]).flag_all(later)
+    assert static[105:].all()
+    assert adaptive[105:399].all()  # raised for 300 readings: the step is an anomaly until then
+    assert adaptive[420:].mean() < 0.05
+
+
+def test_a_slow_drift_is_followed_by_refits_on_quiet_readings() -> None:
+    rows = _device(3400)
+    later = rows[400:].copy()
+    later[:, 2] += np.linspace(0.0, 6.0, len(later))  # a fast channel wanders 6 sigma in 3000 readings
+    static = fit_normal(rows[:400]).stream(rows[:400]).flag_all(later)
+    adaptive = fit_normal(rows[:400], NormalSettings(refit_every=100, refit_window=400)).stream(
+        rows[:400]).flag_all(later)
+    assert static.mean() > 0.5
+    assert adaptive.mean() < 0.05
+
+
+def test_a_device_stuck_flat_cannot_become_the_new_normal() -> None:
+    rows = _device(800)
+    later = np.tile(rows[:400].mean(axis=0) + 20.0, (400, 1))  # every channel stuck, far away
+    flags = fit_normal(rows[:400], ADAPTIVE).stream(rows[:400]).flag_all(later)
+    assert flags[5:].all()  # no refit can learn a normal from readings that do not vary
+
+
+def test_the_adaptive_normal_still_looks_only_back() -> None:
+    rows = _device(1400)
+    rows[700:, 2] += 6.0  # accepted as the new normal 300 readings on
+    normal = fit_normal(rows[:400], ADAPTIVE)
+    flags = normal.stream(rows[:400]).flag_all(rows[400:])
+    for cut in (150, 301, 460, 999):
+        assert np.array_equal(normal.stream(rows[:400]).flag_all(rows[400:400 + cut]), flags[:cut])
+    wild = rows.copy()
+    wild[1100:] -= 1000.0
+    assert np.array_equal(normal.stream(rows[:400]).flag_all(wild[400:])[:700], flags[:700])
+
+
+def test_adaptive_settings_are_checked() -> None:
+    with pytest.raises(NormalError, match="refit_window"):
+        NormalSettings(accept_after=100, refit_window=20)
+    with pytest.raises(NormalError):
+        NormalSettings(refit_every=-1)
+    assert NormalSettings(blocks=200).refit_window == 400  # a window too short matters only when adapting
