@@ -46,11 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hub.evaluate_skab import CHOSEN as OUTLIER_SETTINGS
 from hub.evaluate_skab import DEVELOPMENT, TRAIN_ROWS, DataError, SkabFile, load
 from hub.normal import NormalSettings, ZScoreBaseline, fit_normal
 
 WINDOW = np.timedelta64(60, "s")
-OUTLIER_SETTINGS = NormalSettings()  # hub/evaluate_skab.py's CHOSEN: the outlier detector's defaults
 DETECTORS = {"detector": "hub.normal T²+Q changepoints", "outlier edges": "hub.normal outlier flags' edges",
              "baseline": "z-score > 3 baseline, edges"}
 _CURVE_POINTS = 1000
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             print("note: CHOSEN differs from the rule's pick", file=sys.stderr)
     results = run(files, CHOSEN)
     print(f"\nDetector: hub.normal T²+Q changepoints (the limit crossed, up or down), budget "
-          f"{CHOSEN.false_alarm_budget}, refractory {CHOSEN.refractory}; beside it the edges of the outlier detector's flags (its defaults: hold "
+          f"{CHOSEN.false_alarm_budget}, refractory {CHOSEN.refractory}; beside it the edges of the outlier detector's flags (hub.evaluate_skab's settings, hold "
           f"{OUTLIER_SETTINGS.hold}) as SKAB's notebooks derive changepoints, and of the baseline's (any channel "
           f"|z| > 3)\n")
     print("| files | detector | NAB standard | NAB LowFP | NAB LowFN | missed changepoints | false positives |")
