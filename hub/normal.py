@@ -27,6 +27,11 @@ than their spread) are scored by their change over ``slow_lag`` readings rather 
 their level: a few minutes of warm-up cannot show every level a temperature will reach,
 but they do show how fast it usually moves.
 
+The adaptive normal (off unless its settings are given) lives in the stream: it refits
+on its recent readings when they were all quiet (slow drift), and takes an alarm that has
+lasted ``accept_after`` readings as the device's new normal. A refit uses readings
+already seen only, and :class:`NormalModel`'s math is the same for every fit.
+
 Numpy only: the hub's runtime imports no training library.
 """
 
