@@ -18,11 +18,11 @@ The protocol, as waico/SKAB (commit b2c0d46) defines it; no SKAB code is copied 
 
 Each file is one device: the detector is fitted on its 400 training rows, primed with
 them, then fed the test rows one at a time (hub/normal.py's stream; no look-ahead).
-The README's split is kept: settings are chosen on the development files (``valve1/``,
-and for the adaptive normal also ``anomaly-free.csv``, fitted on its first 400 rows and
-fed the rest) alone (``--grid`` prints that search), then fixed; figures are printed for all 34 files
-(the leaderboard protocol), the development files and the evaluation files
-(``other/``, ``valve2/``).
+The README's split is kept: settings are chosen on the development files alone
+(``valve1/``, and for the adaptive normal also ``anomaly-free.csv``, fitted on its first
+400 rows and fed the rest; ``--grid`` prints that search), then fixed; figures are
+printed for all 34 files (the leaderboard protocol), the development files and the
+evaluation files (``other/``, ``valve2/``).
 """
 
 import argparse
