@@ -1,5 +1,5 @@
-"""NAB's realKnownCause files scored by Numenta's own scorer, for hub/normal.py beside
-every detector whose results NAB ships.
+"""NAB's realKnownCause files scored by Numenta's own scorer, for hub/seasonal.py and
+hub/normal.py beside every detector whose results NAB ships.
 
 ``python -m hub.evaluate_nab DATA_DIR --nab-repo PATH --nab-python PY``: DATA_DIR holds
 ``nab/`` as its README describes; PATH is a checkout of numenta/NAB (at the commit in
@@ -19,9 +19,12 @@ needed). They are the steps behind NAB's published ``results/final_results.json`
 - normalize: 100 · (score − null detector's score) / (perfect − null's score), perfect
   being one true positive per labelled window (``nab/runner.py``, ``normalize``).
 
-Our detector, one file at a time, point by point: hub/normal.py's stream fitted on the
-file's probationary rows (NAB scores none of them), then fed each later reading with
-only the readings before it. Its distance d (over 1 means over the limit) is written as
+Our detectors, one file at a time, point by point: hub/seasonal.py's normal (a seasonal
+profile and levels that keep learning; ``hubSeasonal``) or hub/normal.py's (a level fitted
+once; ``hubNormal``), fitted on the file's probationary rows (NAB scores none of them),
+then fed each later reading with only the readings before it. The distance d (over 1
+means over the limit; a reading the stream skips, its time not after the last one,
+counts as 0) is written as
 anomaly_score = d / (1 + d), so 0.5 is the detector's own limit. With ``onset`` set,
 a reading inside a raised alarm (within ``onset`` readings of the last reading over the
 limit) is written as 0: NAB counts the first detection in a window and charges every
@@ -38,6 +41,7 @@ import argparse
 import csv
 import json
 import math
+from datetime import datetime, timezone
 import shutil
 import subprocess
 import sys
@@ -48,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from hub.normal import NormalSettings, fit_normal
+from hub.seasonal import SeasonalError, SeasonalSettings, fit_seasonal
 
 CATEGORY = "realKnownCause"
 DEVELOPMENT = "machine_temperature_system_failure.csv"
@@ -55,6 +60,10 @@ DETECTOR = "hubNormal"  # NAB splits result file names on "_": no underscore
 # The same scores at the thresholds NAB's optimize step picks on the development file
 # alone, not on the files scored: the figure with no evaluation label used at all.
 HELD_OUT = "hubNormalDevThreshold"
+SEASONAL = "hubSeasonal"
+SEASONAL_HELD_OUT = "hubSeasonalDevThreshold"
+OURS = {DETECTOR: "hub/normal.py", HELD_OUT: "hub/normal.py, thresholds from the development file",
+        SEASONAL: "hub/seasonal.py", SEASONAL_HELD_OUT: "hub/seasonal.py, thresholds from the development file"}
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PROBATIONARY_SHARE = 0.15  # NAB's probationary period: 15 % of a file, at most 0.15 · 5000 rows
 PROBATIONARY_CAP = 750
@@ -73,6 +82,21 @@ GRID = [NabSettings(NormalSettings(slow_lag=lag, false_alarm_budget=budget, hold
         for lag in (0, 10) for budget in (0.01, 0.05) for onset in (0, 60, 288)]
 # The rule: the highest standard score on the development file. It picked:
 CHOSEN = NabSettings(NormalSettings(slow_lag=0, false_alarm_budget=0.05, hold=0), onset=288)
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonalNabSettings:
+    """hub/seasonal.py's settings and the onset rule."""
+
+    seasonal: SeasonalSettings = SeasonalSettings()
+    onset_hours: float = 0.0  # > 0: only the first reading of an alarm keeps its score (this long held)
+
+
+# Searched on the development file only (--grid seasonal), scored by NAB's scorer on that file.
+SEASONAL_GRID = [SeasonalNabSettings(SeasonalSettings(false_alarm_budget=budget, level_hours=levels), onset)
+                 for budget in (0.01, 0.05) for levels in ((24.0,), (24.0, 720.0)) for onset in (5.0, 24.0)]
+# The rule: the highest standard score on the development file. It picked:
+SEASONAL_CHOSEN = SeasonalNabSettings(SeasonalSettings(level_hours=(24.0,)), onset_hours=24.0)
 
 
 # The steps of NAB's run.py (main(): initialize, optimize, score with the thresholds file
@@ -108,6 +132,19 @@ class NabFile:
     path: Path
     timestamps: list[str]  # as written in the file, so NAB matches its labels exactly
     values: np.ndarray
+
+    @property
+    def times(self) -> np.ndarray:
+        """Epoch seconds of each row, its timestamp read as UTC (NAB's are naive)."""
+        return epoch_seconds(self.timestamps)
+
+
+def epoch_seconds(timestamps: list[str]) -> np.ndarray:
+    """Epoch seconds of NAB timestamps ("2014-01-01 00:05:00"), read as UTC."""
+    try:
+        return np.array([datetime.fromisoformat(t).replace(tzinfo=timezone.utc).timestamp() for t in timestamps])
+    except ValueError as exc:
+        raise NabError(f"not a NAB timestamp ({exc})") from exc
 
 
 def probationary_rows(n: int) -> int:
@@ -153,6 +190,32 @@ def anomaly_scores(values: np.ndarray, settings: NabSettings = CHOSEN) -> np.nda
     if settings.onset:
         distances = onset_only(distances, settings.onset)
     return distances / (1.0 + distances)
+
+
+def seasonal_scores(values: np.ndarray, times: np.ndarray,
+                    settings: SeasonalNabSettings = SEASONAL_CHOSEN) -> np.ndarray:
+    """anomaly_score in [0, 1) for each reading by hub/seasonal.py; 0 over the probationary
+    rows, which train, and for readings the stream skips."""
+    values, times = np.asarray(values, dtype=np.float64), np.asarray(times, dtype=np.float64)
+    train = probationary_rows(len(values))
+    stream = fit_seasonal(values[:train], times[:train], settings.seasonal).stream()
+    distances = np.nan_to_num(np.concatenate((np.zeros(train), stream.score_all(values[train:], times[train:]))))
+    if settings.onset_hours:
+        distances = onset_only_for(distances, times, settings.onset_hours * 3600.0)
+    return distances / (1.0 + distances)
+
+
+def onset_only_for(distances: np.ndarray, times: np.ndarray, hold: float) -> np.ndarray:
+    """Zero every distance that falls within ``hold`` seconds after one over 1 (the
+    detector's limit); looks only back."""
+    out = np.array(distances, dtype=np.float64)
+    last = -math.inf  # time of the last reading over the limit
+    for i, (d, t) in enumerate(zip(distances, times, strict=True)):
+        if t - last <= hold:
+            out[i] = 0.0
+        if d > 1.0:
+            last = t
+    return out
 
 
 def write_results(path: Path, file: NabFile, scores: np.ndarray, labels: np.ndarray) -> None:
@@ -226,8 +289,7 @@ def _table(title: str, results: dict[str, dict[str, dict[str, float]]],
              "| published, all 58 NAB files (standard / low FP / low FN) |", "|---|---|---|---|---|---|"]
     ranked = sorted(results, key=lambda d: -results[d]["standard"]["normalised"])
     for i, d in enumerate(ranked, 1):
-        name = {DETECTOR: f"**{d} (ours)**",
-                HELD_OUT: f"**{d} (ours, thresholds from the development file)**"}.get(d, d)
+        name = f"**{d} (ours: {OURS[d]})**" if d in OURS else d
         shipped = " / ".join(f"{published[d][p]:.2f}" for p in PROFILES) if d in published else ""
         lines.append(f"| {i} | {name} | " + " | ".join(f"{results[d][p]['normalised']:.2f}" for p in PROFILES)
                      + f" | {shipped} |")
@@ -240,13 +302,40 @@ def _describe(s: NabSettings) -> str:
     return f"{slow}, budget {s.normal.false_alarm_budget}, median of {s.normal.smooth}, {onset}"
 
 
+def _describe_seasonal(s: SeasonalNabSettings) -> str:
+    onset = f"onset only, {s.onset_hours:g} h held" if s.onset_hours else "every reading"
+    levels = " and ".join(f"{h:g} h" for h in s.seasonal.level_hours)
+    return f"budget {s.seasonal.false_alarm_budget}, slow levels {levels}, {onset}"
+
+
+def _scores(files: list[NabFile], detector: str, settings: NabSettings | SeasonalNabSettings) -> dict[str, np.ndarray]:
+    if detector == SEASONAL:
+        return {f.name: seasonal_scores(f.values, f.times, settings) for f in files}
+    return {f.name: anomaly_scores(f.values, settings) for f in files}
+
+
+def _grid(args: argparse.Namespace, files: list[NabFile], windows: dict[str, list], work: Path) -> None:
+    """Each setting of the grid scored by NAB on the development file alone."""
+    development = [f for f in files if f.name == DEVELOPMENT]
+    detector, grid, describe = ((SEASONAL, SEASONAL_GRID, _describe_seasonal) if args.grid == "seasonal"
+                                else (DETECTOR, GRID, _describe))
+    print(f"Settings of {detector} searched on the development file ({DEVELOPMENT}) only: {len(grid)}")
+    print("| settings | standard | reward_low_FP | reward_low_FN |\n|---|---|---|---|")
+    for i, settings in enumerate(grid):
+        r = run_nab(args.nab_repo, args.nab_python, development, windows,
+                    {detector: _scores(development, detector, settings)}, ["null"], work / f"grid{i}")
+        print(f"| {describe(settings)} | "
+              + " | ".join(f"{r[detector][p]['normalised']:.2f}" for p in PROFILES) + " |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hub.evaluate_nab", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder holding nab/ (see its README)")
     parser.add_argument("--nab-repo", type=Path, required=True, help="a checkout of numenta/NAB")
     parser.add_argument("--nab-python", default=sys.executable, help="the Python that runs NAB's run.py")
     parser.add_argument("--work", type=Path, help="scratch directory kept for inspection (default: a temporary one)")
-    parser.add_argument("--grid", action="store_true", help="search the settings on the development file only")
+    parser.add_argument("--grid", choices=("seasonal", "normal"),
+                        help="search this detector's settings on the development file only")
     args = parser.parse_args(argv)
     try:
         files = load(args.data_dir / "nab")
@@ -258,42 +347,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="evaluate_nab.") as scratch:
         work = args.work or Path(scratch)
-        runs = []
-        if args.grid:
-            development = [f for f in files if f.name == DEVELOPMENT]
-            print(f"Settings searched on the development file ({DEVELOPMENT}) only: {len(GRID)}")
-            print("| settings | standard | reward_low_FP | reward_low_FN |\n|---|---|---|---|")
-            for i, settings in enumerate(GRID):
-                ours = {f.name: anomaly_scores(f.values, settings) for f in development}
-                r = run_nab(args.nab_repo, args.nab_python, development, windows, {DETECTOR: ours}, ["null"],
-                            work / f"grid{i}")
-                print(f"| {_describe(settings)} | "
-                      + " | ".join(f"{r[DETECTOR][p]['normalised']:.2f}" for p in PROFILES) + " |", flush=True)
-            return 0
-        ours = {f.name: anomaly_scores(f.values, CHOSEN) for f in files}
-        development = [f for f in files if f.name == DEVELOPMENT]
         try:
-            dev = run_nab(args.nab_repo, args.nab_python, development, windows, {DETECTOR: ours}, ["null"],
-                          work / "development")
-        except (NabError, OSError) as exc:
+            if args.grid:
+                _grid(args, files, windows, work)
+                return 0
+            ours = {DETECTOR: _scores(files, DETECTOR, CHOSEN), SEASONAL: _scores(files, SEASONAL, SEASONAL_CHOSEN)}
+            development = [f for f in files if f.name == DEVELOPMENT]
+            dev = run_nab(args.nab_repo, args.nab_python, development, windows, ours, ["null"], work / "development")
+            fixed = {held: {p: {"threshold": dev[d][p]["threshold"]} for p in PROFILES}
+                     for d, held in ((DETECTOR, HELD_OUT), (SEASONAL, SEASONAL_HELD_OUT))}
+            for d in (SEASONAL, DETECTOR):
+                print(f"Thresholds NAB's optimize step picks for {d} on the development file alone: "
+                      + ", ".join(f"{p} {dev[d][p]['threshold']:.6f}" for p in PROFILES))
+            evaluation = [f for f in files if f.name != DEVELOPMENT]
+            for i, (label, subset) in enumerate(((f"all {len(files)} {CATEGORY} files", files),
+                                                 (f"the {len(evaluation)} evaluation files (development file left out)",
+                                                  evaluation))):
+                results = run_nab(args.nab_repo, args.nab_python, subset, windows,
+                                  {**ours, HELD_OUT: ours[DETECTOR], SEASONAL_HELD_OUT: ours[SEASONAL]},
+                                  detectors, work / f"run{i}", fixed)
+                print("\n".join(_table(f"NAB scores (NAB's own optimize, score and normalize steps), {label}:",
+                                        results, published)))
+        except (NabError, SeasonalError, OSError) as exc:
             print(f"evaluate_nab: {exc}", file=sys.stderr)
             return 1
-        fixed = {HELD_OUT: {p: {"threshold": dev[DETECTOR][p]["threshold"]} for p in PROFILES}}
-        print("Thresholds NAB's optimize step picks for ours on the development file alone: "
-              + ", ".join(f"{p} {dev[DETECTOR][p]['threshold']:.6f}" for p in PROFILES))
-        evaluation = [f for f in files if f.name != DEVELOPMENT]
-        for label, subset in ((f"all {len(files)} {CATEGORY} files", files),
-                              (f"the {len(evaluation)} evaluation files (development file left out)", evaluation)):
-            try:
-                results = run_nab(args.nab_repo, args.nab_python, subset, windows, {DETECTOR: ours, HELD_OUT: ours},
-                                  detectors, work / f"run{len(runs)}", fixed)
-            except (NabError, OSError) as exc:
-                print(f"evaluate_nab: {exc}", file=sys.stderr)
-                return 1
-            runs.append(label)
-            print("\n".join(_table(f"NAB scores (NAB's own optimize, score and normalize steps), {label}:", results,
-                                    published)))
-        print(f"\nOurs ({DETECTOR}): hub.normal on the value, {_describe(CHOSEN)}")
+        print(f"\nOurs: {SEASONAL}, hub.seasonal, {_describe_seasonal(SEASONAL_CHOSEN)}; "
+              f"{DETECTOR}, hub.normal on the value, {_describe(CHOSEN)}")
     return 0
 
 
