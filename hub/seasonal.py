@@ -13,23 +13,24 @@ The normal, all state updated after a reading is scored:
   predicts each held-out cycle (none when no profile predicts at least
   ``min_seasonal_share`` of the variance, or when the warm-up spans fewer than two
   cycles); each bin keeps learning with a memory of ``season_cycles`` periods;
-- a slow level of the deseasonalised reading (time constant ``slow_hours``) and a fast one
-  (``fast_readings`` readings), time constants in time, so gaps and irregular cadences
-  weigh what they last.
+- slow levels of the deseasonalised reading (time constants ``level_hours``) and a fast
+  one (``fast_readings`` readings), all in time, so gaps and irregular cadences weigh
+  what they last.
 
-Two statistics, each in units of its own running spread (a mean absolute value):
+Statistics, each in units of its own running spread (a mean absolute value):
 
 - point: the reading against the fast level plus the profile: a jump, a spike, a change
   of rate that the recent readings do not explain;
-- level: the short mean (``short_readings``) of the reading against the slow level plus
-  the profile: an ordinary value at the wrong hour, a slow shift.
+- level, one per slow level: the short mean (``short_readings``) of the reading against
+  that level plus the profile: an ordinary value at the wrong hour, a slow shift.
 
 Learning is Huber-clipped: a residual beyond ``clip`` spreads is learned as ``clip``
 spreads, so a fault does not teach the normal at once, and a lasting new level is still
 absorbed in time. The distance of a reading is the larger statistic over its limit (over
-1 means flagged). Each limit is set by a false-alarm budget: the (1 - budget/2) quantile of
-the statistic over the warm-up readings after the first ``prime_share`` of them (which
-only prime the state), never below the Gaussian figure for the same budget.
+1 means flagged). Each limit is set by a false-alarm budget shared among the statistics:
+the (1 - budget/n) quantile of the statistic over the warm-up readings after the first
+``prime_share`` of them (which only prime the state; n statistics), never below the
+Gaussian figure for the same share.
 
 Numpy only: the hub's runtime imports no training library.
 """
@@ -67,7 +68,7 @@ class SeasonalSettings:
     season_cycles: float = 4.0  # memory of each seasonal bin, in periods
     fast_readings: float = 3.0  # time constant of the fast level, in readings
     short_readings: float = 6.0  # time constant of the short mean of each level statistic
-    level_hours: tuple[float, ...] = (24.0, 720.0)  # time constants of the slow levels, one statistic each
+    level_hours: tuple[float, ...] = (24.0,)  # time constants of the slow levels, one statistic each
     spread_hours: float = 72.0  # time constant of each statistic's spread (at least its level's)
     clip: float = 4.0  # residuals beyond this many spreads are learned as this many
     prime_share: float = 0.3  # first share of the warm-up that only primes the state
@@ -94,7 +95,8 @@ class _State:
 
 @dataclass(frozen=True, slots=True)
 class SeasonalNormal:
-    """A fitted normal: the constants, the limits and the state at the end of the warm-up."""
+    """A fitted normal: the constants, the limits and the state at the end of the warm-up
+    (the warm-up readings are run through a stream once, so a stream starts where they end)."""
 
     settings: SeasonalSettings
     cadence: float  # median spacing of the warm-up readings, seconds
@@ -179,6 +181,10 @@ class SeasonalStream:
         """:meth:`score` for each reading in order (the same loop the hub would run)."""
         return np.array([self.score(v, t) for v, t in zip(values, times, strict=True)], dtype=np.float64)
 
+    def flag_all(self, values: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """:meth:`flag` for each reading in order."""
+        return np.array([self.flag(v, t) for v, t in zip(values, times, strict=True)], dtype=bool)
+
 
 def _bin(t: float | np.ndarray, period: float, bins: int) -> int | np.ndarray:
     """Seasonal bin of a time (or of each); 0 without a profile."""
@@ -239,7 +245,8 @@ def _gaussian_limit(budget: float, statistics: int) -> float:
     return NormalDist().inv_cdf(1.0 - budget / statistics / 2.0) / _MEAN_ABS
 
 
-def _run(normal: SeasonalNormal, values: np.ndarray, times: np.ndarray) -> tuple[SeasonalStream, np.ndarray, np.ndarray]:
+def _run(normal: SeasonalNormal, values: np.ndarray,
+         times: np.ndarray) -> tuple[SeasonalStream, np.ndarray, np.ndarray]:
     """A stream from ``normal``'s state over the readings: it, and each reading's
     statistics and residuals."""
     stream = normal.stream()
@@ -290,5 +297,6 @@ def fit_seasonal(values: np.ndarray, times: np.ndarray,
     spreads = np.mean(np.abs(residuals[primed:]), axis=0)
     stream, statistics, _ = _run(start(spreads[0], spreads[1:1 + k], spreads[1 + k:]), values, times)
     quantile = 1.0 - settings.false_alarm_budget / (1 + k)
-    limits = np.maximum(np.quantile(statistics[primed:], quantile, axis=0), _gaussian_limit(settings.false_alarm_budget, 1 + k))
+    limits = np.maximum(np.quantile(statistics[primed:], quantile, axis=0),
+                        _gaussian_limit(settings.false_alarm_budget, 1 + k))
     return SeasonalNormal(settings, cadence, period, bins, limits, stream._s.copy())

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.evaluate_nab import (DEVELOPMENT, NabError, NabFile, anomaly_scores, labels_of, load, main,
-                              onset_only, probationary_rows, shipped_detectors, write_results)
+from hub.evaluate_nab import (DEVELOPMENT, SEASONAL_CHOSEN, SeasonalNabSettings, NabError, NabFile, anomaly_scores, epoch_seconds, labels_of, load, main,
+                              onset_only, onset_only_for, probationary_rows, seasonal_scores, shipped_detectors,
+                              write_results)
 
 
 def _series(n: int = 2000, seed: int = 0) -> np.ndarray:
@@ -56,6 +57,56 @@ def test_past_5000_rows_a_prefix_scores_as_the_prefix_of_the_scores() -> None:
     # so there the file's length changes nothing either.
     values = _series(6000, seed=1)
     np.testing.assert_array_equal(anomaly_scores(values[:5200]), anomaly_scores(values)[:5200])
+
+
+def _times(n: int) -> np.ndarray:
+    return epoch_seconds(_stamps(n))
+
+
+@pytest.mark.unit
+def test_nab_timestamps_are_read_as_utc_epoch_seconds() -> None:
+    assert list(epoch_seconds(["2014-01-01 00:00:00", "2014-01-01 00:05:00"])) == [1388534400.0, 1388534700.0]
+    with pytest.raises(NabError):
+        epoch_seconds(["yesterday"])
+
+
+@pytest.mark.unit
+def test_seasonal_scores_are_in_0_1_zero_over_the_probationary_rows_and_high_at_the_fault() -> None:
+    values = _series()
+    scores = seasonal_scores(values, _times(len(values)))
+    assert scores.shape == values.shape
+    assert np.all((scores >= 0) & (scores < 1))
+    assert not scores[:probationary_rows(len(values))].any()
+    assert np.mean(scores[400:1500] > 0.5) < 0.02
+    # Every reading scored (no onset rule): the whole fault is over the limit. With the
+    # rule, a reading over the limit in the day before would have hidden it.
+    every = seasonal_scores(values, _times(len(values)), SeasonalNabSettings(SEASONAL_CHOSEN.seasonal, 0.0))
+    assert np.all(every[1500:1520] > 0.5)
+
+
+@pytest.mark.unit
+def test_seasonal_scores_do_not_look_ahead() -> None:
+    values, times = _series(6000, seed=2), _times(6000)
+    wild = values.copy()
+    wild[3000:] = -1e6
+    np.testing.assert_array_equal(seasonal_scores(values, times)[:3000], seasonal_scores(wild, times)[:3000])
+    np.testing.assert_array_equal(seasonal_scores(values[:5200], times[:5200]), seasonal_scores(values, times)[:5200])
+
+
+@pytest.mark.unit
+def test_a_repeated_timestamp_scores_0() -> None:
+    values, times = _series(), _times(2000)
+    times[1000] = times[999]
+    assert seasonal_scores(values, times)[1000] == 0.0
+
+
+@pytest.mark.unit
+def test_onset_only_for_holds_in_time_and_looks_only_back() -> None:
+    d = np.array([0.2, 1.5, 3.0, 0.1, 0.3, 0.4, 2.0, 0.5])
+    t = np.array([0.0, 1, 2, 3, 10, 11, 12, 13])
+    np.testing.assert_array_equal(onset_only_for(d, t, 2.0), [0.2, 1.5, 0, 0, 0.3, 0.4, 2.0, 0])
+    for end in range(1, len(d)):
+        np.testing.assert_array_equal(onset_only_for(d[:end], t[:end], 2.0), onset_only_for(d, t, 2.0)[:end])
 
 
 @pytest.mark.unit
@@ -114,3 +165,5 @@ def test_a_folder_without_nabs_null_results_is_refused(tmp_path: Path) -> None:
 def test_main_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path), "--nab-repo", str(tmp_path / "NAB")]) == 2
     assert "realKnownCause" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--nab-repo", str(tmp_path / "NAB"), "--grid", "everything"])
