@@ -225,7 +225,12 @@ def write_results(path: Path, file: NabFile, scores: np.ndarray, labels: np.ndar
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(("timestamp", "value", "anomaly_score", "label"))
         for t, v, s, y in zip(file.timestamps, file.values, scores, labels, strict=True):
-            out.writerow((t, repr(float(v)), f"{s:.12g}", int(y)))
+            out.writerow((t, repr(float(v)), _written(s), int(y)))
+
+
+def _written(score: float) -> str:
+    """An anomaly score as the results file holds it (and so as NAB's scorer reads it)."""
+    return f"{score:.12g}"
 
 
 def labels_of(file: NabFile, windows: list[list[str]]) -> np.ndarray:
@@ -314,6 +319,57 @@ def _scores(files: list[NabFile], detector: str, settings: NabSettings | Seasona
     return {f.name: anomaly_scores(f.values, settings) for f in files}
 
 
+@dataclass(frozen=True, slots=True)
+class FileHits:
+    """One detector on one file at one threshold: what NAB's scorer is given to count."""
+
+    windows: int
+    found: int  # windows with a detection in them (after the probationary rows)
+    outside: int  # detections outside every window (after the probationary rows)
+    over_limit: float  # share of the scored rows over the detector's own limit, before the onset rule
+    peak_in_windows: float  # highest distance d in a window, before the onset rule
+
+
+def file_hits(file: NabFile, scores: np.ndarray, raw: np.ndarray, windows: list[list[str]],
+              threshold: float) -> FileHits:
+    """Windows found and detections outside them at ``threshold`` (NAB's sweeper counts a
+    row as a detection when its anomaly_score reaches the threshold); ``raw``: the same
+    detector's scores with every reading kept (no onset rule)."""
+    scored = np.arange(len(scores)) >= probationary_rows(len(scores))
+    # Compared as written to the results file: the threshold is one of those values.
+    detected = (np.array([float(_written(s)) for s in scores]) >= threshold) & scored
+    inside = np.zeros(len(scores), dtype=bool)
+    found = 0
+    for window in windows:
+        mine = labels_of(file, [window]).astype(bool)
+        inside |= mine
+        found += bool((detected & mine).any())
+    distance = np.asarray(raw) / (1.0 - np.asarray(raw))
+    peak = float(distance[inside & scored].max()) if (inside & scored).any() else 0.0
+    return FileHits(len(windows), found, int((detected & ~inside).sum()), float(np.mean(distance[scored] > 1.0)),
+                    peak)
+
+
+def _hits_table(files: list[NabFile], windows: dict[str, list], ours: dict[str, dict[str, np.ndarray]],
+                raw: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float]) -> list[str]:
+    names = list(ours)
+    lines = ["| file | windows | " + " | ".join(
+        f"{d}: found / outside / over its limit / peak d in windows" for d in names) + " |",
+        "|---|---|" + "---|" * len(names)]
+    totals = {d: [0, 0] for d in names}
+    for f in files:
+        cells = []
+        for d in names:
+            h = file_hits(f, ours[d][f.name], raw[d][f.name], windows[f"{CATEGORY}/{f.name}"], thresholds[d])
+            totals[d][0] += h.found
+            totals[d][1] += h.outside
+            cells.append(f"{h.found} / {h.outside} / {100 * h.over_limit:.1f} % / {h.peak_in_windows:.2f}")
+        lines.append(f"| {f.name} | {len(windows[f'{CATEGORY}/{f.name}'])} | " + " | ".join(cells) + " |")
+    n = sum(len(windows[f"{CATEGORY}/{f.name}"]) for f in files)
+    lines.append(f"| all | {n} | " + " | ".join(f"{totals[d][0]} / {totals[d][1]}" for d in names) + " |")
+    return lines
+
+
 def _grid(args: argparse.Namespace, files: list[NabFile], windows: dict[str, list], work: Path) -> None:
     """Each setting of the grid scored by NAB on the development file alone."""
     development = [f for f in files if f.name == DEVELOPMENT]
@@ -352,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                 _grid(args, files, windows, work)
                 return 0
             ours = {DETECTOR: _scores(files, DETECTOR, CHOSEN), SEASONAL: _scores(files, SEASONAL, SEASONAL_CHOSEN)}
+            raw = {DETECTOR: _scores(files, DETECTOR, NabSettings(CHOSEN.normal, 0)),
+                   SEASONAL: _scores(files, SEASONAL, SeasonalNabSettings(SEASONAL_CHOSEN.seasonal, 0.0))}
             development = [f for f in files if f.name == DEVELOPMENT]
             dev = run_nab(args.nab_repo, args.nab_python, development, windows, ours, ["null"], work / "development")
             fixed = {held: {p: {"threshold": dev[d][p]["threshold"]} for p in PROFILES}
@@ -368,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
                                   detectors, work / f"run{i}", fixed)
                 print("\n".join(_table(f"NAB scores (NAB's own optimize, score and normalize steps), {label}:",
                                         results, published)))
+                if i == 0:
+                    at = {d: results[d]["standard"]["threshold"] for d in ours}
+                    print(f"\nOurs file by file at NAB's optimized standard thresholds on {label} ("
+                          + ", ".join(f"{d} {t:.6f}" for d, t in at.items())
+                          + "); over its limit and peak d: every reading kept, before the onset rule:\n")
+                    print("\n".join(_hits_table(files, windows, ours, raw, at)))
         except (NabError, SeasonalError, OSError) as exc:
             print(f"evaluate_nab: {exc}", file=sys.stderr)
             return 1

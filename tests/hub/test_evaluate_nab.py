@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.evaluate_nab import (DEVELOPMENT, SEASONAL_CHOSEN, SeasonalNabSettings, NabError, NabFile, anomaly_scores, epoch_seconds, labels_of, load, main,
+from hub.evaluate_nab import (DEVELOPMENT, SEASONAL_CHOSEN, NabError, NabFile, SeasonalNabSettings, anomaly_scores,
+                              epoch_seconds, file_hits, labels_of, load, main,
                               onset_only, onset_only_for, probationary_rows, seasonal_scores, shipped_detectors,
                               write_results)
 
@@ -167,3 +168,18 @@ def test_main_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "realKnownCause" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--nab-repo", str(tmp_path / "NAB"), "--grid", "everything"])
+
+
+@pytest.mark.unit
+def test_file_hits_counts_windows_found_and_detections_outside(tmp_path: Path) -> None:
+    n = 400  # probationary rows: 60
+    file = NabFile("x.csv", tmp_path / "x.csv", _stamps(n), np.zeros(n))
+    windows = [[file.timestamps[100], file.timestamps[120]], [file.timestamps[300], file.timestamps[320]]]
+    raw = np.full(n, 0.2)
+    raw[[10, 110, 115, 200, 250]] = [0.9, 0.6, 0.8, 0.55, 0.4]  # row 10 is probationary: not counted
+    scores = raw.copy()
+    scores[115] = 0.0  # held by an onset rule
+    hits = file_hits(file, scores, raw, windows, threshold=0.5)
+    assert (hits.windows, hits.found, hits.outside) == (2, 1, 1)
+    assert hits.over_limit == pytest.approx(3 / (n - 60))
+    assert hits.peak_in_windows == pytest.approx(0.8 / 0.2)
