@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from hub.normal import NormalSettings, fit_normal
-from hub.seasonal import SeasonalError, SeasonalSettings, fit_seasonal
+from hub.seasonal import DAY, WEEK, SeasonalError, SeasonalSettings, fit_seasonal
 
 CATEGORY = "realKnownCause"
 DEVELOPMENT = "machine_temperature_system_failure.csv"
@@ -350,12 +350,19 @@ def file_hits(file: NabFile, scores: np.ndarray, raw: np.ndarray, windows: list[
                     peak)
 
 
+def seasonal_profile(file: NabFile, settings: SeasonalNabSettings = SEASONAL_CHOSEN) -> str:
+    """The seasonal profile hub/seasonal.py chooses on the file's probationary rows."""
+    train = probationary_rows(len(file.values))
+    period = fit_seasonal(file.values[:train], file.times[:train], settings.seasonal).period
+    return {DAY: "by hour of the day", WEEK: "by hour of the week"}.get(period, "none")
+
+
 def _hits_table(files: list[NabFile], windows: dict[str, list], ours: dict[str, dict[str, np.ndarray]],
                 raw: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float]) -> list[str]:
     names = list(ours)
     lines = ["| file | windows | " + " | ".join(
-        f"{d}: found / outside / over its limit / peak d in windows" for d in names) + " |",
-        "|---|---|" + "---|" * len(names)]
+        f"{d}: found / outside / over its limit / peak d in windows" for d in names) + f" | {SEASONAL}'s profile |",
+        "|---|---|" + "---|" * (len(names) + 1)]
     totals = {d: [0, 0] for d in names}
     for f in files:
         cells = []
@@ -364,9 +371,10 @@ def _hits_table(files: list[NabFile], windows: dict[str, list], ours: dict[str, 
             totals[d][0] += h.found
             totals[d][1] += h.outside
             cells.append(f"{h.found} / {h.outside} / {100 * h.over_limit:.1f} % / {h.peak_in_windows:.2f}")
+        cells.append(seasonal_profile(f))
         lines.append(f"| {f.name} | {len(windows[f'{CATEGORY}/{f.name}'])} | " + " | ".join(cells) + " |")
     n = sum(len(windows[f"{CATEGORY}/{f.name}"]) for f in files)
-    lines.append(f"| all | {n} | " + " | ".join(f"{totals[d][0]} / {totals[d][1]}" for d in names) + " |")
+    lines.append(f"| all | {n} | " + " | ".join(f"{totals[d][0]} / {totals[d][1]}" for d in names) + " | |")
     return lines
 
 

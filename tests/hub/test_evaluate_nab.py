@@ -10,7 +10,8 @@ import pytest
 
 from hub.evaluate_nab import (DEVELOPMENT, SEASONAL_CHOSEN, NabError, NabFile, SeasonalNabSettings, anomaly_scores,
                               epoch_seconds, file_hits, labels_of, load, main,
-                              onset_only, onset_only_for, probationary_rows, seasonal_scores, shipped_detectors,
+                              onset_only, onset_only_for, probationary_rows, seasonal_profile, seasonal_scores,
+                              shipped_detectors,
                               write_results)
 
 
@@ -183,3 +184,14 @@ def test_file_hits_counts_windows_found_and_detections_outside(tmp_path: Path) -
     assert (hits.windows, hits.found, hits.outside) == (2, 1, 1)
     assert hits.over_limit == pytest.approx(3 / (n - 60))
     assert hits.peak_in_windows == pytest.approx(0.8 / 0.2)
+
+
+@pytest.mark.unit
+def test_seasonal_profile_names_the_period_chosen_on_the_probationary_rows(tmp_path: Path) -> None:
+    n = 288 * 20  # 20 days of 5-minute rows: 750 probationary rows, 2.6 days
+    hours = np.arange(n) / 12.0
+    cycle = NabFile("x.csv", tmp_path / "x.csv", _stamps(n), 10 * np.sin(2 * np.pi * hours / 24)
+                    + np.random.default_rng(5).normal(size=n))
+    flat = NabFile("y.csv", tmp_path / "y.csv", _stamps(n), np.random.default_rng(6).normal(size=n))
+    assert seasonal_profile(cycle) == "by hour of the day"
+    assert seasonal_profile(flat) == "none"
