@@ -5,7 +5,7 @@ hub/normal.py beside every detector whose results NAB ships.
 ``nab/`` as its README describes; PATH is a checkout of numenta/NAB (at the commit in
 ``nab/SOURCE.txt``) and PY a Python that can run its ``run.py`` (pandas < 2, see
 docs/hub.md). Nothing of NAB is copied into this repository: this module writes our
-detector's scores in NAB's results format, copies NAB's shipped results for the same
+detectors' scores in NAB's results format, copies NAB's shipped results for the same
 files from the checkout into a scratch directory, and has the checkout's own code run the
 steps of ``run.py --optimize --score --normalize`` there (through ``nab.runner.Runner``,
 as ``run.py``'s ``main`` does, so that the shipped detectors' own dependencies are not
@@ -24,29 +24,30 @@ profile and levels that keep learning; ``hubSeasonal``) or hub/normal.py's (a le
 once; ``hubNormal``), fitted on the file's probationary rows (NAB scores none of them),
 then fed each later reading with only the readings before it. The distance d (over 1
 means over the limit; a reading the stream skips, its time not after the last one,
-counts as 0) is written as
-anomaly_score = d / (1 + d), so 0.5 is the detector's own limit. With ``onset`` set,
-a reading inside a raised alarm (within ``onset`` readings of the last reading over the
-limit) is written as 0: NAB counts the first detection in a window and charges every
+counts as 0) is written as anomaly_score = d / (1 + d), so 0.5 is the detector's own
+limit. With an onset rule set (``onset`` readings for hubNormal, ``onset_hours`` for
+hubSeasonal), a reading inside a raised alarm (within that hold of the last reading over
+the limit) is written as 0: NAB counts the first detection in a window and charges every
 detection outside one, so a held alarm only costs.
 
 Two runs, each a separate NAB run over its own files (the optimize step chooses each
 detector's thresholds on the files it scores, for every detector alike): the seven
 realKnownCause files (NAB's protocol restricted to this category), and the six
-evaluation files of the data README (the development file left out). Our settings are
-chosen on the development file alone (``--grid``).
+evaluation files of the data README (the development file left out); after the first,
+ours file by file (windows found, detections outside, how often over the limit). Our
+settings are chosen on the development file alone (``--grid seasonal``, ``--grid normal``).
 """
 
 import argparse
 import csv
 import json
 import math
-from datetime import datetime, timezone
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np

@@ -127,7 +127,8 @@ def test_the_results_file_is_in_nabs_format(tmp_path: Path) -> None:
     np.testing.assert_array_equal(labels, [0, 0, 1, 1, 1, 0])
     out = tmp_path / "results" / "hubNormal" / "realKnownCause" / "hubNormal_x.csv"
     write_results(out, file, np.linspace(0, 0.5, n), labels)
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "label"]
     assert [r["timestamp"] for r in rows] == file.timestamps  # unchanged, so NAB matches its labels
     assert [float(r["value"]) for r in rows] == list(file.values)
