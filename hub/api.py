@@ -206,6 +206,13 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
             })
         return out
 
+    @app.get("/api/normals")
+    def normals(request: Request, who: Principal = require("staff")) -> list[dict[str, Any]]:
+        """Each device's learned normal: state (warming up n/N, active, refit at), its
+        false-alarm budget and the alerts spent in the trailing week, last score, model version."""
+        detectors = hub_of(request).normals
+        return detectors.status() if detectors is not None else []
+
     @app.get("/api/gateways")
     def gateways(request: Request, who: Principal = require("staff")) -> list[dict[str, Any]]:
         return [vars(g) for g in hub_of(request).registry.gateways.values()]

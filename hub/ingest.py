@@ -34,6 +34,7 @@ from contract.messages import (
 )
 from contract.topics import Topic, TopicError, TopicKind
 from hub.metrics import HubMetrics
+from hub.normals import NormalDetectors
 from hub.patterns import PatternDetector
 from hub.rebirth import RunWatch
 from hub.registry import Registry
@@ -118,6 +119,7 @@ class Ingestor:
         self.runs = RunWatch(registry, metrics, seq_gap=rebirth_seq_gap, min_interval_s=rebirth_min_interval_s)
         self.windows = windows
         self.patterns: dict[str, PatternDetector] = {}  # by device class
+        self.normals: NormalDetectors | None = None  # per-device learned normals: an append per reading
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
         self.community = registry.community.id
@@ -316,6 +318,8 @@ class Ingestor:
         detector = self.patterns.get(state.device_class)
         if detector is not None and not msg.hist and usable:
             detector.add(msg.device, msg.ts, usable)
+        if self.normals is not None and not msg.hist and usable:
+            self.normals.add(msg.device, state.device_class, msg.ts, usable)
         stats, readings, levels = self.interval_stats, self.interval_readings, self.interval_quality
         if msg.ts < self.late_before:
             stats, readings, levels = self._late_window(msg.ts)

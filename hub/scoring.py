@@ -1,6 +1,7 @@
 """Scoring: sliding windows -> the window model and the pattern detectors -> alert candidates.
 
-Ingest feeds :attr:`Scoring.windows` and :attr:`Scoring.patterns` with live readings; every
+Ingest feeds :attr:`Scoring.windows`, :attr:`Scoring.patterns` (and :attr:`Scoring.normals`,
+when enabled) with live readings; every
 ``stride_s`` :meth:`Scoring.score_now` scores them, records each window (the ``windows``
 table, owned here, for the staff page and the API), and passes what the debounce policies
 let through to alerting. Which model scores is :mod:`hub.model_reload`'s business: it swaps
@@ -19,6 +20,7 @@ from typing import Any
 from hub.alerts import AlertPolicy
 from hub.inference import WindowModel
 from hub.metrics import HubMetrics
+from hub.normals import NormalDetectors
 from hub.patterns import PatternDetector
 from hub.registry import Registry
 from hub.windows import Windows
@@ -82,6 +84,7 @@ class Scoring:
         self.pattern_policies = {c: AlertPolicy(d.threshold, max(cooldown_s, d.window_s)) for c, d in patterns.items()}
         self.score_log: ScoreLog | None = None
         self._raise: RaiseAlert | None = None
+        self.normals: NormalDetectors | None = None  # per-device learned normals, when enabled
 
     def connect(self, score_log: ScoreLog, raise_alert: RaiseAlert) -> None:
         """Where scores are recorded and candidates go (set at start, before scoring runs)."""
@@ -106,7 +109,8 @@ class Scoring:
             await self.score_now()
 
     async def score_now(self) -> int:
-        """Score every window now; return how many alerts were raised."""
+        """Score every window now (and the learned normals' readings since the last pass);
+        return how many alerts were raised."""
         assert self.score_log is not None and self._raise is not None, "connect() first"
         scores = self.windows.score(time.time())
         self.metrics.windows.inc(len(scores))
@@ -119,6 +123,8 @@ class Scoring:
             pattern_scores = detector.score(now)
             self.metrics.windows.inc(len(pattern_scores))
             raised += [(a, detector.model.name) for a in self.pattern_policies[device_class].decide(pattern_scores)]
+        if self.normals is not None:  # each reading since the last pass, scored with only the past
+            raised += [(a, a.source) for a in await self.normals.run_pass()]
         for a, source in raised:
             await self._raise(a.raised_at, a.device, a.metric, a.kind, a.score, a.severity, source)
             log.warning("alert: device=%s metric=%s kind=%s score=%.3f", a.device, a.metric, a.kind, a.score)

@@ -15,6 +15,7 @@ ingest writer          hub.writer                         hub-ingest, hub-writer
 storage                hub.store                          (called by the writer)
 retention              hub.retention                      hub-retention
 scoring                hub.scoring                        hub-scorer
+learned normals        hub.normals                        (in hub-scorer's pass)
 model reload           hub.model_reload                   hub-models
 alerting               hub.alerting                       (called by its sources)
 work orders, SLA       hub.workorders                     hub-sla
@@ -46,6 +47,7 @@ from hub.inference import WindowModel
 from hub.ingest import Ingestor, Pending
 from hub.metrics import HubMetrics
 from hub.model_reload import ModelReload
+from hub.normals import NormalDetectors, NormalStore
 from hub.patterns import NightHours, load_detectors
 from hub.registry import Registry
 from hub.retention import Retention
@@ -82,6 +84,11 @@ class HubService:
                                  rebirth_seq_gap=settings.rebirth_seq_gap,
                                  rebirth_min_interval_s=settings.rebirth_min_interval_s)
         self.ingestor.patterns = self.scoring.patterns  # the same dict: a detector replaced is fed at once
+        self.normals: NormalDetectors | None = None
+        if settings.normals.enabled:  # exported fits go next to the database (no I/O until the first fit)
+            self.normals = NormalDetectors(settings.normals, NormalStore(settings.database.parent / "normals",
+                                                                         settings.normals.keep_versions))
+            self.scoring.normals = self.ingestor.normals = self.normals
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")  # summaries, alerts, commands
         self._mqtt = mqtt
         # Components that own tables are built in __aenter__ (no I/O in a constructor).

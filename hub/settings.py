@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from contract.classes import DeviceClass
 from hub.rules import DEFAULT_RULES, CombinationRule
 
 
@@ -36,6 +37,37 @@ class DeadLetterSettings(BaseModel):
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)  # topic + detail + stored payload, summed
     keep_first_per_reason: int = Field(default=10, ge=0)  # never evicted (retention still applies)
     raw_prefix_bytes: int = Field(default=2048, ge=0)  # of each payload; its length and SHA-256 are kept whole
+
+
+class NormalsSettings(BaseModel):
+    """The ``[hub.normals]`` section: each device's learned normal (hub/normals/).
+
+    A device of one of ``classes`` collects its good readings; after ``warmup_readings`` of
+    them spanning ``warmup_min_s`` its normal is fitted, then refitted every ``refit_s`` on
+    its recent readings that were not flagged. Its limits are set so that it raises at most
+    about ``alerts_per_week`` false alerts a week (docs/hub.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    classes: tuple[DeviceClass, ...] = (DeviceClass.TEMP_HUMIDITY, DeviceClass.AIR_QUALITY,
+                                        DeviceClass.ELECTRICITY_METER, DeviceClass.BIN_FILL)
+    warmup_readings: int = Field(default=1440, ge=50)
+    warmup_min_s: float = Field(default=86400.0, ge=0)
+    refit_s: float = Field(default=86400.0, gt=0)
+    alerts_per_week: float = Field(default=1.0, gt=0)
+    buffer_readings: int = Field(default=10080, ge=50)  # ring buffer per device: the refit's rows
+    smooth: int = Field(default=5, ge=1)  # readings in the trailing median (hub/normal.py)
+    hold: int = Field(default=60, ge=0)  # readings an alarm stays raised after the last one over a limit
+    keep_versions: int = Field(default=3, ge=1)  # exported versions kept per device
+    inbox_size: int = Field(default=100_000, ge=100)  # readings waiting for the next scoring pass
+
+    @model_validator(mode="after")
+    def _buffer_holds_the_warmup(self) -> "NormalsSettings":
+        if self.buffer_readings < self.warmup_readings:
+            raise ValueError(f"buffer_readings ({self.buffer_readings}) must hold the warm-up "
+                             f"(warmup_readings = {self.warmup_readings})")
+        return self
 
 
 class HubSettings(BaseModel):
@@ -106,6 +138,7 @@ class HubSettings(BaseModel):
     # Alerts that together are one incident (hub/rules.py); [[hub.rules]] in the config
     # replaces this list.
     rules: tuple[CombinationRule, ...] = DEFAULT_RULES
+    normals: NormalsSettings = NormalsSettings()  # per-device learned normals; off unless enabled
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry
 
     @model_validator(mode="after")

@@ -6,11 +6,12 @@ const TEXT = {
         user: "用户名", password: "密码", login: "登录", logout: "退出", orders: "工单",
         loginForOrders: "登录后查看设备、告警与工单。", chart: "读数曲线", note: "处理说明", overdue: "超时",
         due: "时限", assignee: "处理人", none: "无", notices: "城市通知", expired: "已过期", egress: "出境记录",
+        normal: "常态模型", learning: "学习中", budget: "误报预算", perWeek: "次/周", spent: "已用", together: "整体读数",
         levels: { info: "通知", warning: "提醒", emergency: "紧急" },
         columns: { open: "待接单", claimed: "已接单", in_progress: "处理中", resolved: "待验收", verified: "已完成" },
         actions: { claim: "抢单", start: "开始处理", resolve: "办结", verify: "验收", reopen: "退回" },
         roles: { volunteer: "志愿者", staff: "物业人员", supervisor: "主管", admin: "管理员" },
-        kinds: { fire: "火情式升温", spike: "突变", stuck: "数值卡滞", drift: "漂移", threshold: "超出阈值", rate_of_change: "变化过快", offline: "设备离线", water_leak: "疑似漏水", car_stuck: "电梯困停", door_fault: "电梯门故障", combined: "组合规则" },
+        kinds: { fire: "火情式升温", spike: "突变", stuck: "数值卡滞", drift: "漂移", threshold: "超出阈值", rate_of_change: "变化过快", offline: "设备离线", water_leak: "疑似漏水", car_stuck: "电梯困停", door_fault: "电梯门故障", combined: "组合规则", unusual: "偏离常态" },
         sev: { critical: "紧急", warning: "警告", info: "提示" },
         quality: { bad: "数据异常", uncertain: "数据存疑", comm_error: "通信失败", out_of_range: "超出量程",
                    sensor_fault: "传感器故障", stale: "未刷新", substituted: "替代值" } },
@@ -21,11 +22,12 @@ const TEXT = {
         user: "User", password: "Password", login: "Log in", logout: "Log out", orders: "Work orders",
         loginForOrders: "Log in to see devices, alerts and work orders.", chart: "Readings", note: "What was done",
         overdue: "overdue", due: "due", assignee: "assignee", none: "none", notices: "City notices", expired: "expired", egress: "What left the community",
+        normal: "Learned normal", learning: "learning", budget: "False-alarm budget", perWeek: "/week", spent: "spent", together: "all readings",
         levels: { info: "notice", warning: "warning", emergency: "emergency" },
         columns: { open: "Open", claimed: "Claimed", in_progress: "In progress", resolved: "To verify", verified: "Done" },
         actions: { claim: "Claim", start: "Start", resolve: "Resolve", verify: "Verify", reopen: "Reopen" },
         roles: { volunteer: "volunteer", staff: "staff", supervisor: "supervisor", admin: "admin" },
-        kinds: { fire: "fire-like rise", spike: "spike", stuck: "stuck sensor", drift: "drift", threshold: "threshold", rate_of_change: "rate of change", offline: "device offline", water_leak: "suspected leak", car_stuck: "car stuck", door_fault: "door fault", combined: "combined rule" },
+        kinds: { fire: "fire-like rise", spike: "spike", stuck: "stuck sensor", drift: "drift", threshold: "threshold", rate_of_change: "rate of change", offline: "device offline", water_leak: "suspected leak", car_stuck: "car stuck", door_fault: "door fault", combined: "combined rule", unusual: "unusual" },
         sev: { critical: "critical", warning: "warning", info: "info" },
         quality: { bad: "bad", uncertain: "uncertain", comm_error: "not read", out_of_range: "out of range",
                    sensor_fault: "sensor fault", stale: "not refreshed", substituted: "substituted" } },
@@ -71,12 +73,14 @@ async function refresh() {
   if ($("f-building").value) q.set("building", $("f-building").value);
   if ($("f-class").value) q.set("class", $("f-class").value);
   const filtered = q.toString() !== "";  // unfiltered, the list is the whole set: fetch it once
-  const [all, alerts, devices, notices] = await Promise.all([
+  const [all, alerts, devices, notices, normals] = await Promise.all([
     getJson("/api/devices", []),
     getJson("/api/alerts?limit=50", []),
     filtered ? getJson("/api/devices?" + q, []) : null,
     getJson("/api/notices?limit=20", []),
-  ]).then(([a, b, c, d]) => [a, b, c || a, d]);
+    getJson("/api/normals", []),
+  ]).then(([a, b, c, d, e]) => [a, b, c || a, d, e]);
+  const normalOf = Object.fromEntries(normals.map((n) => [n.device, n]));
   $("notices-panel").hidden = notices.length === 0;
   $("notices").innerHTML = notices.map((n) => `
     <li class="${esc(n.level)}${n.expired ? " expired" : ""}" data-seq="${n.seq}"><b>[${esc(TEXT[lang].levels[n.level] || n.level)}]</b>
@@ -94,7 +98,7 @@ async function refresh() {
       // A value that is not good is shown, and says why (it is left out of windows and alerts).
       return q ? `<span class="q-${esc(q.level)}" data-quality="${esc(q.reason)}">${text}` +
         ` (${esc(TEXT[lang].quality[q.level])}: ${esc(TEXT[lang].quality[q.reason] || q.reason)})</span>` : text;
-    }).join(" · ")}</td></tr>`).join("");
+    }).join(" · ")}</td><td class="normal">${normalText(normalOf[d.id])}</td></tr>`).join("");
   document.querySelector("#alerts tbody").innerHTML = alerts.map((a) => `
     <tr><td>${new Date(a.raised_at * 1000).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB")}</td><td>${esc(a.device)}</td><td>${esc(metricLabel(a.device, a.metric))}</td>
     <td>${esc(TEXT[lang].kinds[a.kind] || a.kind)}</td><td class="${esc(a.severity)}">${esc(TEXT[lang].sev[a.severity] || a.severity)}</td>
@@ -107,7 +111,15 @@ async function refresh() {
   if (chartDevice) await drawChart();
 }
 
+// A device's learned normal: its warm-up, or its false-alarm budget and what it has spent.
+function normalText(n) {
+  if (!n) return "—";
+  const budget = `${t("budget")} ${+n.budget.alerts_per_week.toFixed(2)}${lang === "zh" ? " " : ""}${t("perWeek")} · ${t("spent")} ${n.spent}`;
+  return esc(n.state === "active" ? budget : `${t("learning")} ${n.warmup.readings}/${n.warmup.of} · ${budget}`);
+}
+
 function metricLabel(deviceId, metric) {
+  if (metric === "normal") return t("together");
   const d = allDevices.find((x) => x.id === deviceId);
   return (d && d.metrics[metric] && d.metrics[metric][lang]) || metric;
 }
