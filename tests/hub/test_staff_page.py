@@ -19,6 +19,7 @@ from contract.messages import Birth, Death, DeviceInfo, Telemetry
 from contract.topology import Community
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings
+from hub.settings import NormalsSettings
 from simulators.pty_pms5003 import PtyPms5003
 from tests.conftest import wait_until
 from tests.hub.conftest import api_token, serving_hub
@@ -278,10 +279,12 @@ async def test_the_staff_page_is_axe_clean_and_usable_from_the_keyboard_in_both_
         tmp_path: Path, community: Community, mosquitto: MqttEndpoint) -> None:
     """axe-core (as axe-playwright-python ships it) finds nothing on the page, a value marked
     bad included, in Chinese and in English; a keyboard alone reaches every control in
-    order, logs in and switches the language."""
+    order, logs in and switches the language. A device's learned normal shows its warm-up
+    and its false-alarm budget in its row."""
     from axe_playwright_python.async_playwright import Axe
 
-    async with serving_hub(tmp_path, community, mosquitto) as (url, hub), \
+    normals = NormalsSettings(enabled=True, warmup_readings=50, warmup_min_s=0)
+    async with serving_hub(tmp_path, community, mosquitto, normals=normals) as (url, hub), \
             aiomqtt.Client(mosquitto.host, mosquitto.port) as gw:
         assert hub.accounts is not None
         hub.accounts.add_user("wang", PASSWORD, "staff", "王师傅")
@@ -290,7 +293,12 @@ async def test_the_staff_page_is_axe_clean_and_usable_from_the_keyboard_in_both_
         await gw.publish(topics.device_telemetry(C, "gw-b1", "b1-th-03"), encode(Telemetry(
             seq=1, boot="r1", ts=time.time(), device="b1-th-03", metrics={"temperature": 150.0, "humidity": 40.0},
             quality={"temperature": "out_of_range"})), qos=1)
-        await wait_until(lambda: hub.stats()["stored"] == 1)
+        for seq in (2, 3, 4):
+            await gw.publish(topics.device_telemetry(C, "gw-b1", "b1-th-01"), encode(Telemetry(
+                seq=seq, boot="r1", ts=time.time(), device="b1-th-01", metrics={"temperature": 21.0 + seq,
+                                                                               "humidity": 40.0})), qos=1)
+        await wait_until(lambda: hub.stats()["stored"] == 4)
+        await hub.scoring.score_now()
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
             page = await browser.new_page()
@@ -307,8 +315,17 @@ async def test_the_staff_page_is_axe_clean_and_usable_from_the_keyboard_in_both_
             await page.keyboard.press("Enter")
             await expect(page.locator("#who")).to_be_visible()
             await expect(page.locator('[data-quality="out_of_range"]')).to_be_visible()
+            normal = page.locator('tr[data-device="b1-th-01"] td.normal')
+            no_normal = page.locator('tr[data-device="b1-door-01"] td.normal')  # a class not learned
             for lang in ("zh-CN", "en"):
                 assert await page.get_attribute("html", "lang") == lang
+                if lang == "zh-CN":
+                    await expect(normal).to_have_text("学习中 3/50 · 误报预算 1 次/周 · 已用 0")
+                    await expect(page.locator("#devices thead")).to_contain_text("常态模型")
+                else:
+                    await expect(normal).to_have_text("learning 3/50 · False-alarm budget 1/week · spent 0")
+                    await expect(page.locator("#devices thead")).to_contain_text("Learned normal")
+                await expect(no_normal).to_have_text("—")
                 found[lang] = [(v["id"], v["impact"]) for v in (await Axe().run(page)).response["violations"]]
                 if lang == "zh-CN":  # every control of the console in order, then the language
                     await page.evaluate("document.activeElement.blur()")
