@@ -52,7 +52,7 @@ class NormalsSettings(BaseModel):
     enabled: bool = False
     classes: tuple[DeviceClass, ...] = (DeviceClass.TEMP_HUMIDITY, DeviceClass.AIR_QUALITY,
                                         DeviceClass.ELECTRICITY_METER, DeviceClass.BIN_FILL)
-    warmup_readings: int = Field(default=1440, ge=50)
+    warmup_readings: int = Field(default=1440, ge=40)
     warmup_min_s: float = Field(default=86400.0, ge=0)
     refit_s: float = Field(default=86400.0, gt=0)
     alerts_per_week: float = Field(default=1.0, gt=0)
@@ -61,6 +61,10 @@ class NormalsSettings(BaseModel):
     hold: int = Field(default=60, ge=0)  # readings an alarm stays raised after the last one over a limit
     keep_versions: int = Field(default=3, ge=1)  # exported versions kept per device
     inbox_size: int = Field(default=100_000, ge=100)  # readings waiting for the next scoring pass
+    # A device's readings closer than this to the last one its normal took are left to the
+    # other detectors: a burst (a replay, a misconfigured 1 kHz sender) costs the normal no
+    # more than one reading a second per device (the scoring of one costs ~40 µs; docs/hub.md).
+    min_spacing_s: float = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
     def _buffer_holds_the_warmup(self) -> "NormalsSettings":

@@ -1,7 +1,9 @@
 """The per-device normals as one hub component.
 
 Ingest calls :meth:`NormalDetectors.add` with each live reading's good values: an append
-to a bounded inbox, nothing more (when full, the newest reading is dropped and counted).
+to a bounded inbox, nothing more (when full, the newest reading is dropped and counted). A
+reading within ``min_spacing_s`` of its device's last one taken (or older) is skipped and
+counted: a burst costs the normals at most one reading per device per ``min_spacing_s``.
 Each scoring pass calls :meth:`NormalDetectors.run_pass`: the readings since the last
 pass, in arrival order, each scored by its device's stream with only the readings before
 it, fits and refits done as they fall due (in a worker thread, off the event loop). The
@@ -47,11 +49,18 @@ class NormalDetectors:
         self.devices: dict[str, DeviceNormal] = {}
         self._inbox: deque[tuple[float, str, str, dict[str, float]]] = deque()
         self.dropped = 0  # readings the full inbox refused
+        self.skipped = 0  # readings within min_spacing_s of their device's last one taken
+        self._last_taken: dict[str, float] = {}  # by device: the time of the last reading taken
 
     def add(self, device: str, device_class: str, ts: float, values: dict[str, float]) -> None:
         """A live reading's good values (ingest's hot path: an append)."""
         if device_class not in self.classes:
             return
+        last = self._last_taken.get(device)
+        if last is not None and ts < last + self.settings.min_spacing_s:
+            self.skipped += 1  # too soon after (or older than) the last reading taken
+            return
+        self._last_taken[device] = ts
         if len(self._inbox) >= self.settings.inbox_size:
             self.dropped += 1
             return

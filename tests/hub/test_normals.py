@@ -110,6 +110,16 @@ def test_the_inbox_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     assert len(detectors.take()) == 100 and detectors.dropped == 50
 
 
+def test_a_burst_faster_than_min_spacing_is_subsampled(tmp_path: Path) -> None:
+    detectors = _detectors(tmp_path, min_spacing_s=1.0)
+    for i in range(100):  # 100 readings 0.1 s apart, then one older than the last taken
+        detectors.add(DEVICE, "temp_humidity", T0 + 0.1 * i, {"temperature": 20.0, "humidity": 50.0})
+    detectors.add(DEVICE, "temp_humidity", T0 + 5.0, {"temperature": 20.0, "humidity": 50.0})
+    taken = detectors.take()
+    assert [ts - T0 for ts, *_ in taken] == pytest.approx([float(s) for s in range(10)])
+    assert detectors.skipped == 91
+
+
 def test_an_alarm_that_stays_raised_raises_once(tmp_path: Path) -> None:
     detectors = _detectors(tmp_path, warmup_readings=1440, warmup_min_s=0)
     rng = np.random.default_rng(3)

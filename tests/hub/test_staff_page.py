@@ -295,7 +295,7 @@ async def test_the_staff_page_is_axe_clean_and_usable_from_the_keyboard_in_both_
             quality={"temperature": "out_of_range"})), qos=1)
         for seq in (2, 3, 4):
             await gw.publish(topics.device_telemetry(C, "gw-b1", "b1-th-01"), encode(Telemetry(
-                seq=seq, boot="r1", ts=time.time(), device="b1-th-01", metrics={"temperature": 21.0 + seq,
+                seq=seq, boot="r1", ts=time.time() - 10 + seq, device="b1-th-01", metrics={"temperature": 21.0 + seq,
                                                                                "humidity": 40.0})), qos=1)
         await wait_until(lambda: hub.stats()["stored"] == 4)
         await hub.scoring.score_now()
