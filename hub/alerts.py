@@ -18,7 +18,8 @@ SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift":
 # How staff read each kind (work-order titles; the staff page has its own copy in both languages).
 KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "offline": "设备离线", "fire": "疑似火情",
            "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移", "water_leak": "夜间持续用水（疑似漏水）",
-           "car_stuck": "电梯困停（运行中不换层）", "door_fault": "电梯门反复开关"}
+           "car_stuck": "电梯困停（运行中不换层）", "door_fault": "电梯门反复开关",
+           "unusual": "读数偏离常态"}
 
 
 @dataclass(frozen=True, slots=True)

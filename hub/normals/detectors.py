@@ -27,7 +27,6 @@ __all__ = ["KIND", "NormalAlert", "NormalDetectors"]
 log = logging.getLogger(__name__)
 
 KIND = "unusual"
-METRIC = "normal"  # the alert is about the device's readings together, not one metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +35,8 @@ class NormalAlert:
     device: str
     score: float
     source: str  # the model's name@version
+    metric: str  # the device's channels together, "temperature+humidity" (as the pattern detectors name theirs)
     kind: str = KIND
-    metric: str = METRIC
     severity: str = "warning"
 
 
@@ -91,7 +90,7 @@ class NormalDetectors:
                 continue
             rose, score = normal.observe(ts, row)
             if rose and score is not None:
-                raised.append(NormalAlert(ts, device, score, normal.model_name))
+                raised.append(NormalAlert(ts, device, score, normal.model_name, "+".join(normal.channels)))
             if normal.fit_due(ts):
                 try:
                     normal.fit(ts)

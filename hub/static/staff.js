@@ -6,7 +6,7 @@ const TEXT = {
         user: "用户名", password: "密码", login: "登录", logout: "退出", orders: "工单",
         loginForOrders: "登录后查看设备、告警与工单。", chart: "读数曲线", note: "处理说明", overdue: "超时",
         due: "时限", assignee: "处理人", none: "无", notices: "城市通知", expired: "已过期", egress: "出境记录",
-        normal: "常态模型", learning: "学习中", budget: "误报预算", perWeek: "次/周", spent: "已用", together: "整体读数",
+        normal: "常态模型", learning: "学习中", budget: "误报预算", perWeek: "次/周", spent: "已用",
         levels: { info: "通知", warning: "提醒", emergency: "紧急" },
         columns: { open: "待接单", claimed: "已接单", in_progress: "处理中", resolved: "待验收", verified: "已完成" },
         actions: { claim: "抢单", start: "开始处理", resolve: "办结", verify: "验收", reopen: "退回" },
@@ -22,7 +22,7 @@ const TEXT = {
         user: "User", password: "Password", login: "Log in", logout: "Log out", orders: "Work orders",
         loginForOrders: "Log in to see devices, alerts and work orders.", chart: "Readings", note: "What was done",
         overdue: "overdue", due: "due", assignee: "assignee", none: "none", notices: "City notices", expired: "expired", egress: "What left the community",
-        normal: "Learned normal", learning: "learning", budget: "False-alarm budget", perWeek: "/week", spent: "spent", together: "all readings",
+        normal: "Learned normal", learning: "learning", budget: "False-alarm budget", perWeek: "/week", spent: "spent",
         levels: { info: "notice", warning: "warning", emergency: "emergency" },
         columns: { open: "Open", claimed: "Claimed", in_progress: "In progress", resolved: "To verify", verified: "Done" },
         actions: { claim: "Claim", start: "Start", resolve: "Resolve", verify: "Verify", reopen: "Reopen" },
@@ -119,9 +119,9 @@ function normalText(n) {
 }
 
 function metricLabel(deviceId, metric) {
-  if (metric === "normal") return t("together");
   const d = allDevices.find((x) => x.id === deviceId);
-  return (d && d.metrics[metric] && d.metrics[metric][lang]) || metric;
+  // Several metrics together (a pattern detector's, a learned normal's): "running+floor".
+  return metric.split("+").map((m) => (d && d.metrics[m] && d.metrics[m][lang]) || m).join(" + ");
 }
 
 function fillFilters(all) {

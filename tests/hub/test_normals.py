@@ -69,6 +69,7 @@ def test_a_normal_week_stays_within_its_budget_and_a_fault_after_it_is_raised(tm
     assert len(raised) == 1, raised  # one alert: the rising edge, not one per reading over the limit
     alert = raised[0]
     assert alert.kind == "unusual" and alert.severity == "warning" and alert.device == DEVICE
+    assert alert.metric == "temperature+humidity"  # the device's channels together
     assert T0 + 60 * (start + 300) <= alert.raised_at <= T0 + 60 * (start + 310)  # within 10 readings
     after = detectors.status()[0]
     assert alert.source == after["model"] == f"normal-{DEVICE}@{DEVICE}.8"  # the day-8 refit's

@@ -70,7 +70,10 @@ async def test_a_device_warms_up_activates_and_raises_unusual_on_a_fault(
             return [a for a in (await http.get("/api/alerts")).json() if a["kind"] == "unusual"]
 
         alerts = await wait_until(unusual)
-        assert [(a["device"], a["severity"], a["model"]) for a in alerts] == [
-            ("b1-th-01", "warning", "normal-b1-th-01@b1-th-01.1")]
+        assert [(a["device"], a["metric"], a["severity"], a["model"]) for a in alerts] == [
+            ("b1-th-01", "temperature+humidity", "warning", "normal-b1-th-01@b1-th-01.1")]
+        orders = (await http.get("/api/work-orders")).json()  # an alert like any other: it opens an order
+        assert [o["title"] for o in orders if o["device"] == "b1-th-01"] == [
+            "1号楼大堂温湿度：temperature+humidity读数偏离常态"]
         shown = (await http.get("/api/normals")).json()[0]
         assert shown["spent"] == 1 and shown["alarm"] is True
