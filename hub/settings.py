@@ -60,6 +60,7 @@ class NormalsSettings(BaseModel):
     smooth: int = Field(default=5, ge=1)  # readings in the trailing median (hub/normal.py)
     hold: int = Field(default=60, ge=0)  # readings an alarm stays raised after the last one over a limit
     keep_versions: int = Field(default=3, ge=1)  # exported versions kept per device
+    restore: bool = True  # after a restart, score with each device's newest export (verified) at once
     inbox_size: int = Field(default=100_000, ge=100)  # readings waiting for the next scoring pass
     # A device's readings closer than this to the last one its normal took are left to the
     # other detectors: a burst (a replay, a misconfigured 1 kHz sender) costs the normal no

@@ -85,6 +85,8 @@ class NormalDetectors:
             if normal is None:
                 channels = tuple(m.name for m in CATALOG[device_class].metrics)  # type: ignore[index]
                 normal = self.devices[device] = DeviceNormal(device, channels, self.settings, self.store)
+                if self.settings.restore:
+                    normal.restore()
             row = normal.row(values)
             if row is None:
                 continue

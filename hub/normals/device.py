@@ -113,7 +113,34 @@ class DeviceNormal:
             s = self.settings
             return (self._written >= s.warmup_readings and self.first_ts is not None
                     and ts - self.first_ts >= s.warmup_min_s)
-        return ts >= self.next_fit_at
+        # A normal restored after a restart refits only once it has a warm-up's rows again.
+        return ts >= self.next_fit_at and self._written >= self.settings.warmup_readings
+
+    def restore(self) -> bool:
+        """Score with the newest version exported for this device (a hub restarted), verified
+        by hash like any load; False, and warm-up from scratch, if there is none or it is refused."""
+        folder = self._store.latest(self.device)
+        if folder is None:
+            return False
+        try:
+            statistics, manifest = load_statistics(folder)
+            if tuple(manifest["inputs"]["channels"]) != self.channels:
+                raise ModelError(f"{folder}: channels {manifest['inputs']['channels']} are not {list(self.channels)}")
+            settings, limits = manifest["settings"], manifest["limits"]
+            slow = np.zeros(len(self.channels), dtype=bool)
+            slow[list(manifest["slow_channels"])] = True
+            normal = PcaNormal(statistics, float(limits["t2"]), float(limits["q"]),  # type: ignore[arg-type]
+                               int(settings["smooth"]), slow, int(settings["slow_lag"]), int(settings["hold"]))
+            refit_at = float(manifest["warmup"]["to"]) + self.settings.refit_s
+            widen = float(limits["widen"])
+        except (ModelError, KeyError, TypeError, ValueError, IndexError) as exc:
+            self.last_error = f"not restored: {exc}"
+            log.warning("normal of %s: %s not restored, warming up again: %s", self.device, folder.name, exc)
+            return False
+        self.normal, self.stream, self.manifest = normal, _Stream(normal), manifest
+        self.widen, self.next_fit_at = widen, refit_at
+        log.info("normal of %s: restored %s", self.device, self.model_name)
+        return True
 
     def fit(self, ts: float) -> bool:
         """Fit (or refit) on the unflagged buffered rows, export, load the export back

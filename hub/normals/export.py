@@ -126,6 +126,11 @@ class NormalStore:
         seqs = [int(p.name.rsplit(".", 1)[1]) for p in self._versions(device)]
         return max(seqs, default=0) + 1
 
+    def latest(self, device: str) -> Path | None:
+        """The folder of the newest version exported for ``device``, if any."""
+        versions = self._versions(device)
+        return versions[-1] if versions else None
+
     def _versions(self, device: str) -> list[Path]:
         folder = self.root / _safe(device)
         if not folder.is_dir():

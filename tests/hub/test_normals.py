@@ -174,3 +174,25 @@ def test_spent_counts_the_trailing_week() -> None:
 def test_settings_refuse_a_buffer_smaller_than_the_warm_up() -> None:
     with pytest.raises(ValueError, match="buffer_readings"):
         NormalsSettings(warmup_readings=500, buffer_readings=100)
+
+
+def test_a_restarted_hub_scores_with_the_newest_export_at_once_and_refuses_a_tampered_one(tmp_path: Path) -> None:
+    detectors, _, rng = _week(tmp_path)
+    before = detectors.status()[0]
+    start = 8 * 1440
+    restarted = _detectors(tmp_path, warmup_readings=1440, warmup_min_s=86400, refit_s=86400)
+    faulty = _day_cycle(rng, range(start, start + 600), "step", fault_from=start + 300)
+    assert restarted.process(faulty[:300]) == []
+    raised = restarted.process(faulty[300:])
+    assert [a.source for a in raised] == [before["model"]]  # no day of warm-up: the export's normal
+    status = restarted.status()[0]
+    assert status["state"] == "active" and status["fits"] == 0
+    # Its refit falls due but waits for a warm-up's rows of its own (600 now).
+    assert status["refit_at"] < T0 + 60 * (start + 600) and status["model_version"] == before["model_version"]
+
+    folder = tmp_path / "normals" / DEVICE / before["model_version"]
+    (folder / "normal.onnx").write_bytes((folder / "normal.onnx").read_bytes() + b"\0")
+    again = _detectors(tmp_path, warmup_readings=1440)
+    again.process(faulty[:10])
+    status = again.status()[0]
+    assert status["state"] == "warming_up" and "does not match manifest" in status["last_error"]
