@@ -20,15 +20,16 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 from hub.inference import ModelError
 from hub.normal import NormalModel
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["MODEL_FILE", "NormalStore", "OnnxStatistics", "load_statistics", "statistics_graph"]
 
@@ -39,8 +40,13 @@ _OPSET = 17
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a device id or version as a folder name
 
 
-def statistics_graph(model: NormalModel, n_inputs: int, name: str) -> onnx.ModelProto:
+def statistics_graph(model: NormalModel, n_inputs: int, name: str) -> "onnx.ModelProto":
     """The T² and Q graph of ``model`` for rows of ``n_inputs`` channels."""
+    # Imported here: onnx (about 12 MB and 0.7 s at import) is only needed by a hub that
+    # fits normals, not by every hub that imports this package.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     init = [numpy_helper.from_array(np.asarray(a, dtype=dtype), n) for n, a, dtype in (
         ("channels", model.channels, np.int64), ("mean", model.mean, np.float64),
         ("scale", model.scale, np.float64), ("components", model.components, np.float64),

@@ -104,3 +104,13 @@ def test_a_device_id_that_cannot_name_a_folder_is_refused(tmp_path: Path) -> Non
     normal = fit_normal(_correlated(rng, 300, 2), NormalSettings(slow_lag=0))
     with pytest.raises(ModelError, match="cannot name a model folder"):
         NormalStore(tmp_path, keep=1).export("../evil", 1, normal.model, 2, {"inputs": {"channels": ["a", "b"]}})
+
+
+def test_a_hub_that_fits_no_normal_does_not_load_onnx() -> None:
+    """onnx costs about 12 MB of RSS and 0.7 s at import: only a fit may bring it in."""
+    import subprocess
+    import sys
+
+    probe = "import sys, hub.service, hub.normals.export; print('onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
