@@ -48,6 +48,7 @@ from hub.ingest import Ingestor, Pending
 from hub.metrics import HubMetrics
 from hub.model_reload import ModelReload
 from hub.normals import NormalDetectors, NormalStore
+from hub.normals.metrics import NormalsCollector
 from hub.patterns import NightHours, load_detectors
 from hub.registry import Registry
 from hub.retention import Retention
@@ -89,6 +90,7 @@ class HubService:
             self.normals = NormalDetectors(settings.normals, NormalStore(settings.database.parent / "normals",
                                                                          settings.normals.keep_versions))
             self.scoring.normals = self.ingestor.normals = self.normals
+            self.metrics.registry.register(NormalsCollector(self.normals))
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")  # summaries, alerts, commands
         self._mqtt = mqtt
         # Components that own tables are built in __aenter__ (no I/O in a constructor).

@@ -49,6 +49,7 @@ class NormalDetectors:
         self._inbox: deque[tuple[float, str, str, dict[str, float]]] = deque()
         self.dropped = 0  # readings the full inbox refused
         self.skipped = 0  # readings within min_spacing_s of their device's last one taken
+        self.fit_failures = 0  # fits that raised (logged; the device tries again after refit_s)
         self._last_taken: dict[str, float] = {}  # by device: the time of the last reading taken
 
     def add(self, device: str, device_class: str, ts: float, values: dict[str, float]) -> None:
@@ -98,6 +99,7 @@ class NormalDetectors:
                     normal.fit(ts)
                 except Exception:  # a bug in one device's fit must not stop the others' scoring
                     log.exception("normal of %s: fit failed", device)
+                    self.fit_failures += 1
                     normal.next_fit_at = ts + self.settings.refit_s
         return raised
 

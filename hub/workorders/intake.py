@@ -25,8 +25,7 @@ class AlertIntake:
         state = self.registry.devices.get(alert.device)
         if state is None:
             return None
-        described = CATALOG[state.device_class].metric(alert.metric)
-        label = described.label_zh if described is not None else ("" if alert.kind == "offline" else alert.metric)
+        label = "" if alert.kind == "offline" else _label_zh(state.device_class, alert.metric)
         what, category = KIND_ZH.get(alert.kind, alert.kind), category_of_alert(alert.kind, state.device_class)
         if alert.rule is not None:
             label, what, category = "", alert.rule.label_zh, alert.rule.category or category
@@ -38,3 +37,10 @@ class AlertIntake:
             self.metrics.count("work_orders_opened")
             log.info("work order %d opened for alert %s/%s/%s", order, alert.device, alert.metric, alert.kind)
         return order
+
+
+def _label_zh(device_class: str, metric: str) -> str:
+    """A metric's Chinese label; a combined one ("temperature+humidity", a learned normal's
+    or a pattern detector's) joins its parts' labels: 温度+湿度."""
+    described = [CATALOG[device_class].metric(part) for part in metric.split("+")]
+    return "+".join(d.label_zh if d is not None else part for d, part in zip(described, metric.split("+"), strict=True))

@@ -74,6 +74,10 @@ async def test_a_device_warms_up_activates_and_raises_unusual_on_a_fault(
             ("b1-th-01", "temperature+humidity", "warning", "normal-b1-th-01@b1-th-01.1")]
         orders = (await http.get("/api/work-orders")).json()  # an alert like any other: it opens an order
         assert [o["title"] for o in orders if o["device"] == "b1-th-01"] == [
-            "1号楼大堂温湿度：temperature+humidity读数偏离常态"]
+            "1号楼大堂温湿度：温度+湿度读数偏离常态"]
         shown = (await http.get("/api/normals")).json()[0]
         assert shown["spent"] == 1 and shown["alarm"] is True
+        metrics = (await http.get("/metrics")).text
+        assert 'midbrain_hub_normals_devices{state="active"} 1.0' in metrics
+        assert "midbrain_hub_normals_fits_total 1.0" in metrics
+        assert "midbrain_hub_normals_alarms 1.0" in metrics
