@@ -71,7 +71,7 @@ class MqttLink:
         backoff = Backoff(self.endpoint.reconnect_initial_s, self.endpoint.reconnect_max_s)
         while not stop.is_set():
             try:
-                await self._session(stop)
+                await self._session_until_stopped(stop)
                 backoff.reset()
             except aiomqtt.MqttError as exc:
                 delay = backoff.next_delay()
@@ -81,6 +81,26 @@ class MqttLink:
                     await asyncio.wait_for(stop.wait(), delay)
                 except TimeoutError:
                     pass
+
+    async def _session_until_stopped(self, stop: asyncio.Event) -> None:
+        """One session. Once connected, it ends itself on ``stop``; a stop that comes while
+        it is still connecting (a broker that takes the TCP connection and never answers, a
+        stalled TLS handshake) ends it at once, not after the connect timeout."""
+        connects = self.connects  # it moves when the broker has taken the connection
+        session = asyncio.create_task(self._session(stop), name=f"{self.client_id}-session")
+        stopper = asyncio.create_task(stop.wait(), name=f"{self.client_id}-connect-stop")
+        try:
+            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            # Only a session that never connected is cancelled: a connected one may be
+            # draining messages it took (see _drain), which must not be cut short.
+            if not session.done() and self.connects == connects:
+                log.info("mqtt %s: stopped while connecting to %s:%d", self.client_id,
+                         self.endpoint.host, self.endpoint.port)
+                await cancel_until_done([session])
+                return
+            await session  # the session's own end (or its MqttError, for run's backoff)
+        finally:
+            await cancel_until_done([stopper, session])
 
     async def _session(self, stop: asyncio.Event) -> None:
         ep = self.endpoint

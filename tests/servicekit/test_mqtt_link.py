@@ -171,3 +171,35 @@ async def test_messages_taken_before_a_stop_are_handled_not_dropped(mosquitto: M
     finally:
         stop.set()
         await asyncio.wait_for(runner, 10)
+
+
+async def test_a_stop_while_connecting_ends_the_link_at_once() -> None:
+    """A broker address that takes the TCP connection and never answers (a stalled TLS
+    handshake or a half-dead broker look the same): a service stopping must not wait out
+    the connect timeout (10 s) first."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = MqttLink(MqttEndpoint(port=port, reconnect_initial_s=0.05, reconnect_max_s=0.2), client_id="t-silent")
+    stop = asyncio.Event()
+    runner = asyncio.create_task(link.run(stop))
+    try:
+        async with asyncio.timeout(5):
+            while not accepted:  # the client is now waiting for a CONNACK that never comes
+                await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        stop.set()
+        await asyncio.wait_for(runner, 8)
+        assert loop.time() - began < 2  # not the 10 s connect timeout
+        assert link.connects == 0 and not link.connected
+    finally:
+        runner.cancel()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
