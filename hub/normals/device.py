@@ -98,14 +98,17 @@ class DeviceNormal:
         self._rows[i], self._ts[i], self._flagged[i] = row, ts, flagged
         self._written += 1
 
-    def _recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The buffered rows, times and flags, oldest first."""
+    def _order(self) -> slice | np.ndarray:
+        """Indices of the buffered readings, oldest first."""
         n = len(self._ts)
         if self._written <= n:
-            k = self._written
-            return self._rows[:k], self._ts[:k], self._flagged[:k]
+            return slice(0, self._written)
         start = self._written % n
-        order = np.r_[start:n, 0:start]
+        return np.r_[start:n, 0:start]
+
+    def _recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The buffered rows, times and flags, oldest first."""
+        order = self._order()
         return self._rows[order], self._ts[order], self._flagged[order]
 
     def fit_due(self, ts: float) -> bool:
@@ -146,8 +149,8 @@ class DeviceNormal:
         """Fit (or refit) on the unflagged buffered rows, export, load the export back
         verified, and score through it from the next reading on; False if it failed (the
         previous model, if any, stays)."""
-        rows, times, flagged = self._recent()
-        rows, times = rows[~flagged], times[~flagged]
+        buffered, times, flagged = self._recent()
+        rows, times = buffered[~flagged], times[~flagged]
         spent, budget = self.spent.in_week(ts), self.settings.alerts_per_week
         if self.stream is not None and spent > budget:
             self.widen *= spent / budget
@@ -163,7 +166,7 @@ class DeviceNormal:
             log.warning("normal of %s: fit on %d rows failed, next try at %s: %s", self.device, len(rows),
                         _iso(self.next_fit_at), exc)
             return False
-        history = self._recent()[0][-(normal.smooth + normal.lag):]
+        history = buffered[-(normal.smooth + normal.lag):]
         self.normal, self.stream = normal, _Stream(normal, history)
         self.alarm, self.last_error = False, ""
         self.fits += 1
@@ -197,7 +200,7 @@ class DeviceNormal:
         if self.manifest is not None:
             per_reading = self.manifest["settings"]["false_alarm_budget"]
         elif self._written > 1:
-            rows, times, _ = self._recent()
+            times = self._ts[self._order()]  # the times only: a status read copies no rows
             try:
                 per_reading = per_reading_budget(s.alerts_per_week, cadence_s(times), s.smooth,
                                                  max(len(times), s.warmup_readings))[0]

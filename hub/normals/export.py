@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
-from hub.inference import ModelError
+from hub.inference import ModelError, read_verified, session
 from hub.normal import NormalModel
 
 if TYPE_CHECKING:
@@ -79,11 +78,7 @@ class OnnxStatistics:
     """A :class:`NormalModel` stand-in whose :meth:`statistics` runs the exported graph."""
 
     def __init__(self, model_bytes: bytes, n_inputs: int) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        self._session = session(model_bytes)
         self.n_inputs = n_inputs
 
     def statistics(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,15 +92,11 @@ def load_statistics(folder: Path) -> tuple[OnnxStatistics, dict[str, Any]]:
 
     ModelError if the manifest or the file cannot be read, or the file's sha256 is not the
     manifest's (a file changed after export is refused)."""
+    manifest, model_bytes, _ = read_verified(folder, "the normal")
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        model_bytes = (folder / manifest["file"]).read_bytes()
         n_inputs = len(manifest["inputs"]["channels"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ModelError(f"cannot read the normal in {folder}: {exc}") from exc
-    digest = hashlib.sha256(model_bytes).hexdigest()
-    if digest != manifest.get("sha256"):
-        raise ModelError(f"{folder}: sha256 {digest} does not match manifest {manifest.get('sha256')}")
     try:
         return OnnxStatistics(model_bytes, n_inputs), manifest
     except Exception as exc:  # onnxruntime's own errors (a graph it cannot load)
