@@ -39,6 +39,8 @@ def _day_cycle(rng: np.random.Generator, minutes: range, fault: str = "none", fa
                 t, h = 21.0, 48.0
             elif fault == "erratic":  # a failing sensor: every reading wild
                 t, h = t + rng.choice([-12.0, 12.0]), h + rng.choice([-30.0, 30.0])
+            elif fault == "drift":  # a sensor drifting off: 0.05 °C a minute
+                t += 0.05 * k
         out.append((T0 + 60.0 * m, DEVICE, "temp_humidity", {"temperature": float(t), "humidity": float(h)}))
     return out
 
