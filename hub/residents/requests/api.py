@@ -44,7 +44,13 @@ from hub.residents.requests.intake import CHANNELS, EMERGENCY_NUMBERS, Intake, N
 from hub.residents.requests.pin_guard import PinRefused
 from hub.web_auth import principal, require
 
-ID = PathParam(ge=1, le=2**63 - 1)
+
+
+def _id() -> Any:
+    """A path id as SQLite's INTEGER holds it (a new Param per route: FastAPI names it after its first use)."""
+    return PathParam(ge=1, le=2**63 - 1)
+
+
 TICKET = Field(min_length=1, max_length=40)
 PIN = Field(min_length=1, max_length=12)
 
@@ -242,14 +248,14 @@ def requests_router(intake_of: Callable[[Request], Intake], submit_per_minute: i
         return intake_of(request).queue(limit)
 
     @router.post("/api/triage-queue/{request_id}")
-    async def confirm(request: Request, request_id: int = ID, who: Principal = require("supervisor")) -> dict[str, Any]:
+    async def confirm(request: Request, request_id: int = _id(), who: Principal = require("supervisor")) -> dict[str, Any]:
         body, _ = await _fields(request, ConfirmBody)
         receipt = await run_in_threadpool(intake_of(request).confirm, request_id, body.category, body.urgency, who)
         return {"ticket": receipt.ticket, "category": receipt.category, "urgency": receipt.urgency,
                 "work_order_id": receipt.work_order_id, "merged": receipt.merged}
 
     @router.get("/api/work-orders/{order_id}/requests")
-    def order_requests(request: Request, order_id: int = ID, who: Principal = require("staff")) -> list[str]:
+    def order_requests(request: Request, order_id: int = _id(), who: Principal = require("staff")) -> list[str]:
         return intake_of(request).order_requests(order_id)
 
     def may_see(intake: Intake, order_id: int, who: Principal) -> None:
@@ -259,7 +265,7 @@ def requests_router(intake_of: Callable[[Request], Intake], submit_per_minute: i
                                "forbidden")
 
     @router.get("/api/work-orders/{order_id}/photos")
-    def order_photos(request: Request, order_id: int = ID, who: Principal = require("volunteer")) -> list[dict[str, Any]]:
+    def order_photos(request: Request, order_id: int = _id(), who: Principal = require("volunteer")) -> list[dict[str, Any]]:
         intake = intake_of(request)
         may_see(intake, order_id, who)
         return [{**p, "url": f"/api/request-photos/{p['id']}"} for p in intake.order_photos(order_id)]
@@ -274,7 +280,7 @@ def requests_router(intake_of: Callable[[Request], Intake], submit_per_minute: i
         return {"id": photo_id, "url": f"/api/request-photos/{photo_id}"}
 
     @router.get("/api/request-photos/{photo_id}")
-    def photo(request: Request, photo_id: int = ID, who: Principal = require("volunteer")) -> Response:
+    def photo(request: Request, photo_id: int = _id(), who: Principal = require("volunteer")) -> Response:
         intake = intake_of(request)
         found = intake.store.photo(photo_id)
         if found is None:
