@@ -19,6 +19,15 @@ class _Frozen(BaseModel):
 class Building(_Frozen):
     id: Ident
     name: str = Field(min_length=1, max_length=64)
+    units: int = Field(default=0, ge=0, le=99)  # 单元: places b1/u1 .. b1/u<units> residents pick
+
+
+class Area(_Frozen):
+    """A common area residents may report a problem at (北门, 地下车库, ...)."""
+
+    id: Ident
+    name: str = Field(min_length=1, max_length=64)
+    name_en: str = Field(default="", max_length=64)
 
 
 class Gateway(_Frozen):
@@ -50,6 +59,7 @@ class Community(_Frozen):
     buildings: tuple[Building, ...] = Field(min_length=1)
     gateways: tuple[Gateway, ...] = Field(min_length=1)
     devices: tuple[DeviceSpec, ...] = ()
+    common_areas: tuple[Area, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> "Community":
@@ -57,7 +67,8 @@ class Community(_Frozen):
         gateways = {g.id for g in self.gateways}
         for kind, ids in (("building", [b.id for b in self.buildings]),
                           ("gateway", [g.id for g in self.gateways]),
-                          ("device", [d.id for d in self.devices])):
+                          ("device", [d.id for d in self.devices]),
+                          ("place", [b.id for b in self.buildings] + [a.id for a in self.common_areas])):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} id(s): {', '.join(dupes)}")

@@ -21,7 +21,7 @@ from contract import topics
 from contract.classes import HOUSEHOLD_CLASSES
 from contract.codec import encode
 from contract.messages import Alert
-from hub.alerts import RaisedAlert
+from hub.alerts import RESIDENT_EMERGENCY, RaisedAlert
 from hub.metrics import HubMetrics
 from hub.registry import Registry
 from hub.rules import CombinationRule, CombinationRules
@@ -132,6 +132,18 @@ class Alerting:
         raised = RaisedAlert(alert_id, at, device, metric, kind, score, severity, source, rule)
         for listener in self._listeners:
             await listener(raised)
+        return alert_id
+
+    def raise_resident_alert(self, at: float, place: str, category: str, ticket: str) -> int:
+        """A resident's emergency report: a critical alert recorded at once for the staff on duty
+        (``/api/alerts``, the staff page), as ``device = place:<place>``, ``metric = <category>``,
+        ``model = ticket:<ticket>``: never the resident's words or identity. It stays in the
+        community: not published, not in the interval summary's counts; the residents' intake
+        opens its work order itself."""
+        alert_id = self.log.add(at, f"place:{place}", category, RESIDENT_EMERGENCY, 1.0, "critical", f"ticket:{ticket}")
+        self.metrics.alerts.labels(RESIDENT_EMERGENCY).inc()
+        self.metrics.count("alerts")
+        log.warning("resident emergency: %s at %s (ticket %s), alert %d", category, place, ticket, alert_id)
         return alert_id
 
     async def threshold_crossed(self, ts: float, device: str, metric: str, value: float, bound: str,

@@ -19,7 +19,8 @@ SEVERITY = {"fire": "critical", "spike": "warning", "stuck": "warning", "drift":
 KIND_ZH = {"threshold": "超出阈值", "rate_of_change": "变化过快", "offline": "设备离线", "fire": "疑似火情",
            "spike": "读数突变", "stuck": "读数卡滞", "drift": "读数漂移", "water_leak": "夜间持续用水（疑似漏水）",
            "car_stuck": "电梯困停（运行中不换层）", "door_fault": "电梯门反复开关",
-           "unusual": "读数偏离常态"}
+           "unusual": "读数偏离常态", "resident_emergency": "居民紧急求助"}
+RESIDENT_EMERGENCY = "resident_emergency"  # a resident's report triaged as an emergency (hub.residents)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,10 @@ from contract.topology import Community
 from hub.accounts import AccountError, Principal
 from hub.inference import WindowModel
 from hub.login_guard import LoginGuard
+from hub.residents.requests import Intake, RequestError
+from hub.residents.requests.api import request_error, requests_router
+from hub.residents.requests.pin_guard import PinRefused
+from hub.residents.triage import Triager
 from hub.service import HubService
 from hub.settings import HubSettings
 from hub.twin import DesiredPatch, TwinError
@@ -54,14 +58,15 @@ class Action(BaseModel):
 
 
 def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
-               ready: asyncio.Event | None = None, model: WindowModel | None = None) -> FastAPI:
+               ready: asyncio.Event | None = None, model: WindowModel | None = None,
+               triager: Triager | None = None) -> FastAPI:
     web_metrics = CollectorRegistry()  # the HTTP layer's own counters, beside the hub's in /metrics
     guard = LoginGuard(registry=web_metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with HubService(settings, community, mqtt, model=model) as hub:
+            async with HubService(settings, community, mqtt, model=model, triager=triager) as hub:
                 app.state.hub = hub
                 if ready is not None:
                     ready.set()
@@ -75,10 +80,22 @@ def create_app(settings: HubSettings, community: Community, mqtt: MqttEndpoint,
                   openapi_url=DOCS[3] if docs else None,
                   responses=REFUSAL_RESPONSES)  # its 422s carry a sentence, or FastAPI's list
     app.add_middleware(SameOrigin, registry=web_metrics)
-    app.add_middleware(BodyLimit, default_bytes=64 * 1024, route_bytes={"/api/login": 4096}, inflated_bytes=64 * 1024,
-                       registry=web_metrics)
+    with_photo = settings.residents.photo_max_bytes + 64 * 1024  # a photo and the form around it
+    app.add_middleware(BodyLimit, default_bytes=64 * 1024,
+                       route_bytes={"/api/login": 4096, "/api/requests": with_photo, "/api/requests/info": with_photo,
+                                    "/api/order-photos": with_photo},
+                       inflated_bytes=64 * 1024, registry=web_metrics)
     app.add_middleware(SecurityHeaders, exempt=frozenset(DOCS) if docs else frozenset())
     app.include_router(accounts_router(guard, settings.cookie_secure))
+
+    def intake_of(request: Request) -> Intake:
+        intake = request.app.state.hub.residents
+        assert intake is not None
+        return intake  # type: ignore[no-any-return]
+
+    app.include_router(requests_router(intake_of, settings.residents.submit_per_minute))
+    app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(PinRefused, request_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def hub_of(request: Request) -> HubService:

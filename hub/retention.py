@@ -1,5 +1,6 @@
 """Retention: raw readings rolled up to 1-minute and 1-hour aggregates, then everything past
-its retention deleted, by the component that owns it (the store's rows, scoring's windows).
+its retention deleted, by the component that owns it (the store's rows, scoring's windows);
+residents' closed requests past theirs are anonymised by their own component.
 
 Runs on the event loop, like the writer, in bounded steps (each roll-up step is at most
 200,000 raw rows), every ``retention_interval_s``.
@@ -8,6 +9,7 @@ Runs on the event loop, like the writer, in bounded steps (each roll-up step is 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from hub.scoring import ScoreLog
 from hub.settings import HubSettings
@@ -21,7 +23,9 @@ RESOLUTIONS = (60, 3600)
 
 
 class Retention:
-    def __init__(self, store: HubStore, score_log: ScoreLog, settings: HubSettings) -> None:
+    def __init__(self, store: HubStore, score_log: ScoreLog, settings: HubSettings,
+                 anonymise: Callable[[float], int] | None = None) -> None:
+        self.anonymise = anonymise  # residents' closed requests past their retention (hub.residents.requests)
         self.store = store
         self.score_log = score_log
         self.raw_days = settings.retention_raw_days
@@ -40,6 +44,8 @@ class Retention:
         done.update(self.store.expire(raw_before, {60: now - self.minute_days * DAY, 3600: now - self.hour_days * DAY},
                                       now - self.dead_letter_days * DAY))
         done["windows"] = self.score_log.expire(raw_before)
+        if self.anonymise is not None:
+            done["requests_anonymised"] = self.anonymise(now)
         if any(done.values()):
             log.info("retention: %s", ", ".join(f"{k} {v}" for k, v in done.items() if v))
         return done

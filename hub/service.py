@@ -23,6 +23,7 @@ device twin            hub.device_twin, hub.twin          hub-reconcile-<gateway
 device status          hub.device_status                  hub-status
 city downlink          hub.city_downlink, hub.downlink    hub-downlink-answer-<seq>
 summaries              hub.summaries                      hub-summary
+residents' requests    hub.residents.requests             (API; anonymised by retention)
 =====================  =================================  ===========================
 """
 
@@ -51,6 +52,11 @@ from hub.normals import NormalDetectors, NormalStore
 from hub.normals.metrics import NormalsCollector
 from hub.patterns import NightHours, load_detectors
 from hub.registry import Registry
+from hub.residents.requests import Intake, Places, RequestStore
+from hub.residents.requests.identity import Identity, load_or_create_key
+from hub.residents.requests.metrics import RequestMetrics
+from hub.residents.triage import Triager
+from hub.residents.triage.keywords import KeywordTriage
 from hub.retention import Retention
 from hub.rules import CombinationRules
 from hub.scoring import ScoreLog, Scoring
@@ -68,7 +74,7 @@ if TYPE_CHECKING:
 
 class HubService:
     def __init__(self, settings: HubSettings, community: Community, mqtt: MqttEndpoint,
-                 *, model: WindowModel | None = None) -> None:
+                 *, model: WindowModel | None = None, triager: Triager | None = None) -> None:
         self.settings = settings
         self.community = community
         self.started = time.time()
@@ -91,12 +97,16 @@ class HubService:
                                                                          settings.normals.keep_versions))
             self.scoring.normals = self.ingestor.normals = self.normals
             self.metrics.registry.register(NormalsCollector(self.normals))
+        # Residents' requests are triaged by this (the keyword baseline until a trained model is given).
+        self.triager: Triager = triager or KeywordTriage()
+        self.request_metrics = RequestMetrics(self.metrics.registry)
         self.publisher = MqttLink(mqtt, client_id=f"{settings.client_id}-pub")  # summaries, alerts, commands
         self._mqtt = mqtt
         # Components that own tables are built in __aenter__ (no I/O in a constructor).
         self.store: HubStore | None = None
         self.accounts: Accounts | None = None
         self.workorders: WorkOrders | None = None
+        self.residents: Intake | None = None
         self.writer: IngestWriter
         self.alerting: Alerting
         self.twin: DeviceTwin
@@ -124,7 +134,9 @@ class HubService:
         self.store = store = await self._open(partial(HubStore, dead_letters=s.dead_letters))
         self.metrics.watch_dead_letters(store.dead_letter_stats)
         self.accounts = accounts = await self._open(Accounts)
-        self.workorders = orders = await self._open(WorkOrders)
+        self.workorders = orders = await self._open(partial(WorkOrders, timezone=s.timezone))
+        request_store: RequestStore = await self._open(RequestStore)
+        key = await asyncio.to_thread(load_or_create_key, s.database.parent / "residents.key")
         score_log: ScoreLog = await self._open(ScoreLog)
         alert_log: AlertLog = await self._open(AlertLog)
         summary_store: SummaryStore = await self._open(SummaryStore)
@@ -156,7 +168,10 @@ class HubService:
                                      self.metrics, self.publisher, publish_timeout_s=s.publish_timeout_s)
         await self.downlink.restore(keep_window_model=s.model_dir is not None)  # what the city set still holds
         await asyncio.to_thread(self.twin.restore)
-        self.retention = Retention(store, score_log, s)
+        self.residents = Intake(request_store, orders, Places(self.community), self.triager, Identity(key),
+                                s.residents, self.request_metrics, raise_alert=self.alerting.raise_resident_alert,
+                                timezone=s.timezone, role_of=partial(_role_of, accounts))
+        self.retention = Retention(store, score_log, s, anonymise=self.residents.anonymise_closed)
         if s.influx is not None:
             from hub.influx import InfluxSink  # influxdb-client only where a sink is configured
 
@@ -263,3 +278,8 @@ class HubService:
             "devices_online": self.registry.online_count(),
             "devices": len(self.registry.devices),
         }
+
+
+def _role_of(accounts: Accounts, name: str) -> str | None:
+    """A user's role (what residents see instead of a staff member's name)."""
+    return next((u["role"] for u in accounts.users() if u["name"] == name), None)

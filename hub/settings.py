@@ -75,6 +75,22 @@ class NormalsSettings(BaseModel):
         return self
 
 
+class ResidentsSettings(BaseModel):
+    """The ``[hub.residents]`` section: residents' requests (hub/residents/requests/)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ticket_prefix: str = Field(default="XH", pattern=r"^[A-Z]{2,4}$")  # this community's tickets: XH-20261202-0042
+    retention_days: float = Field(default=180, gt=0)  # closed requests' personal fields anonymised after this
+    reopen_days: float = Field(default=7, gt=0)  # a resident may reopen within this of the resolution
+    min_confidence: float = Field(default=0.5, ge=0, le=1)  # below it: the supervisor's triage queue
+    duplicate_window_h: float = Field(default=3, gt=0)  # reports of one problem merge within this (chosen on training/data/duplicates_dev.jsonl)
+    photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    text_max_chars: int = Field(default=1000, ge=10)
+    pin_attempts: int = Field(default=5, ge=1)  # failed ticket+PIN tries per ticket and per address, per 15 min
+    submit_per_minute: int = Field(default=30, ge=1)  # anonymous posts (and live triage) per client address
+
+
 class HubSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -143,6 +159,7 @@ class HubSettings(BaseModel):
     # Alerts that together are one incident (hub/rules.py); [[hub.rules]] in the config
     # replaces this list.
     rules: tuple[CombinationRule, ...] = DEFAULT_RULES
+    residents: ResidentsSettings = ResidentsSettings()  # residents' requests: tickets, PINs, retention
     normals: NormalsSettings = NormalsSettings()  # per-device learned normals; off unless enabled
     influx: InfluxSettings | None = None  # an InfluxDB v2 write API that also gets committed telemetry
 

@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from hub.accounts import Principal
+from zoneinfo import ZoneInfo
+
 from hub.categories import CATEGORIES
+from hub.workorders.service_hours import due_at
 from servicekit.sqlite import open_database
 
 _SCHEMA = """
@@ -88,10 +91,13 @@ _TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "comment": (STATUSES, None),
 }
 ACTIONS = tuple(_TRANSITIONS)
+# What a requester (a resident, through hub.residents) may note on an order.
+_REQUESTER_NOTES = ("report_merged", "info_added", "photo_added", "rated")
 
 
 class WorkOrders:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timezone: str = "Asia/Shanghai") -> None:
+        self._tz = ZoneInfo(timezone)  # the community's local time: what each category's service hours mean
         self._db = open_database(path, _SCHEMA)
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change: live pages watch it
@@ -105,7 +111,8 @@ class WorkOrders:
         if category not in CATEGORIES:
             raise WorkOrderError(f"unknown category {category!r} (known: {', '.join(CATEGORIES)})", 422)
         now = time.time() if now is None else now
-        due = now + CATEGORIES[category].sla_minutes * 60
+        spec = CATEGORIES[category]
+        due = due_at(now, spec.sla_minutes, spec.hours, self._tz)  # counted in the category's service hours
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO work_orders (created_at, source, alert_key, category, title, description, building, "
@@ -153,6 +160,38 @@ class WorkOrders:
                              "WHERE id = ?", (to, new_assignee, resolved_at, now, order_id))
             detail = note if action != "assign" else f"→ {assignee}" + (f": {note}" if note else "")
             self._event(order_id, now, who.actor, action, status, to, detail)
+        self.version += 1
+        return self.get(order_id)
+
+    def requester_note(self, order_id: int, action: str, actor: str, note: str, now: float | None = None) -> None:
+        """Note on the order what its requester did (another report merged into it, information
+        added, a rating): an event only, its status unchanged. ``actor`` names the requester
+        (e.g. ``resident:XH-20261202-0042``), never a person."""
+        if action not in _REQUESTER_NOTES:
+            raise WorkOrderError(f"unknown requester note {action!r} (known: {', '.join(_REQUESTER_NOTES)})", 422)
+        now = time.time() if now is None else now
+        with self._lock:
+            self._get(order_id)
+            self._db.execute("UPDATE work_orders SET updated_at = ? WHERE id = ?", (now, order_id))
+            self._event(order_id, now, actor, action, None, None, note)
+        self.version += 1
+
+    def requester_reopen(self, order_id: int, actor: str, note: str, *, within_s: float,
+                         now: float | None = None) -> dict[str, Any]:
+        """The requester says it is not fixed: a resolved (or verified) order resolved less than
+        ``within_s`` ago is reopened (a supervisor's ``reopen`` has no such limit)."""
+        if not note.strip():
+            raise WorkOrderError("reopen needs a note saying why", 422)
+        now = time.time() if now is None else now
+        with self._lock:
+            order = self._get(order_id)
+            if order["status"] not in ("resolved", "verified"):
+                raise WorkOrderError(f"cannot reopen a work order that is {order['status']}")
+            if order["resolved_at"] is None or now - order["resolved_at"] > within_s:
+                raise WorkOrderError("it was resolved too long ago to reopen: report it again", 409)
+            self._db.execute("UPDATE work_orders SET status = 'reopened', resolved_at = NULL, updated_at = ? "
+                             "WHERE id = ?", (now, order_id))
+            self._event(order_id, now, actor, "reopen", order["status"], "reopened", note)
         self.version += 1
         return self.get(order_id)
 
